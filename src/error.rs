@@ -1,0 +1,182 @@
+//! vault's errors. Each one names the file, key, entry or member concerned, and [`Error::hint`]
+//! says what to do next.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with a key file or a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is not an OpenPGP key ({0})")]
+    NotOpenPgp(String),
+    #[error("it holds {0} certificates, expected exactly one")]
+    Several(usize),
+    #[error("it contains secret key material")]
+    SecretMaterial,
+    #[error("it is a version {0} key; GnuPG 2.2 and pass need version 4 keys")]
+    NotV4(u8),
+    #[error("it is not valid under the standard policy ({0})")]
+    Policy(String),
+    #[error("it is revoked")]
+    Revoked,
+    #[error("it expired on {0}")]
+    Expired(String),
+    #[error("it has no alive, non-revoked, encryption-capable subkey")]
+    NoEncryptionSubkey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git: {what}: {message}")]
+    Git { what: String, message: String },
+    #[error("no password store at {0}")]
+    NoStore(PathBuf),
+    #[error("{0} is a pass store that vault has not adopted yet (no .members.toml)")]
+    NotAdopted(PathBuf),
+    #[error("{0} is not a git repository")]
+    NotGitRepo(PathBuf),
+    #[error("{path} is inside the git repository at {top}, not at its top")]
+    NotRepoTop { path: PathBuf, top: PathBuf },
+    #[error("the store's git HEAD is {0}")]
+    BadHead(&'static str),
+    #[error("the store has uncommitted changes: {}", .0.join(", "))]
+    Dirty(Vec<String>),
+    #[error("key file {file}: {problem}")]
+    KeyFile { file: String, problem: KeyProblem },
+    #[error("{file} line {line} ({text:?}): {problem}")]
+    GpgIdLine {
+        file: String,
+        line: usize,
+        text: String,
+        problem: String,
+    },
+    #[error("{file}: {problem}")]
+    Roster { file: String, problem: String },
+    #[error("no member named {0:?}")]
+    UnknownMember(String),
+    #[error("{0}")]
+    MemberExists(String),
+    #[error("invalid {what} {value:?}: {why}")]
+    InvalidName {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("removing {member} would leave {file} with no recipients")]
+    WouldEmpty { member: String, file: String },
+    #[error("{member} is not a recipient of {folder}")]
+    NotRecipient { member: String, folder: String },
+    #[error("the operator key {identity} cannot decrypt {} entr{}: {}", .entries.len(), if .entries.len() == 1 { "y" } else { "ies" }, .entries.join(", "))]
+    CannotDecrypt {
+        identity: String,
+        entries: Vec<String>,
+    },
+    #[error("no operator key: this command decrypts entries and needs your secret key")]
+    NoIdentity,
+    #[error("operator key {file}: {problem}")]
+    Identity { file: String, problem: String },
+    #[error("entry {entry}: {problem}")]
+    Entry { entry: String, problem: String },
+    #[error("member {member} ({fingerprint}): {problem}")]
+    MemberKey {
+        member: String,
+        fingerprint: String,
+        problem: KeyProblem,
+    },
+    #[error(
+        "recipient {fingerprint} listed in {file} has no key in .public-keys/ or the GnuPG keyring"
+    )]
+    MissingKey { fingerprint: String, file: String },
+    #[error("the key's fingerprint is {actual}, not the {expected} you asserted")]
+    FingerprintMismatch { expected: String, actual: String },
+    #[error("{0} is already a vault store")]
+    AlreadyInitialised(PathBuf),
+    #[error("{0}")]
+    Usage(String),
+    #[error("interrupted: nothing was changed")]
+    Interrupted,
+    #[error("an earlier vault change could not be finished: {0}")]
+    Journal(String),
+}
+
+impl Error {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn git(what: impl Into<String>, e: git2::Error) -> Self {
+        Error::Git {
+            what: what.into(),
+            message: e.message().to_string(),
+        }
+    }
+
+    /// What the user should do next, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        use Error::*;
+        Some(match self {
+            Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "check the permissions of that path (is the store read-only?)".into()
+            }
+            Io { .. } => "check that the path exists and is readable".into(),
+            NoStore(_) => "give the store with --store DIR or $PASSWORD_STORE_DIR, or create one with `vault init KEYFILE --name NAME`".into(),
+            NotAdopted(_) => "run `vault init` to adopt it".into(),
+            NotGitRepo(_) => "run `vault init` to adopt the store (it becomes a git repository)".into(),
+            NotRepoTop { top, .. } => format!("point --store at {}, or give the store a repository of its own", top.display()),
+            BadHead(_) => "check out a branch (`git -C STORE switch main`) with at least one commit; `vault init` makes the first one".into(),
+            Dirty(_) => "commit or discard those changes first (`git -C STORE status`), then run vault again".into(),
+            KeyFile { problem, .. } => key_hint(problem).into(),
+            GpgIdLine { .. } => "fix that line: vault reads full fingerprints, 16-digit key ids and e-mail addresses whose key is in .public-keys/".into(),
+            Roster { .. } => "fix .members.toml by hand (or restore it with `git -C STORE checkout .members.toml`)".into(),
+            UnknownMember(_) => "run `vault members` to see the members' names".into(),
+            MemberExists(_) => "use a different --name, or remove the old member first".into(),
+            InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),
+            WouldEmpty { .. } => "add another member first (`vault add-member`) so someone can still read those entries".into(),
+            NotRecipient { .. } => "run `vault members` to see which folders each member reads".into(),
+            CannotDecrypt { .. } => "run vault as a member who can read every entry (--identity FILE), or ask the team why those entries are not encrypted to you".into(),
+            NoIdentity => "give your secret key file with --identity FILE or $VAULT_IDENTITY".into(),
+            Identity { .. } => "give the secret key of a member with --identity FILE (a passphrase can come from --passphrase-file)".into(),
+            Entry { .. } => "restore the entry from git history (`git -C STORE log -- ENTRY.gpg`) or remove it".into(),
+            MemberKey { member, .. } => format!("ask {member} for an updated key, or remove them with `vault remove-member {member}`"),
+            MissingKey { .. } => "import that key into your GnuPG keyring (or put it in .public-keys/) and run `vault init` again, or fix the .gpg-id".into(),
+            FingerprintMismatch { .. } => "do not add this key: confirm the fingerprint with its owner out of band".into(),
+            AlreadyInitialised(_) => "use `vault add-member` to add members".into(),
+            Usage(_) => "see `vault --help`".into(),
+            Interrupted => "run the command again when ready".into(),
+            Journal(_) => "inspect the store with `git -C STORE status` and `git log`; remove .git/vault-journal once the store is consistent".into(),
+            Git { .. } => return None,
+        })
+    }
+}
+
+fn key_hint(p: &KeyProblem) -> &'static str {
+    match p {
+        KeyProblem::SecretMaterial => {
+            "export only the public key: `gpg --export --armor FINGERPRINT > name.asc`"
+        }
+        KeyProblem::Several(_) => "export exactly one key: `gpg --export --armor FINGERPRINT`",
+        KeyProblem::Expired(_) | KeyProblem::Revoked | KeyProblem::NoEncryptionSubkey => {
+            "ask the key's owner for a current key with a valid encryption subkey"
+        }
+        KeyProblem::Policy(_) | KeyProblem::NotV4(_) => {
+            "ask the key's owner for a modern v4 key (e.g. `gpg --quick-gen-key NAME ed25519 cert` with a cv25519 encryption subkey)"
+        }
+        KeyProblem::Empty | KeyProblem::NotOpenPgp(_) => {
+            "give a public key exported with `gpg --export --armor FINGERPRINT`"
+        }
+    }
+}

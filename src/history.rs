@@ -1,0 +1,712 @@
+//! The only module that imports git2.
+//!
+//! The committed git state is the truth. A change is built entirely in the object database
+//! (blobs written from memory, then trees, then the commit) without touching the work tree. Then,
+//! in order: a journal naming the old and new commits is made durable, the branch moves from the
+//! old commit to the new one (the commit point), the changed files are written into the work tree
+//! atomically (temporary file, then rename) and the index is updated from their stat data (no
+//! re-hashing), and the journal is removed. An interruption before the branch moves leaves the old
+//! commit and an untouched work tree; after it, [`Repo::recover`] finishes the work-tree update
+//! from the new commit. Either way the store is wholly before or wholly after.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use git2::{
+    Delta, DiffOptions, ErrorCode, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository,
+    RepositoryInitOptions, Signature, StatusOptions, TreeWalkMode, TreeWalkResult,
+};
+
+use crate::error::{Error, Result};
+
+const JOURNAL: &str = "vault-journal";
+const TMP_SUFFIX: &str = ".vault-tmp";
+
+/// A blob in the store's object database.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct BlobId(Oid);
+
+/// A commit in the store's history.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct CommitId(Oid);
+
+impl std::fmt::Display for CommitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl CommitId {
+    pub fn short(&self) -> String {
+        self.0.to_string()[..10].to_string()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FileKind {
+    Regular,
+    Symlink,
+    Other,
+}
+
+/// A file of a committed tree, with its path relative to the store ('/'-separated).
+#[derive(Clone, Debug)]
+pub struct TreeFile {
+    pub path: String,
+    pub blob: BlobId,
+    pub kind: FileKind,
+}
+
+/// What an interrupted change turned into when the next command looked at it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// The branch had moved: the work tree was brought up to the new commit.
+    Finished { action: String, commit: String },
+    /// The branch had not moved: the change never happened.
+    RolledBack { action: String },
+}
+
+/// One commit to make: files to write (path, content already in the object database) and paths
+/// to delete, on top of the current branch head.
+pub struct Change {
+    pub writes: Vec<(String, BlobId)>,
+    pub deletes: Vec<String>,
+    pub message: String,
+    /// A short name of what is being done, for the journal and recovery messages.
+    pub action: String,
+}
+
+/// The store's git repository.
+pub struct Repo {
+    repo: Repository,
+    root: PathBuf,
+}
+
+/// Reads and writes blobs from a worker thread (each worker holds its own repository handle).
+pub struct Objects(Repository);
+
+impl Objects {
+    /// Opens the object database of the repository at `root` (from any thread).
+    pub fn open(root: &Path) -> Result<Objects> {
+        Repository::open(root)
+            .map(Objects)
+            .map_err(ge("opening the repository"))
+    }
+
+    pub fn read(&self, blob: BlobId) -> Result<Vec<u8>> {
+        self.0
+            .find_blob(blob.0)
+            .map(|b| b.content().to_vec())
+            .map_err(|e| Error::git("reading a blob", e))
+    }
+
+    pub fn write(&self, data: &[u8]) -> Result<BlobId> {
+        self.0
+            .blob(data)
+            .map(BlobId)
+            .map_err(|e| Error::git("writing a blob", e))
+    }
+}
+
+fn ge(what: &str) -> impl FnOnce(git2::Error) -> Error + '_ {
+    move |e| Error::git(what, e)
+}
+
+impl Repo {
+    /// Opens the repository whose work tree is exactly `store`.
+    ///
+    /// # Errors
+    /// [`Error::NoStore`] if the folder does not exist, [`Error::NotGitRepo`] if it is not in a git
+    /// repository, [`Error::NotRepoTop`] if it is inside one but not at its top.
+    pub fn open(store: &Path) -> Result<Repo> {
+        if !store.is_dir() {
+            return Err(Error::NoStore(store.to_path_buf()));
+        }
+        let root = store
+            .canonicalize()
+            .map_err(|e| Error::io("reading", store, e))?;
+        let repo = match Repository::open(&root) {
+            Ok(r) => r,
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Err(match Repository::discover(&root) {
+                    Ok(outer) => Error::NotRepoTop {
+                        path: root,
+                        top: outer.workdir().unwrap_or(outer.path()).to_path_buf(),
+                    },
+                    Err(_) => Error::NotGitRepo(root),
+                })
+            }
+            Err(e) => return Err(Error::git(format!("opening {}", root.display()), e)),
+        };
+        match repo.workdir().map(|w| w.canonicalize()) {
+            Some(Ok(w)) if w == root => {}
+            _ => return Err(Error::NotGitRepo(root)),
+        }
+        Ok(Repo { repo, root })
+    }
+
+    /// Makes `store` a git repository (branch `main`) if it is not one yet, and opens it.
+    pub fn open_or_init(store: &Path) -> Result<Repo> {
+        match Self::open(store) {
+            Err(Error::NotGitRepo(_)) => {
+                let mut opts = RepositoryInitOptions::new();
+                opts.initial_head("main").no_reinit(true);
+                Repository::init_opts(store, &opts).map_err(|e| {
+                    Error::git(format!("creating a repository in {}", store.display()), e)
+                })?;
+                Self::open(store)
+            }
+            other => other,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.repo.path().join(JOURNAL)
+    }
+
+    /// The commit the current branch points to.
+    ///
+    /// # Errors
+    /// [`Error::BadHead`] for a detached HEAD or a branch with no commit yet.
+    pub fn head(&self) -> Result<CommitId> {
+        if self.repo.head_detached().unwrap_or(false) {
+            return Err(Error::BadHead("detached (not on a branch)"));
+        }
+        match self.repo.head() {
+            Ok(h) => h
+                .target()
+                .map(CommitId)
+                .ok_or(Error::BadHead("not a commit")),
+            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
+                Err(Error::BadHead("on a branch with no commits yet"))
+            }
+            Err(e) => Err(Error::git("reading HEAD", e)),
+        }
+    }
+
+    /// Whether HEAD is a branch with no commit yet (a repository just created).
+    pub fn is_unborn(&self) -> bool {
+        self.repo.head_detached().ok() == Some(false)
+            && matches!(self.repo.head(), Err(e) if e.code() == ErrorCode::UnbornBranch)
+    }
+
+    /// Tracked files whose work-tree or index state differs from HEAD, and untracked files that
+    /// would matter to a membership change (entries, `.gpg-id`, vault's own files).
+    pub fn dirty_paths(&self) -> Result<Vec<String>> {
+        let mut opts = StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false)
+            .exclude_submodules(true);
+        let statuses = self
+            .repo
+            .statuses(Some(&mut opts))
+            .map_err(ge("reading the status of the store"))?;
+        let mut out = Vec::new();
+        for s in statuses.iter() {
+            let path = s.path().unwrap_or("?").to_string();
+            let st = s.status();
+            if st == git2::Status::WT_NEW {
+                if is_store_file(&path) {
+                    out.push(format!("{path} (untracked)"));
+                }
+            } else if !st.is_ignored() {
+                out.push(path);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every file of a commit's tree.
+    pub fn files(&self, commit: CommitId) -> Result<Vec<TreeFile>> {
+        let tree = self
+            .repo
+            .find_commit(commit.0)
+            .and_then(|c| c.tree())
+            .map_err(ge("reading the committed tree"))?;
+        self.tree_files(&tree)
+    }
+
+    fn tree_files(&self, tree: &git2::Tree) -> Result<Vec<TreeFile>> {
+        let mut out = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() != Some(ObjectType::Blob) {
+                return TreeWalkResult::Ok;
+            }
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Ok; // not UTF-8: not something vault manages
+            };
+            let kind = match entry.filemode() {
+                0o100644 | 0o100755 => FileKind::Regular,
+                0o120000 => FileKind::Symlink,
+                _ => FileKind::Other,
+            };
+            out.push(TreeFile {
+                path: format!("{dir}{name}"),
+                blob: BlobId(entry.id()),
+                kind,
+            });
+            TreeWalkResult::Ok
+        })
+        .map_err(ge("walking the committed tree"))?;
+        Ok(out)
+    }
+
+    /// The bytes of a blob.
+    pub fn read(&self, blob: BlobId) -> Result<Vec<u8>> {
+        self.repo
+            .find_blob(blob.0)
+            .map(|b| b.content().to_vec())
+            .map_err(ge("reading a blob"))
+    }
+
+    /// Writes a blob from memory into the object database.
+    pub fn write_blob(&self, data: &[u8]) -> Result<BlobId> {
+        self.repo
+            .blob(data)
+            .map(BlobId)
+            .map_err(ge("writing a blob"))
+    }
+
+    /// The files of the work tree as they would be committed (every non-ignored file), for
+    /// adopting a folder whose files are not committed yet. Writes their blobs.
+    pub fn worktree_files(&self) -> Result<Vec<TreeFile>> {
+        let mut index = self.repo.index().map_err(ge("reading the index"))?;
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .map_err(ge("reading the store's files"))?;
+        let tree_id = index.write_tree().map_err(ge("writing the tree"))?;
+        index.read(true).map_err(ge("reading the index"))?; // forget the in-memory additions
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(ge("reading the tree"))?;
+        self.tree_files(&tree)
+    }
+
+    fn author(&self) -> Result<Signature<'static>> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let (Some(name), Some(email)) = (env("GIT_AUTHOR_NAME"), env("GIT_AUTHOR_EMAIL")) {
+            return Signature::now(&name, &email).map_err(ge("making the commit author"));
+        }
+        self.repo.signature().map_err(|_| {
+            Error::Usage(
+                "git does not know who you are: set `git config --global user.name` and `user.email` (the commit author)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Makes `change` one commit on the current branch and brings the work tree and index up to
+    /// it, crash-safely (see the module documentation). With `import_worktree`, the commit also
+    /// takes every non-ignored file of the work tree (adopting a folder that was not a repository).
+    /// `interrupted` is consulted up to the commit point; after it the change always completes.
+    pub fn commit(
+        &self,
+        change: &Change,
+        import_worktree: bool,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<CommitId> {
+        let refname = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+            .ok_or(Error::BadHead("detached (not on a branch)"))?;
+        let parent = if self.is_unborn() {
+            None
+        } else {
+            Some(self.head()?)
+        };
+
+        let mut index = Index::new().map_err(ge("making an index"))?;
+        if let Some(p) = parent {
+            let tree = self
+                .repo
+                .find_commit(p.0)
+                .and_then(|c| c.tree())
+                .map_err(ge("reading HEAD's tree"))?;
+            index.read_tree(&tree).map_err(ge("reading HEAD's tree"))?;
+        }
+        if import_worktree {
+            let mut disk = self.repo.index().map_err(ge("reading the index"))?;
+            disk.add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+                .map_err(ge("adding the store's files"))?;
+            for e in disk.iter() {
+                index.add(&e).map_err(ge("adding the store's files"))?;
+            }
+        }
+        for (path, blob) in &change.writes {
+            index
+                .add(&index_entry(path, blob.0, None))
+                .map_err(ge("staging the change"))?;
+        }
+        for path in &change.deletes {
+            index
+                .remove_path(Path::new(path))
+                .map_err(ge("staging the change"))?;
+        }
+        let tree_id = index
+            .write_tree_to(&self.repo)
+            .map_err(ge("writing the tree"))?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(ge("reading the tree"))?;
+        let author = self.author()?;
+        let parents: Vec<git2::Commit> = parent
+            .iter()
+            .map(|p| self.repo.find_commit(p.0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(ge("reading HEAD"))?;
+        let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
+        let new = self
+            .repo
+            .commit(None, &author, &author, &change.message, &tree, &parent_refs)
+            .map_err(ge("writing the commit"))?;
+
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
+        // Everything the new commit needs must be on disk before the branch may point to it.
+        sync_fs(self.repo.path())?;
+        let journal = Journal {
+            refname: refname.clone(),
+            old: parent.map(|p| p.0),
+            new,
+            action: change.action.clone(),
+        };
+        journal.write(&self.journal_path())?;
+
+        // The commit point.
+        let log = format!("vault: {}", change.action);
+        let moved = match parent {
+            Some(p) => self.repo.reference_matching(&refname, new, true, p.0, &log),
+            None => self.repo.reference(&refname, new, false, &log),
+        };
+        if let Err(e) = moved {
+            let _ = fs::remove_file(self.journal_path());
+            return Err(Error::git(format!("moving {refname} to the new commit"), e));
+        }
+
+        self.update_worktree(parent.map(|p| p.0), new, import_worktree)?;
+        sync_fs(self.repo.path())?;
+        fs::remove_file(self.journal_path())
+            .map_err(|e| Error::io("removing", self.journal_path(), e))?;
+        Ok(CommitId(new))
+    }
+
+    /// Writes into the work tree every file that differs between `old` and `new`, and brings the
+    /// index up to `new`. Idempotent, so recovery can run it again.
+    fn update_worktree(&self, old: Option<Oid>, new: Oid, fresh_index: bool) -> Result<()> {
+        let new_tree = self
+            .repo
+            .find_commit(new)
+            .and_then(|c| c.tree())
+            .map_err(ge("reading the new tree"))?;
+        let old_tree = match old {
+            Some(o) => Some(
+                self.repo
+                    .find_commit(o)
+                    .and_then(|c| c.tree())
+                    .map_err(ge("reading the old tree"))?,
+            ),
+            None => None,
+        };
+        let mut opts = DiffOptions::new();
+        opts.include_typechange(true);
+        let diff = self
+            .repo
+            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), Some(&mut opts))
+            .map_err(ge("comparing the trees"))?;
+        let mut index = self.repo.index().map_err(ge("reading the index"))?;
+        if fresh_index || old.is_none() {
+            index
+                .read_tree(&new_tree)
+                .map_err(ge("reading the new tree"))?;
+        }
+        for delta in diff.deltas() {
+            let file = delta.new_file();
+            let Some(path) = file.path().or(delta.old_file().path()) else {
+                continue;
+            };
+            let rel = path.to_string_lossy().into_owned();
+            let full = self.root.join(path);
+            match delta.status() {
+                Delta::Deleted => {
+                    match fs::remove_file(&full) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io("removing", full, e)),
+                    }
+                    let _ = index.remove_path(path);
+                }
+                _ => {
+                    if file.mode() == git2::FileMode::Link {
+                        continue; // vault never writes symlinks
+                    }
+                    let blob = self
+                        .repo
+                        .find_blob(file.id())
+                        .map_err(ge("reading a new blob"))?;
+                    write_atomically(&full, blob.content())?;
+                    let meta = fs::metadata(&full).map_err(|e| Error::io("reading", &full, e))?;
+                    index
+                        .add(&index_entry(&rel, file.id(), Some(&meta)))
+                        .map_err(ge("updating the index"))?;
+                }
+            }
+        }
+        index.write().map_err(ge("writing the index"))?;
+        Ok(())
+    }
+
+    /// Finishes or undoes a change that an earlier run left unfinished (a crash, a kill, a power
+    /// loss). Returns what it did, or `None` if there was nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] if the branch points to neither the old nor the new commit.
+    pub fn recover(&self) -> Result<Option<Recovery>> {
+        let path = self.journal_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("reading", path, e)),
+        };
+        let journal = Journal::parse(&text)
+            .ok_or_else(|| Error::Journal(format!("{} is unreadable", path.display())))?;
+        let current = self
+            .repo
+            .find_reference(&journal.refname)
+            .ok()
+            .and_then(|r| r.target());
+        let outcome = if current == Some(journal.new) {
+            self.update_worktree(journal.old, journal.new, journal.old.is_none())?;
+            Recovery::Finished {
+                action: journal.action.clone(),
+                commit: journal.new.to_string()[..10].to_string(),
+            }
+        } else if current == journal.old {
+            Recovery::RolledBack {
+                action: journal.action.clone(),
+            }
+        } else {
+            return Err(Error::Journal(format!(
+                "{} points to neither the commit before ({}) nor after ({}) the change '{}'",
+                journal.refname,
+                journal
+                    .old
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                journal.new,
+                journal.action
+            )));
+        };
+        self.remove_temporaries(journal.old, journal.new)?;
+        sync_fs(self.repo.path())?;
+        fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        Ok(Some(outcome))
+    }
+
+    fn remove_temporaries(&self, old: Option<Oid>, new: Oid) -> Result<()> {
+        let tree = |o: Oid| self.repo.find_commit(o).and_then(|c| c.tree());
+        let old_tree = old
+            .map(tree)
+            .transpose()
+            .map_err(ge("reading the old tree"))?;
+        let new_tree = tree(new).map_err(ge("reading the new tree"))?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)
+            .map_err(ge("comparing the trees"))?;
+        for delta in diff.deltas() {
+            if let Some(p) = delta.new_file().path() {
+                let _ = fs::remove_file(temporary_for(&self.root.join(p)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The author, time and message of commits on the first-parent line from HEAD back, newest
+    /// first, stopping after `limit` commits.
+    pub fn log(&self, limit: usize) -> Result<Vec<LogEntry>> {
+        let mut walk = self.repo.revwalk().map_err(ge("walking history"))?;
+        walk.push_head().map_err(ge("walking history"))?;
+        walk.simplify_first_parent()
+            .map_err(ge("walking history"))?;
+        let mut out = Vec::new();
+        for oid in walk.take(limit) {
+            let oid = oid.map_err(ge("walking history"))?;
+            let c = self.repo.find_commit(oid).map_err(ge("reading a commit"))?;
+            out.push(LogEntry {
+                id: CommitId(oid),
+                author: c.author().name().unwrap_or("?").to_string(),
+                time: SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_secs(c.time().seconds().max(0) as u64),
+                message: c.message().unwrap_or("").to_string(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One commit of the history.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub id: CommitId,
+    pub author: String,
+    pub time: SystemTime,
+    pub message: String,
+}
+
+/// Whether a path is one that a membership change reads or writes.
+fn is_store_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    path.to_ascii_lowercase().ends_with(".gpg")
+        || name == ".gpg-id"
+        || path.starts_with(".public-keys/")
+        || path == ".members.toml"
+}
+
+fn index_entry(path: &str, id: Oid, meta: Option<&fs::Metadata>) -> IndexEntry {
+    let time = |s: i64, ns: i64| IndexTime::new(s as i32, ns as u32);
+    let (ctime, mtime, dev, ino, uid, gid, size) = match meta {
+        Some(m) => (
+            time(m.ctime(), m.ctime_nsec()),
+            time(m.mtime(), m.mtime_nsec()),
+            m.dev() as u32,
+            m.ino() as u32,
+            m.uid(),
+            m.gid(),
+            m.size() as u32,
+        ),
+        None => (time(0, 0), time(0, 0), 0, 0, 0, 0, 0),
+    };
+    IndexEntry {
+        ctime,
+        mtime,
+        dev,
+        ino,
+        mode: 0o100644,
+        uid,
+        gid,
+        file_size: size,
+        id,
+        flags: path.len().min(0xfff) as u16,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}
+
+fn temporary_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}{TMP_SUFFIX}"))
+}
+
+/// Replaces `path` with `data` so that a reader sees the old or the new file, never a mix:
+/// a temporary file in the same folder (mode 0600), then a rename. Folders are made 0700.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
+    }
+    let tmp = temporary_for(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io("writing", &tmp, e))?;
+    f.write_all(data)
+        .map_err(|e| Error::io("writing", &tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("replacing", path, e)
+    })
+}
+
+/// Flushes the file system holding `path` (one call for all the objects of a change).
+fn sync_fs(path: &Path) -> Result<()> {
+    let f = fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes a valid open descriptor and touches no memory of ours.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(Error::io("flushing", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+struct Journal {
+    refname: String,
+    old: Option<Oid>,
+    new: Oid,
+    action: String,
+}
+
+impl Journal {
+    fn write(&self, path: &Path) -> Result<()> {
+        let text = format!(
+            "vault-journal 1\nref {}\nold {}\nnew {}\naction {}\n",
+            self.refname,
+            self.old
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| "none".into()),
+            self.new,
+            self.action.replace('\n', " ")
+        );
+        let tmp = path.with_extension("tmp");
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io("writing", &tmp, e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io("writing", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| Error::io("writing", path, e))?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("flushing", dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn parse(text: &str) -> Option<Journal> {
+        let mut lines = text.lines();
+        if lines.next()? != "vault-journal 1" {
+            return None;
+        }
+        let mut field = |name: &str| {
+            lines
+                .next()
+                .and_then(|l| l.strip_prefix(name))
+                .and_then(|l| l.strip_prefix(' '))
+                .map(str::to_string)
+        };
+        let refname = field("ref")?;
+        let old = field("old")?;
+        let new = field("new")?;
+        let action = field("action")?;
+        Some(Journal {
+            refname,
+            old: if old == "none" {
+                None
+            } else {
+                Some(Oid::from_str(&old).ok()?)
+            },
+            new: Oid::from_str(&new).ok()?,
+            action,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! vault: manage who can read a team's pass-compatible password store.
+//!
+//! The library never prints and never prompts: commands in the binary compose it. sequoia lives
+//! in [`crypto`], git2 in [`history`].
+
+pub mod crypto;
+pub mod error;
+pub mod history;
+pub mod keyring;
+pub mod roster;
+pub mod secret;
+pub mod store;
+pub mod vault;
+
+pub use error::{Error, Result};

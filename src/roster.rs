@@ -1,0 +1,198 @@
+//! `.members.toml`: the names people type, mapped to fingerprints, and the record of former
+//! members (so an audit still recognises their keys in old ciphertexts). Who can read a folder is
+//! decided by the `.gpg-id` files alone; this file never duplicates it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Fingerprint;
+use crate::error::{Error, Result};
+use crate::store::{MemberName, MEMBERS};
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    members: BTreeMap<String, String>,
+    #[serde(default, rename = "former", skip_serializing_if = "Vec::is_empty")]
+    former: Vec<FormerFile>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct FormerFile {
+    name: String,
+    fingerprint: String,
+    encryption_keys: Vec<String>,
+    removed: String,
+}
+
+/// Someone who was a member: kept so their key ids can be recognised in history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Former {
+    pub name: MemberName,
+    pub fingerprint: Fingerprint,
+    /// Upper-case hex key ids of the encryption subkeys they had.
+    pub encryption_keys: Vec<String>,
+    /// RFC 3339 time of removal.
+    pub removed: String,
+}
+
+/// The parsed `.members.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roster {
+    members: BTreeMap<MemberName, Fingerprint>,
+    former: Vec<Former>,
+}
+
+impl Roster {
+    /// # Errors
+    /// [`Error::Roster`] for a syntax error, an invalid name or fingerprint, or a duplicate.
+    pub fn parse(bytes: &[u8]) -> Result<Roster> {
+        let bad = |problem: String| Error::Roster {
+            file: MEMBERS.into(),
+            problem,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
+        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string().trim().to_string()))?;
+        let mut roster = Roster::default();
+        let mut seen = BTreeSet::new();
+        for (name, fpr) in file.members {
+            let name = MemberName::parse(&name).map_err(|e| bad(e.to_string()))?;
+            let fpr = Fingerprint::parse(&fpr)
+                .ok_or_else(|| bad(format!("member {name}: {fpr:?} is not a full fingerprint")))?;
+            if !seen.insert(fpr) {
+                return Err(bad(format!("fingerprint {fpr} is listed for two members")));
+            }
+            roster.members.insert(name, fpr);
+        }
+        for f in file.former {
+            let name = MemberName::parse(&f.name).map_err(|e| bad(e.to_string()))?;
+            let fingerprint = Fingerprint::parse(&f.fingerprint).ok_or_else(|| {
+                bad(format!(
+                    "former member {name}: {:?} is not a full fingerprint",
+                    f.fingerprint
+                ))
+            })?;
+            roster.former.push(Former {
+                name,
+                fingerprint,
+                encryption_keys: f.encryption_keys,
+                removed: f.removed,
+            });
+        }
+        Ok(roster)
+    }
+
+    pub fn render(&self) -> String {
+        let file = File {
+            members: self
+                .members
+                .iter()
+                .map(|(n, f)| (n.to_string(), f.to_string()))
+                .collect(),
+            former: self
+                .former
+                .iter()
+                .map(|f| FormerFile {
+                    name: f.name.to_string(),
+                    fingerprint: f.fingerprint.to_string(),
+                    encryption_keys: f.encryption_keys.clone(),
+                    removed: f.removed.clone(),
+                })
+                .collect(),
+        };
+        let body = toml::to_string(&file).expect("the roster always serialises");
+        format!(
+            "# Managed by vault: member names -> OpenPGP fingerprints, and former members.\n\
+             # Who can read what is decided by the .gpg-id files, not by this file.\n\n{body}"
+        )
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = (&MemberName, &Fingerprint)> {
+        self.members.iter()
+    }
+
+    pub fn former(&self) -> &[Former] {
+        &self.former
+    }
+
+    pub fn fingerprint(&self, name: &MemberName) -> Option<Fingerprint> {
+        self.members.get(name).copied()
+    }
+
+    pub fn name_of(&self, fpr: Fingerprint) -> Option<&MemberName> {
+        self.members
+            .iter()
+            .find(|(_, f)| **f == fpr)
+            .map(|(n, _)| n)
+    }
+
+    /// # Errors
+    /// [`Error::MemberExists`] if the name or the fingerprint is taken.
+    pub fn add(&mut self, name: MemberName, fpr: Fingerprint) -> Result<()> {
+        if let Some(existing) = self.members.get(&name) {
+            return Err(Error::MemberExists(format!(
+                "there is already a member named {name} ({existing})"
+            )));
+        }
+        if let Some(other) = self.name_of(fpr) {
+            return Err(Error::MemberExists(format!(
+                "key {fpr} already belongs to member {other}"
+            )));
+        }
+        self.members.insert(name, fpr);
+        Ok(())
+    }
+
+    /// Moves a member to the former members.
+    pub fn retire(&mut self, name: &MemberName, encryption_keys: Vec<String>, removed: String) {
+        if let Some(fingerprint) = self.members.remove(name) {
+            self.former.push(Former {
+                name: name.clone(),
+                fingerprint,
+                encryption_keys,
+                removed,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "3AA5C34371567BD2E1A4A2A5D2E6B2F3A1B2C3D4";
+
+    #[test]
+    fn round_trip() {
+        let mut r = Roster::default();
+        r.add(
+            MemberName::parse("nick").unwrap(),
+            Fingerprint::parse(A).unwrap(),
+        )
+        .unwrap();
+        r.retire(
+            &MemberName::parse("nick").unwrap(),
+            vec!["1234567890ABCDEF".into()],
+            "2026-11-24T10:00:00Z".into(),
+        );
+        let again = Roster::parse(r.render().as_bytes()).unwrap();
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn rejects_duplicates_and_bad_names() {
+        let dup = format!("[members]\nnick = \"{A}\"\nnoah = \"{A}\"\n");
+        assert!(Roster::parse(dup.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("two members"));
+        let dup_name = format!("[members]\nnick = \"{A}\"\nnick = \"{A}\"\n");
+        assert!(Roster::parse(dup_name.as_bytes()).is_err());
+        let slash = format!("[members]\n\"a/b\" = \"{A}\"\n");
+        assert!(Roster::parse(slash.as_bytes()).is_err());
+        assert!(Roster::parse(b"[members\n").is_err());
+    }
+}

@@ -1,0 +1,1024 @@
+//! A loaded store, and the membership changes vault makes to it.
+//!
+//! Loading reads only the committed state (HEAD): layout, `.gpg-id` files resolved to member keys,
+//! `.public-keys/`, `.members.toml`. A change is planned in memory ([`Plan`]), then executed: every
+//! entry governed by a changed `.gpg-id` whose readers are not already exactly right is re-wrapped
+//! (new readers only: the session key gets an extra PKESK, the data packet is kept) or
+//! re-encrypted with a fresh session key (whenever someone must lose access), in parallel, blobs
+//! straight into git; then one commit. Nothing is written to the work tree before the commit
+//! point, so an error anywhere leaves the store as it was.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::crypto::{self, Envelope, Fingerprint, Identity, KeyId, MemberKey, Recipients};
+use crate::error::{Error, Result};
+use crate::history::{BlobId, Change, CommitId, Objects, Recovery, Repo, TreeFile};
+use crate::roster::Roster;
+use crate::store::{
+    gpg_id_path, parse_gpg_id, render_gpg_id, show_folder, Entry, Folder, Layout, MemberName, Spec,
+    MEMBERS, PUBLIC_KEYS,
+};
+
+/// A store as committed at HEAD.
+pub struct Vault {
+    repo: Repo,
+    head: CommitId,
+    layout: Layout,
+    roster: Roster,
+    keys: BTreeMap<Fingerprint, MemberKey>,
+    recipients: BTreeMap<Folder, Vec<Fingerprint>>,
+}
+
+/// What a membership change will do, before it is done.
+#[derive(Debug)]
+pub struct Plan {
+    action: &'static str,
+    subject: String,
+    body: String,
+    trailers: Vec<(String, String)>,
+    recipients: BTreeMap<Folder, Vec<Fingerprint>>,
+    changed: BTreeSet<Folder>,
+    key_writes: Vec<(String, Vec<u8>)>,
+    key_deletes: Vec<String>,
+    roster: Roster,
+    /// Key ids of a member losing access: entries encrypted to them are reported for rotation.
+    removed_key_ids: Vec<KeyId>,
+    /// The key of a member being added (not in `.public-keys/` yet).
+    added: Option<MemberKey>,
+}
+
+impl Plan {
+    /// The `.gpg-id` files the change writes (e.g. `.gpg-id`, `ops/.gpg-id`).
+    pub fn changed_gpg_ids(&self) -> Vec<String> {
+        self.changed.iter().map(|f| gpg_id_path(f)).collect()
+    }
+}
+
+/// What a membership change did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub commit: CommitId,
+    /// Entries that kept their encrypted data and gained readers.
+    pub rewrapped: usize,
+    /// Entries re-encrypted with a fresh session key.
+    pub reencrypted: usize,
+    /// Entries governed by a changed `.gpg-id` whose readers were already right.
+    pub unchanged: usize,
+    /// Entries the removed member could read before the change (to rotate).
+    pub exposed: Vec<String>,
+    pub changed_gpg_ids: Vec<String>,
+}
+
+/// A member as `vault members` shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub fingerprint: String,
+    pub user_ids: Vec<String>,
+    /// Folders whose `.gpg-id` lists this member (`/` is the root).
+    pub folders: Vec<String>,
+    /// RFC 3339, or `None` for a key that does not expire.
+    pub expires: Option<String>,
+    /// Why the key cannot be encrypted to, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// What `vault init` did.
+#[derive(Debug)]
+pub struct Adopted {
+    pub commit: CommitId,
+    pub members: Vec<(MemberName, Fingerprint)>,
+    pub entries: usize,
+    /// Members whose key has a problem (expired, no encryption subkey, ...).
+    pub warnings: Vec<String>,
+    pub became_repository: bool,
+}
+
+/// Looks a `.gpg-id` recipient up outside the store (the user's GnuPG keyring): the exported
+/// certificates, possibly several.
+pub type Keyring<'a> = dyn Fn(&Spec) -> std::result::Result<Vec<u8>, String> + 'a;
+
+/// Callbacks for long work: progress (done, total) and whether the user asked to stop.
+pub struct Monitor<'a> {
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
+    pub interrupted: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Monitor<'_> {
+    pub fn silent() -> Monitor<'static> {
+        Monitor {
+            progress: &|_, _| {},
+            interrupted: &|| false,
+        }
+    }
+}
+
+fn load_keys(repo: &Repo, layout: &Layout) -> Result<BTreeMap<Fingerprint, MemberKey>> {
+    let mut keys = BTreeMap::new();
+    for (name, blob) in &layout.public_keys {
+        let file = format!("{PUBLIC_KEYS}/{name}");
+        let fpr = Fingerprint::parse(name).ok_or_else(|| Error::Roster {
+            file: file.clone(),
+            problem: "the file name is not a key fingerprint".into(),
+        })?;
+        let key = MemberKey::parse(&repo.read(*blob)?).map_err(|problem| Error::KeyFile {
+            file: file.clone(),
+            problem,
+        })?;
+        if key.fingerprint() != fpr {
+            return Err(Error::Roster {
+                file,
+                problem: format!(
+                    "it holds key {}, not the one its name says",
+                    key.fingerprint()
+                ),
+            });
+        }
+        keys.insert(fpr, key);
+    }
+    Ok(keys)
+}
+
+/// Which of `keys` a `.gpg-id` line means: exactly one, or a reason.
+fn matching<'k>(
+    spec: &Spec,
+    keys: impl Iterator<Item = &'k MemberKey>,
+) -> std::result::Result<Fingerprint, (usize, String)> {
+    let found: Vec<Fingerprint> = keys
+        .filter(|k| match spec {
+            Spec::Fingerprint(f) => k.fingerprint() == *f,
+            Spec::KeyId(id) => k.has_key_id(*id),
+            Spec::Email(e) => k.emails().iter().any(|m| m == e),
+        })
+        .map(|k| k.fingerprint())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err((0, String::new())),
+        many => Err((
+            many.len(),
+            many.iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+fn resolve_gpg_ids(
+    repo: &Repo,
+    layout: &Layout,
+    keys: &mut BTreeMap<Fingerprint, MemberKey>,
+    keyring: Option<&Keyring>,
+) -> Result<BTreeMap<Folder, Vec<Fingerprint>>> {
+    let mut out = BTreeMap::new();
+    for (folder, blob) in &layout.gpg_ids {
+        let file = gpg_id_path(folder);
+        let mut fprs: Vec<Fingerprint> = Vec::new();
+        for line in parse_gpg_id(&file, &repo.read(*blob)?)? {
+            let line_err = |problem: String| Error::GpgIdLine {
+                file: file.clone(),
+                line: line.number,
+                text: line.text.clone(),
+                problem,
+            };
+            let fpr = match matching(&line.spec, keys.values()) {
+                Ok(f) => f,
+                Err((0, _)) => {
+                    let Some(lookup) = keyring else {
+                        return Err(match line.spec {
+                            Spec::Fingerprint(f) => Error::MissingKey {
+                                fingerprint: f.to_string(),
+                                file: file.clone(),
+                            },
+                            _ => line_err("no key in .public-keys/ matches it".into()),
+                        });
+                    };
+                    let exported = lookup(&line.spec).map_err(line_err)?;
+                    let found = MemberKey::parse_many(&exported)
+                        .map_err(|p| line_err(format!("the keyring's key is unusable: {p}")))?;
+                    match matching(&line.spec, found.iter()) {
+                        Ok(f) => {
+                            let key = found.into_iter().find(|k| k.fingerprint() == f);
+                            keys.insert(f, key.expect("matched above"));
+                            f
+                        }
+                        Err((0, _)) => {
+                            return Err(match line.spec {
+                                Spec::Fingerprint(f) => Error::MissingKey {
+                                    fingerprint: f.to_string(),
+                                    file: file.clone(),
+                                },
+                                _ => line_err(
+                                    "no key in .public-keys/ or the GnuPG keyring matches it"
+                                        .into(),
+                                ),
+                            })
+                        }
+                        Err((n, list)) => {
+                            return Err(line_err(format!(
+                                "it matches {n} keys ({list}); write the full fingerprint instead"
+                            )))
+                        }
+                    }
+                }
+                Err((n, list)) => {
+                    return Err(line_err(format!(
+                        "it matches {n} keys ({list}); write the full fingerprint instead"
+                    )))
+                }
+            };
+            if !fprs.contains(&fpr) {
+                fprs.push(fpr);
+            }
+        }
+        out.insert(folder.clone(), fprs);
+    }
+    Ok(out)
+}
+
+fn now() -> String {
+    crypto::format_time(std::time::SystemTime::now())
+}
+
+impl Vault {
+    /// Opens an adopted store: finishes or undoes an interrupted change first (returned, so the
+    /// caller can say which), then loads HEAD.
+    ///
+    /// # Errors
+    /// Everything [`Repo::open`] and [`Repo::head`] report; [`Error::NotAdopted`] for a pass store
+    /// without `.members.toml`; key, `.gpg-id` and roster errors naming the file.
+    pub fn open(store: &Path) -> Result<(Vault, Option<Recovery>)> {
+        let repo = Repo::open(store)?;
+        let recovery = repo.recover()?;
+        let head = repo.head()?;
+        let layout = Layout::new(repo.files(head)?);
+        let Some(members) = layout.members else {
+            return Err(Error::NotAdopted(repo.root().to_path_buf()));
+        };
+        let roster = Roster::parse(&repo.read(members)?)?;
+        let mut keys = load_keys(&repo, &layout)?;
+        let recipients = resolve_gpg_ids(&repo, &layout, &mut keys, None)?;
+        Ok((
+            Vault {
+                repo,
+                head,
+                layout,
+                roster,
+                keys,
+                recipients,
+            },
+            recovery,
+        ))
+    }
+
+    pub fn root(&self) -> &Path {
+        self.repo.root()
+    }
+
+    pub fn head(&self) -> CommitId {
+        self.head
+    }
+
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub fn keys(&self) -> &BTreeMap<Fingerprint, MemberKey> {
+        &self.keys
+    }
+
+    pub fn recipients(&self) -> &BTreeMap<Folder, Vec<Fingerprint>> {
+        &self.recipients
+    }
+
+    /// # Errors
+    /// [`Error::Dirty`] listing uncommitted changes to tracked files (and untracked store files).
+    pub fn check_clean(&self) -> Result<()> {
+        let dirty = self.repo.dirty_paths()?;
+        if dirty.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Dirty(dirty))
+        }
+    }
+
+    /// The name people use for a key: the roster's, or its fingerprint.
+    pub fn display_name(&self, fpr: Fingerprint) -> String {
+        self.roster
+            .name_of(fpr)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| fpr.to_string())
+    }
+
+    /// Every member with the folders they read.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let mut out: Vec<MemberInfo> = self
+            .roster
+            .members()
+            .map(|(name, fpr)| self.member_info(name.to_string(), *fpr))
+            .collect();
+        // Recipients that nobody named (e.g. added by `pass init` after adoption).
+        let named: BTreeSet<Fingerprint> = self.roster.members().map(|(_, f)| *f).collect();
+        let unnamed: BTreeSet<Fingerprint> = self
+            .recipients
+            .values()
+            .flatten()
+            .filter(|f| !named.contains(f))
+            .copied()
+            .collect();
+        out.extend(
+            unnamed
+                .into_iter()
+                .map(|f| self.member_info("(unnamed)".into(), f)),
+        );
+        out
+    }
+
+    fn member_info(&self, name: String, fpr: Fingerprint) -> MemberInfo {
+        let key = self.keys.get(&fpr);
+        MemberInfo {
+            name,
+            fingerprint: fpr.to_string(),
+            user_ids: key.map(|k| k.user_ids().to_vec()).unwrap_or_default(),
+            folders: self
+                .recipients
+                .iter()
+                .filter(|(_, r)| r.contains(&fpr))
+                .map(|(f, _)| show_folder(f))
+                .collect(),
+            expires: key.and_then(|k| k.expiry()).map(crypto::format_time),
+            problem: match key {
+                None => Some("its key is missing from .public-keys/".into()),
+                Some(k) => k.problem().map(|p| p.to_string()),
+            },
+        }
+    }
+
+    /// Plans adding `key` as member `name` to the root `.gpg-id`, or to `folder`'s (created from
+    /// the recipients it inherits, plus the new one).
+    ///
+    /// # Errors
+    /// [`Error::MemberExists`] if the name or key is taken or already reads that folder;
+    /// [`Error::Usage`] if there is no `.gpg-id` to add to.
+    pub fn plan_add(
+        &self,
+        key: &MemberKey,
+        name: MemberName,
+        folder: Option<Folder>,
+    ) -> Result<Plan> {
+        let fpr = key.fingerprint();
+        let mut roster = self.roster.clone();
+        roster.add(name.clone(), fpr)?;
+        let folder = folder.unwrap_or_default();
+        let mut recipients = self.recipients.clone();
+        let current = match recipients.get(&folder) {
+            Some(r) => r.clone(),
+            None => match self.layout.governing(&folder) {
+                Some(g) => recipients[&g].clone(),
+                None if folder.is_empty() => {
+                    return Err(Error::Usage(
+                        "the store has no root .gpg-id; create it with `pass init` or `vault init KEYFILE --name NAME`".into(),
+                    ))
+                }
+                None => Vec::new(),
+            },
+        };
+        if current.contains(&fpr) && recipients.contains_key(&folder) {
+            return Err(Error::MemberExists(format!(
+                "key {fpr} already reads {}",
+                show_folder(&folder)
+            )));
+        }
+        let mut new = current;
+        if !new.contains(&fpr) {
+            new.push(fpr);
+        }
+        recipients.insert(folder.clone(), new);
+        let uid = key.user_ids().first().cloned().unwrap_or_default();
+        Ok(Plan {
+            action: "add-member",
+            subject: format!("Add member {name} ({})", fpr.short()),
+            body: format!("{name} ({uid}) can now read {}.", show_folder(&folder)),
+            trailers: vec![
+                ("Vault-Action".into(), "add-member".into()),
+                ("Vault-Member".into(), format!("{name} <{fpr}>")),
+                ("Vault-Folder".into(), show_folder(&folder)),
+            ],
+            recipients,
+            changed: BTreeSet::from([folder]),
+            key_writes: vec![(format!("{PUBLIC_KEYS}/{fpr}"), key.armored())],
+            key_deletes: Vec::new(),
+            roster,
+            removed_key_ids: Vec::new(),
+            added: Some(key.clone()),
+        })
+    }
+
+    /// Plans removing member `name` from every `.gpg-id` that lists them, or only from `folder`
+    /// (creating its `.gpg-id` from the inherited recipients if it has none). A member left in no
+    /// `.gpg-id` loses their `.public-keys` file and becomes a former member.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMember`], [`Error::NotRecipient`], and [`Error::WouldEmpty`] when a
+    /// `.gpg-id` would be left with nobody.
+    pub fn plan_remove(&self, name: &MemberName, folder: Option<Folder>) -> Result<Plan> {
+        let fpr = self
+            .roster
+            .fingerprint(name)
+            .ok_or_else(|| Error::UnknownMember(name.to_string()))?;
+        let mut recipients = self.recipients.clone();
+        let targets: Vec<Folder> = match &folder {
+            None => recipients
+                .iter()
+                .filter(|(_, r)| r.contains(&fpr))
+                .map(|(f, _)| f.clone())
+                .collect(),
+            Some(f) => {
+                let governing = self.layout.governing(f);
+                match governing {
+                    Some(g) if recipients[&g].contains(&fpr) => {
+                        if &g != f {
+                            let inherited = recipients[&g].clone();
+                            recipients.insert(f.clone(), inherited);
+                        }
+                        vec![f.clone()]
+                    }
+                    _ => {
+                        return Err(Error::NotRecipient {
+                            member: name.to_string(),
+                            folder: show_folder(f),
+                        })
+                    }
+                }
+            }
+        };
+        for f in &targets {
+            let list = recipients
+                .get_mut(f)
+                .expect("target folders have recipients");
+            list.retain(|r| *r != fpr);
+            if list.is_empty() {
+                return Err(Error::WouldEmpty {
+                    member: name.to_string(),
+                    file: gpg_id_path(f),
+                });
+            }
+        }
+        let still_member = recipients.values().any(|r| r.contains(&fpr));
+        let mut roster = self.roster.clone();
+        let key = self.keys.get(&fpr);
+        let removed_key_ids: Vec<KeyId> = key
+            .map(|k| k.all_key_ids().to_vec())
+            .unwrap_or_else(|| vec![fpr.key_id()]);
+        let (key_deletes, scope) = if still_member {
+            (
+                Vec::new(),
+                targets
+                    .iter()
+                    .map(|f| show_folder(f))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        } else {
+            let subkeys = key
+                .map(|k| k.subkey_ids().iter().map(|i| i.to_string()).collect())
+                .unwrap_or_default();
+            roster.retire(name, subkeys, now());
+            let deletes = if self.keys.contains_key(&fpr) {
+                vec![format!("{PUBLIC_KEYS}/{fpr}")]
+            } else {
+                Vec::new()
+            };
+            (deletes, "the whole store".to_string())
+        };
+        Ok(Plan {
+            action: "remove-member",
+            subject: if still_member {
+                format!("Remove member {name} ({}) from {scope}", fpr.short())
+            } else {
+                format!("Remove member {name} ({})", fpr.short())
+            },
+            body: format!(
+                "{name} can no longer read {scope}; what they could read was re-encrypted with fresh session keys.\n\
+                 They can still decrypt the old versions in git history: rotate those credentials."
+            ),
+            trailers: vec![
+                ("Vault-Action".into(), "remove-member".into()),
+                ("Vault-Member".into(), format!("{name} <{fpr}>")),
+            ],
+            recipients,
+            changed: targets.into_iter().collect(),
+            key_writes: Vec::new(),
+            key_deletes,
+            roster,
+            removed_key_ids,
+            added: None,
+        })
+    }
+
+    /// Carries out a plan: re-encrypts what must change (decrypting with `identity`), then makes
+    /// one commit. On any error, nothing is changed.
+    ///
+    /// # Errors
+    /// [`Error::MemberKey`] if a recipient's key cannot be encrypted to; [`Error::NoIdentity`] if
+    /// an entry must be re-encrypted and there is no operator key; [`Error::CannotDecrypt`] listing
+    /// every entry the operator cannot read; [`Error::Entry`] for an unreadable entry;
+    /// [`Error::Interrupted`]; git errors.
+    pub fn execute(
+        &self,
+        plan: Plan,
+        identity: Option<&Identity>,
+        monitor: &Monitor,
+    ) -> Result<Outcome> {
+        // Which entries does the change govern, and to whom must each be encrypted?
+        let mut work: Vec<(&Entry, &Folder)> = Vec::new();
+        for e in &self.layout.entries {
+            let Some(gov) = Layout::governing_in(&plan.recipients, Layout::folder_of(&e.path))
+            else {
+                continue;
+            };
+            let gov = plan
+                .recipients
+                .get_key_value(&gov)
+                .expect("governing folder exists")
+                .0;
+            if e.governed_by.as_ref() != Some(gov) || plan.changed.contains(gov) {
+                work.push((e, gov));
+            }
+        }
+        let mut targets: BTreeMap<&Folder, (Recipients, BTreeSet<KeyId>)> = BTreeMap::new();
+        for (_, folder) in &work {
+            if targets.contains_key(folder) {
+                continue;
+            }
+            let mut members = Vec::new();
+            for fpr in &plan.recipients[*folder] {
+                let added = plan.added.as_ref().filter(|k| k.fingerprint() == *fpr);
+                let key = added
+                    .or(self.keys.get(fpr))
+                    .ok_or_else(|| Error::MissingKey {
+                        fingerprint: fpr.to_string(),
+                        file: gpg_id_path(folder),
+                    })?;
+                if let Some(problem) = key.problem() {
+                    return Err(Error::MemberKey {
+                        member: self.display_name(*fpr),
+                        fingerprint: fpr.to_string(),
+                        problem: problem.clone(),
+                    });
+                }
+                members.push(key);
+            }
+            let recipients = Recipients::new(&members);
+            let ids = recipients.key_ids().into_iter().collect();
+            targets.insert(folder, (recipients, ids));
+        }
+
+        let total = work.len();
+        let done = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let failures: Mutex<Vec<(String, Failure)>> = Mutex::new(Vec::new());
+        let fail = |name: &str, f: Failure| {
+            failed.store(true, Ordering::Relaxed);
+            failures
+                .lock()
+                .expect("no panics hold this lock")
+                .push((name.to_string(), f));
+        };
+
+        let root = self.repo.root();
+        let results: Vec<Rewritten> = work
+            .par_iter()
+            .map_init(
+                || (Objects::open(root), identity.cloned()),
+                |(objects, identity), (entry, folder)| {
+                    let (recipients, wanted) = &targets[folder];
+                    let result = rewrite_entry(
+                        entry,
+                        objects,
+                        identity.as_mut(),
+                        recipients,
+                        wanted,
+                        &plan.removed_key_ids,
+                        failed.load(Ordering::Relaxed),
+                        monitor,
+                    );
+                    (monitor.progress)(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                    match result {
+                        Ok(r) => Some(r),
+                        Err(f) => {
+                            fail(&entry.name, f);
+                            None
+                        }
+                    }
+                },
+            )
+            .flatten()
+            .collect();
+
+        let failures = failures.into_inner().expect("no panics hold this lock");
+        if !failures.is_empty() {
+            return Err(summarise_failures(failures, identity));
+        }
+
+        let mut change = Change {
+            writes: Vec::new(),
+            deletes: plan.key_deletes.clone(),
+            message: String::new(),
+            action: plan.action.to_string(),
+        };
+        let (mut rewrapped, mut reencrypted, mut unchanged, mut exposed) = (0, 0, 0, Vec::new());
+        for r in results {
+            if r.exposed {
+                exposed.push(r.name.clone());
+            }
+            match r.how {
+                How::Unchanged => unchanged += 1,
+                How::Rewrapped(blob) => {
+                    rewrapped += 1;
+                    change.writes.push((r.path, blob));
+                }
+                How::Reencrypted(blob) => {
+                    reencrypted += 1;
+                    change.writes.push((r.path, blob));
+                }
+            }
+        }
+        exposed.sort();
+        for folder in &plan.changed {
+            let text = render_gpg_id(&plan.recipients[folder]);
+            change
+                .writes
+                .push((gpg_id_path(folder), self.repo.write_blob(text.as_bytes())?));
+        }
+        for (path, bytes) in &plan.key_writes {
+            change
+                .writes
+                .push((path.clone(), self.repo.write_blob(bytes)?));
+        }
+        change.writes.push((
+            MEMBERS.into(),
+            self.repo.write_blob(plan.roster.render().as_bytes())?,
+        ));
+
+        let mut trailers = plan.trailers.clone();
+        trailers.push((
+            "Vault-Reencrypted".into(),
+            (rewrapped + reencrypted).to_string(),
+        ));
+        change.message = commit_message(&plan.subject, &plan.body, &trailers);
+        let commit = self.repo.commit(&change, false, monitor.interrupted)?;
+        Ok(Outcome {
+            commit,
+            rewrapped,
+            reencrypted,
+            unchanged,
+            exposed,
+            changed_gpg_ids: plan.changed_gpg_ids(),
+        })
+    }
+}
+
+fn commit_message(subject: &str, body: &str, trailers: &[(String, String)]) -> String {
+    let trailers: String = trailers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect();
+    format!("{subject}\n\n{body}\n\n{trailers}")
+}
+
+enum Failure {
+    NoIdentity,
+    CannotDecrypt,
+    Corrupt(String),
+    Other(Error),
+}
+
+fn summarise_failures(mut failures: Vec<(String, Failure)>, identity: Option<&Identity>) -> Error {
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    if failures
+        .iter()
+        .any(|(_, f)| matches!(f, Failure::Other(Error::Interrupted)))
+    {
+        return Error::Interrupted;
+    }
+    if let Some(i) = failures
+        .iter()
+        .position(|(_, f)| matches!(f, Failure::Corrupt(_)))
+    {
+        let (entry, f) = failures.swap_remove(i);
+        let Failure::Corrupt(problem) = f else {
+            unreachable!()
+        };
+        return Error::Entry { entry, problem };
+    }
+    if let Some(i) = failures
+        .iter()
+        .position(|(_, f)| matches!(f, Failure::Other(_)))
+    {
+        let Failure::Other(e) = failures.swap_remove(i).1 else {
+            unreachable!()
+        };
+        return e;
+    }
+    if failures
+        .iter()
+        .any(|(_, f)| matches!(f, Failure::NoIdentity))
+    {
+        return Error::NoIdentity;
+    }
+    Error::CannotDecrypt {
+        identity: identity
+            .map(|i| format!("{} ({})", i.fingerprint(), i.user_id()))
+            .unwrap_or_default(),
+        entries: failures
+            .into_iter()
+            .filter(|(_, f)| matches!(f, Failure::CannotDecrypt))
+            .map(|(n, _)| n)
+            .collect(),
+    }
+}
+
+enum How {
+    Unchanged,
+    Rewrapped(BlobId),
+    Reencrypted(BlobId),
+}
+
+struct Rewritten {
+    name: String,
+    path: String,
+    how: How,
+    exposed: bool,
+}
+
+/// The work for one entry. Once any entry has failed (`checking_only`), it only checks whether
+/// the operator can decrypt, so the error can list every such entry without wasted work.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_entry(
+    entry: &Entry,
+    objects: &mut Result<Objects>,
+    identity: Option<&mut Identity>,
+    recipients: &Recipients,
+    wanted: &BTreeSet<KeyId>,
+    removed: &[KeyId],
+    checking_only: bool,
+    monitor: &Monitor,
+) -> std::result::Result<Rewritten, Failure> {
+    if (monitor.interrupted)() {
+        return Err(Failure::Other(Error::Interrupted));
+    }
+    let objects = objects.as_ref().map_err(|e| {
+        Failure::Other(Error::Git {
+            what: "opening the repository".into(),
+            message: e.to_string(),
+        })
+    })?;
+    let bytes = objects.read(entry.blob).map_err(Failure::Other)?;
+    let env = Envelope::parse(&bytes).map_err(Failure::Corrupt)?;
+    let readers = env.readers();
+    let exposed = readers
+        .iter()
+        .any(|r| r.is_some_and(|id| removed.contains(&id)));
+    let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
+    let all_named = readers.iter().all(Option::is_some) && env.password_session_keys() == 0;
+    if all_named && actual == *wanted && readers.len() == wanted.len() {
+        return Ok(Rewritten {
+            name: entry.name.clone(),
+            path: entry.path.clone(),
+            how: How::Unchanged,
+            exposed,
+        });
+    }
+    let identity = identity.ok_or(Failure::NoIdentity)?;
+    let unlocked = identity.unlock(&env).ok_or(Failure::CannotDecrypt)?;
+    if checking_only {
+        // Another entry failed: the change will not happen; only the decryption check matters.
+        return Ok(Rewritten {
+            name: entry.name.clone(),
+            path: entry.path.clone(),
+            how: How::Unchanged,
+            exposed,
+        });
+    }
+    let corrupt = |e: String| Failure::Corrupt(e);
+    let how = if all_named && actual.is_subset(wanted) && env.is_seipd_v1() {
+        let missing: Vec<KeyId> = wanted.difference(&actual).copied().collect();
+        let ct =
+            crypto::add_readers(&env, &unlocked, &recipients.only(&missing)).map_err(corrupt)?;
+        How::Rewrapped(objects.write(&ct).map_err(Failure::Other)?)
+    } else {
+        let plain = crypto::decrypt(&env, &unlocked).map_err(corrupt)?;
+        let ct = crypto::encrypt(&plain, recipients).map_err(corrupt)?;
+        How::Reencrypted(objects.write(&ct).map_err(Failure::Other)?)
+    };
+    Ok(Rewritten {
+        name: entry.name.clone(),
+        path: entry.path.clone(),
+        how,
+        exposed,
+    })
+}
+
+/// Adopts an existing pass store: resolves every `.gpg-id` recipient to a key (from
+/// `.public-keys/`, else `keyring`), names each member (`names`, else the e-mail's local part),
+/// writes `.public-keys/` and `.members.toml`, and makes one commit. A folder that is not a git
+/// repository becomes one (its files are committed too). Nothing is re-encrypted.
+///
+/// # Errors
+/// [`Error::AlreadyInitialised`], [`Error::Dirty`], [`Error::MissingKey`] and
+/// [`Error::GpgIdLine`] naming an unresolvable recipient, [`Error::MemberExists`] for a name
+/// clash, and everything [`Repo::open`] reports.
+pub fn adopt(
+    store: &Path,
+    names: &BTreeMap<Fingerprint, MemberName>,
+    keyring: &Keyring,
+) -> Result<Adopted> {
+    if !store.is_dir() {
+        return Err(Error::NoStore(store.to_path_buf()));
+    }
+    let became_repository = matches!(Repo::open(store), Err(Error::NotGitRepo(_)));
+    // Check there is something to adopt before making a repository of a random folder.
+    if became_repository && !store.join(".gpg-id").is_file() {
+        return Err(Error::Usage(format!(
+            "{} has no .gpg-id: it is not a pass store (create one with `vault init KEYFILE --name NAME`)",
+            store.display()
+        )));
+    }
+    let repo = Repo::open_or_init(store)?;
+    repo.recover()?;
+    let unborn = repo.is_unborn();
+    let files: Vec<TreeFile> = if unborn {
+        repo.worktree_files()?
+    } else {
+        let head = repo.head()?;
+        let dirty = repo.dirty_paths()?;
+        if !dirty.is_empty() {
+            return Err(Error::Dirty(dirty));
+        }
+        repo.files(head)?
+    };
+    let layout = Layout::new(files);
+    if layout.members.is_some() {
+        return Err(Error::AlreadyInitialised(repo.root().to_path_buf()));
+    }
+    if layout.gpg_ids.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} has no .gpg-id: it is not a pass store (create one with `vault init KEYFILE --name NAME`)",
+            repo.root().display()
+        )));
+    }
+    let mut keys = load_keys(&repo, &layout)?;
+    let recipients = resolve_gpg_ids(&repo, &layout, &mut keys, Some(keyring))?;
+    let used: BTreeSet<Fingerprint> = recipients.values().flatten().copied().collect();
+    for fpr in names.keys() {
+        if !used.contains(fpr) {
+            return Err(Error::Usage(format!(
+                "--name {fpr}=...: that key is not a recipient in any .gpg-id"
+            )));
+        }
+    }
+
+    let mut roster = Roster::default();
+    let mut members = Vec::new();
+    let mut warnings = Vec::new();
+    let mut change = Change {
+        writes: Vec::new(),
+        deletes: Vec::new(),
+        message: String::new(),
+        action: "init".into(),
+    };
+    for fpr in &used {
+        let key = &keys[fpr];
+        let name = match names.get(fpr) {
+            Some(n) => n.clone(),
+            None => key
+                .emails()
+                .iter()
+                .find_map(|e| MemberName::from_email(e))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "key {fpr} has no e-mail address to name its member after: give --name {fpr}=NAME"
+                    ))
+                })?,
+        };
+        roster.add(name.clone(), *fpr).map_err(|_| {
+            Error::MemberExists(format!(
+                "two keys would both be named {name} ({fpr} and {}): give one of them --name FINGERPRINT=NAME",
+                roster.fingerprint(&name).map(|f| f.to_string()).unwrap_or_default()
+            ))
+        })?;
+        if let Some(p) = key.problem() {
+            warnings.push(format!("member {name} ({fpr}): {p}"));
+        }
+        if !layout.public_keys.contains_key(&fpr.to_string()) {
+            change.writes.push((
+                format!("{PUBLIC_KEYS}/{fpr}"),
+                repo.write_blob(&key.armored())?,
+            ));
+        }
+        members.push((name, *fpr));
+    }
+    change
+        .writes
+        .push((MEMBERS.into(), repo.write_blob(roster.render().as_bytes())?));
+    let list: Vec<String> = members.iter().map(|(n, _)| n.to_string()).collect();
+    change.message = commit_message(
+        &format!(
+            "Adopt password store with vault ({} members)",
+            members.len()
+        ),
+        &format!(
+            "Members: {}.\n{} entries in {} folders with a .gpg-id; nothing was re-encrypted.",
+            list.join(", "),
+            layout.entries.len(),
+            layout.gpg_ids.len()
+        ),
+        &[("Vault-Action".into(), "init".into())],
+    );
+    let commit = repo.commit(&change, unborn, &|| false)?;
+    Ok(Adopted {
+        commit,
+        members,
+        entries: layout.entries.len(),
+        warnings,
+        became_repository,
+    })
+}
+
+/// Creates a new store in an empty (or missing) folder with `key` as its first member.
+///
+/// # Errors
+/// [`Error::Usage`] if the folder holds anything but an empty git repository.
+pub fn create(store: &Path, key: &MemberKey, name: MemberName) -> Result<CommitId> {
+    if store.exists() {
+        let entries = std::fs::read_dir(store).map_err(|e| Error::io("reading", store, e))?;
+        let others: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".git")
+            .collect();
+        if others.iter().any(|n| n == ".gpg-id") {
+            return Err(Error::Usage(format!(
+                "{} is already a pass store: run `vault init` without a key file to adopt it",
+                store.display()
+            )));
+        }
+        if !others.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} is not empty: give a new folder for a new store",
+                store.display()
+            )));
+        }
+    } else {
+        std::fs::create_dir_all(store).map_err(|e| Error::io("creating", store, e))?;
+    }
+    let repo = Repo::open_or_init(store)?;
+    if !repo.is_unborn() {
+        return Err(Error::Usage(format!(
+            "{} already has git history: give a new folder for a new store",
+            store.display()
+        )));
+    }
+    let fpr = key.fingerprint();
+    let mut roster = Roster::default();
+    roster.add(name.clone(), fpr)?;
+    let change = Change {
+        writes: vec![
+            (
+                gpg_id_path(""),
+                repo.write_blob(render_gpg_id(&[fpr]).as_bytes())?,
+            ),
+            (
+                format!("{PUBLIC_KEYS}/{fpr}"),
+                repo.write_blob(&key.armored())?,
+            ),
+            (MEMBERS.into(), repo.write_blob(roster.render().as_bytes())?),
+        ],
+        deletes: Vec::new(),
+        message: commit_message(
+            &format!("Create store with member {name} ({})", fpr.short()),
+            &format!("{name} is the first member."),
+            &[
+                ("Vault-Action".into(), "init".into()),
+                ("Vault-Member".into(), format!("{name} <{fpr}>")),
+            ],
+        ),
+        action: "init".into(),
+    };
+    repo.commit(&change, false, &|| false)
+}
