@@ -1,0 +1,91 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vault",
+    version,
+    about = "Manage who can read a team's pass-compatible password store",
+    long_about = "vault manages the members of a pass password store (a git repository of *.gpg \
+files encrypted to the keys in .gpg-id): it adds and removes members, re-encrypting exactly what \
+must change in one git commit, and stays compatible with pass, gopass and GnuPG."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The password store [default: $PASSWORD_STORE_DIR, else ~/.password-store]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Your secret key file (armored or binary), used to decrypt entries
+    #[arg(long, global = true, value_name = "FILE", env = "VAULT_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// Read the identity's passphrase from this file instead of prompting
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Do not ask for confirmation (for scripts)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Adopt an existing pass store, or create a new one with a first member
+    Init(InitArgs),
+    /// Add a member's public key and re-encrypt what they must read
+    AddMember(AddMemberArgs),
+    /// Remove a member, re-encrypt without them, and list what to rotate
+    RemoveMember(RemoveMemberArgs),
+    /// List the members, their keys and the folders they read
+    Members(MembersArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Create a new store in an empty folder with this public key as its first member
+    #[arg(value_name = "KEYFILE")]
+    pub key: Option<PathBuf>,
+    /// With KEYFILE: the first member's name. When adopting: FINGERPRINT=NAME (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub name: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddMemberArgs {
+    /// The new member's public key (armored or binary)
+    #[arg(value_name = "KEYFILE")]
+    pub key: PathBuf,
+    /// The member's name [default: the key file's name without extension]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Give access to this folder only (its .gpg-id is created if needed)
+    #[arg(long, value_name = "DIR")]
+    pub folder: Option<String>,
+    /// Assert the key's fingerprint (checked with the member out of band); no prompt
+    #[arg(long, value_name = "FPR")]
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveMemberArgs {
+    /// The member's name (see `vault members`)
+    pub name: String,
+    /// Remove access to this folder only
+    #[arg(long, value_name = "DIR")]
+    pub folder: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MembersArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,92 @@
+//! `vault add-member KEYFILE`: validate a key, confirm its fingerprint, re-encrypt, one commit.
+
+use std::io::Write;
+
+use vault::crypto::{Fingerprint, MemberKey};
+use vault::store::{parse_folder, show_folder, MemberName};
+use vault::Error;
+
+use crate::cli::{AddMemberArgs, Global};
+use crate::commands::{identity, init::stem_name, open, with_monitor};
+use crate::ui;
+
+pub fn run(
+    global: &Global,
+    args: &AddMemberArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let vault = open(global, err)?;
+    vault.check_clean()?;
+    let file = args.key.display().to_string();
+    let bytes =
+        std::fs::read(&args.key).map_err(|e| Error::io("reading key file", &args.key, e))?;
+    let key = MemberKey::parse_strict(&bytes).map_err(|problem| Error::KeyFile {
+        file: file.clone(),
+        problem,
+    })?;
+    let name = match &args.name {
+        Some(n) => MemberName::parse(n)?,
+        None => stem_name(&args.key)?,
+    };
+    let folder = args.folder.as_deref().map(parse_folder).transpose()?;
+    let plan = vault.plan_add(&key, name.clone(), folder.clone())?;
+
+    let fpr = key.fingerprint();
+    writeln!(err, "New member {name}, key {file}:")?;
+    writeln!(err, "  fingerprint  {}", fpr.grouped())?;
+    for uid in key.user_ids() {
+        writeln!(err, "  user id      {uid}")?;
+    }
+    writeln!(
+        err,
+        "  will read    {} (writes {})",
+        show_folder(folder.as_deref().unwrap_or("")),
+        plan.changed_gpg_ids().join(", ")
+    )?;
+    match &args.fingerprint {
+        Some(asserted) => {
+            let ok = Fingerprint::parse(asserted) == Some(fpr);
+            if !ok {
+                return Err(Error::FingerprintMismatch {
+                    expected: asserted.clone(),
+                    actual: fpr.to_string(),
+                }
+                .into());
+            }
+        }
+        None => {
+            let yes = ui::confirm(
+                global.yes,
+                &format!("Is this {name}'s key? (compare the fingerprint with {name} in person or by phone)"),
+                "add-member needs confirmation: check the fingerprint with the new member, then pass --fingerprint FPR (or --yes)",
+            )?;
+            if !yes {
+                writeln!(err, "Nothing changed.")?;
+                return Ok(());
+            }
+        }
+    }
+
+    let identity = identity(global)?;
+    let total = vault.layout().entries.len();
+    let outcome = with_monitor(total, "re-encrypting", |m| {
+        vault.execute(plan, identity.as_ref(), m)
+    })?;
+    writeln!(
+        out,
+        "Added {name} ({}) to {}; commit {}.",
+        fpr.grouped(),
+        outcome.changed_gpg_ids.join(", "),
+        outcome.commit.short()
+    )?;
+    writeln!(
+        out,
+        "{} entries now readable by {name} ({} re-wrapped, {} re-encrypted, {} already right).",
+        outcome.rewrapped + outcome.reencrypted + outcome.unchanged,
+        outcome.rewrapped,
+        outcome.reencrypted,
+        outcome.unchanged
+    )?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! One module per subcommand; the only code that composes the library's parts with the UI.
+
+pub mod add_member;
+pub mod init;
+pub mod members;
+pub mod remove_member;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use vault::crypto::{Identity, IdentityError};
+use vault::history::Recovery;
+use vault::secret::Secret;
+use vault::vault::{Monitor, Vault};
+use vault::Error;
+
+use crate::cli::Global;
+use crate::ui;
+
+/// `--store`, else `$PASSWORD_STORE_DIR`, else `~/.password-store`.
+pub fn store_path(global: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(s) = &global.store {
+        return Ok(s.clone());
+    }
+    if let Some(s) = std::env::var_os("PASSWORD_STORE_DIR").filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(s));
+    }
+    let home = std::env::var_os("HOME")
+        .context("neither --store, $PASSWORD_STORE_DIR nor $HOME is set")?;
+    Ok(PathBuf::from(home).join(".password-store"))
+}
+
+/// Opens the store, saying on `err` what was done about an interrupted earlier change.
+pub fn open(global: &Global, err: &mut dyn Write) -> anyhow::Result<Vault> {
+    let (vault, recovery) = Vault::open(&store_path(global)?)?;
+    report_recovery(recovery, err)?;
+    Ok(vault)
+}
+
+pub fn report_recovery(recovery: Option<Recovery>, err: &mut dyn Write) -> anyhow::Result<()> {
+    match recovery {
+        Some(Recovery::Finished { action, commit }) => writeln!(
+            err,
+            "note: an interrupted {action} had already been committed ({commit}); its files are now in place"
+        )?,
+        Some(Recovery::RolledBack { action }) => writeln!(
+            err,
+            "note: an interrupted {action} had not been committed; it was undone and the store is as before it"
+        )?,
+        None => {}
+    }
+    Ok(())
+}
+
+/// The operator's secret key, from `--identity` / `$VAULT_IDENTITY`, if one is given.
+pub fn identity(global: &Global) -> anyhow::Result<Option<Identity>> {
+    let Some(path) = &global.identity else {
+        return Ok(None);
+    };
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::io("reading operator key", path, e))?;
+    let bytes = zeroize::Zeroizing::new(bytes);
+    let mut ask = || -> vault::Result<Secret> {
+        if let Some(pf) = &global.passphrase_file {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read(pf).map_err(|e| Error::io("reading passphrase file", pf, e))?,
+            );
+            let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Ok(Secret::new(zeroize::Zeroizing::new(line.to_vec())));
+        }
+        if global.yes || !ui::interactive() {
+            return Err(Error::Identity {
+                file: file.clone(),
+                problem: "it is passphrase-protected and there is no terminal to ask on".into(),
+            });
+        }
+        ui::passphrase(&format!("Passphrase for {file}")).map_err(|e| Error::Identity {
+            file: file.clone(),
+            problem: e.to_string(),
+        })
+    };
+    match Identity::from_bytes(&bytes, &mut ask) {
+        Ok(id) => Ok(Some(id)),
+        Err(IdentityError::Passphrase(e)) => Err(e.into()),
+        Err(IdentityError::Key(p)) => Err(Error::Identity {
+            file,
+            problem: p.to_string(),
+        }
+        .into()),
+        Err(IdentityError::NoSecretKey) => Err(Error::Identity {
+            file,
+            problem: "it holds no secret key (is it a public key?)".into(),
+        }
+        .into()),
+        Err(IdentityError::WrongPassphrase) => Err(Error::Identity {
+            file,
+            problem: "the passphrase is wrong".into(),
+        }
+        .into()),
+    }
+}
+
+/// Runs `f` with a progress bar and Ctrl-C caught.
+pub fn with_monitor<T>(total: usize, what: &str, f: impl FnOnce(&Monitor) -> T) -> T {
+    ui::catch_interrupts();
+    let bar = ui::progress(total, what);
+    let progress = |done: usize, _total: usize| bar.set_position(done as u64);
+    let monitor = Monitor {
+        progress: &progress,
+        interrupted: &ui::interrupted,
+    };
+    let out = f(&monitor);
+    bar.finish_and_clear();
+    out
+}

@@ -1,0 +1,63 @@
+//! `vault remove-member NAME`: re-encrypt without them, one commit, then say what to rotate.
+
+use std::io::Write;
+
+use vault::store::{parse_folder, MemberName};
+
+use crate::cli::{Global, RemoveMemberArgs};
+use crate::commands::{identity, open, with_monitor};
+use crate::ui;
+
+pub fn run(
+    global: &Global,
+    args: &RemoveMemberArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let vault = open(global, err)?;
+    vault.check_clean()?;
+    let name = MemberName::parse(&args.name)?;
+    let folder = args.folder.as_deref().map(parse_folder).transpose()?;
+    let plan = vault.plan_remove(&name, folder)?;
+    let fpr = vault.roster().fingerprint(&name).expect("planned above");
+    writeln!(
+        err,
+        "Removing {name} ({}) from {}.",
+        fpr.grouped(),
+        plan.changed_gpg_ids().join(", ")
+    )?;
+    let yes = ui::confirm(
+        global.yes,
+        &format!("Remove {name} and re-encrypt what they could read?"),
+        "remove-member needs confirmation: pass --yes",
+    )?;
+    if !yes {
+        writeln!(err, "Nothing changed.")?;
+        return Ok(());
+    }
+    let identity = identity(global)?;
+    let total = vault.layout().entries.len();
+    let outcome = with_monitor(total, "re-encrypting", |m| {
+        vault.execute(plan, identity.as_ref(), m)
+    })?;
+    writeln!(
+        out,
+        "Removed {name} from {}; commit {}. {} entries re-encrypted with fresh session keys.",
+        outcome.changed_gpg_ids.join(", "),
+        outcome.commit.short(),
+        outcome.reencrypted + outcome.rewrapped
+    )?;
+    if outcome.exposed.is_empty() {
+        writeln!(out, "{name} could read no entry: nothing to rotate.")?;
+    } else {
+        writeln!(
+            out,
+            "\n{name} could read these {} entries, and can still decrypt their old versions in git history.\nRotate them (change the credential, then `pass edit`):",
+            outcome.exposed.len()
+        )?;
+        for e in &outcome.exposed {
+            writeln!(out, "  {e}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The `vault` binary: parse, run, print the error chain with a hint, exit with a code.
+
+mod cli;
+mod commands;
+mod ui;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut err = std::io::stderr();
+    match &cli.command {
+        Command::Init(a) => commands::init::run(&cli.global, a, &mut out, &mut err),
+        Command::AddMember(a) => commands::add_member::run(&cli.global, a, &mut out, &mut err),
+        Command::RemoveMember(a) => {
+            commands::remove_member::run(&cli.global, a, &mut out, &mut err)
+        }
+        Command::Members(a) => commands::members::run(&cli.global, a, &mut out, &mut err),
+    }
+}
+
+fn main() -> ExitCode {
+    ui::disable_core_dumps();
+    // Like pass: files vault creates are readable by their owner only.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {e}");
+            for cause in e.chain().skip(1) {
+                let _ = writeln!(stderr, "  caused by: {cause}");
+            }
+            if let Some(hint) = e.downcast_ref::<vault::Error>().and_then(|v| v.hint()) {
+                let _ = writeln!(stderr, "hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

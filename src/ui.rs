@@ -1,0 +1,85 @@
+//! Everything that talks to the person at the terminal: confirmations, passphrases, progress,
+//! and Ctrl-C. The library reaches none of this directly.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use vault::secret::Secret;
+
+/// Whether a person is there to answer prompts.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Asks a yes/no question. `--yes` answers yes; without a terminal it fails with `needs`.
+pub fn confirm(yes: bool, question: &str, needs: &str) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !interactive() {
+        bail!("{needs}");
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .context("reading the answer")
+}
+
+/// Asks for a passphrase on the terminal.
+pub fn passphrase(prompt: &str) -> anyhow::Result<Secret> {
+    let p = dialoguer::Password::new()
+        .with_prompt(prompt)
+        .interact()
+        .context("reading the passphrase")?;
+    Ok(Secret::from(p))
+}
+
+/// A progress bar on stderr for `total` steps, only on a terminal and for runs worth watching.
+pub fn progress(total: usize, what: &str) -> ProgressBar {
+    if total < 50 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta} left)")
+            .expect("the template is valid"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// From now on, Ctrl-C and SIGTERM ask the running change to stop (it undoes itself before its
+/// commit point, and completes after it) instead of killing the process mid-way.
+pub fn catch_interrupts() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Secrets must not end up in a core dump.
+pub fn disable_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+    }
+}
