@@ -46,6 +46,9 @@ pub enum Command {
     RemoveMember(RemoveMemberArgs),
     /// List the members, their keys and the folders they read
     Members(MembersArgs),
+    /// Report every entry, who can read it (from the ciphertext), and what needs attention.
+    /// Exit code 0: nothing needs attention; 3: problems or entries to rotate; 1: error
+    Audit(AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -88,4 +91,17 @@ pub struct MembersArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Print one JSON document (schema: docs/audit-json.md)
+    #[arg(long)]
+    pub json: bool,
+    /// Only what this member can read now
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
+    /// Only entries in this folder
+    #[arg(long, value_name = "DIR")]
+    pub folder: Option<String>,
 }

@@ -557,6 +557,78 @@ impl Repo {
     }
 }
 
+/// Files a commit changed, each with its new blob (`None`: deleted).
+pub type Changes = [(String, Option<BlobId>)];
+
+/// A commit as the history walk reports it.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: CommitId,
+    pub author: String,
+    pub time: SystemTime,
+    pub message: String,
+}
+
+impl Repo {
+    /// Walks the first-parent history from `head` back to the root, newest first, once. For each
+    /// commit, `visit` gets the commit and the files it changed against its first parent whose
+    /// paths satisfy `wanted`, each with its new blob (`None`: deleted). The walk stops when
+    /// `visit` returns `false`.
+    pub fn walk_changes(
+        &self,
+        head: CommitId,
+        wanted: &dyn Fn(&str) -> bool,
+        visit: &mut dyn FnMut(&CommitInfo, &Changes) -> Result<bool>,
+    ) -> Result<()> {
+        let mut walk = self.repo.revwalk().map_err(ge("walking history"))?;
+        walk.push(head.0).map_err(ge("walking history"))?;
+        walk.simplify_first_parent()
+            .map_err(ge("walking history"))?;
+        let mut opts = DiffOptions::new();
+        opts.ignore_submodules(true);
+        for oid in walk {
+            let oid = oid.map_err(ge("walking history"))?;
+            let commit = self.repo.find_commit(oid).map_err(ge("reading a commit"))?;
+            let tree = commit.tree().map_err(ge("reading a commit's tree"))?;
+            let parent_tree = match commit.parent(0) {
+                Ok(p) => Some(p.tree().map_err(ge("reading a commit's tree"))?),
+                Err(_) => None,
+            };
+            let diff = self
+                .repo
+                .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut opts))
+                .map_err(ge("comparing a commit with its parent"))?;
+            let mut changes = Vec::new();
+            for delta in diff.deltas() {
+                let Some(path) = delta.new_file().path().or(delta.old_file().path()) else {
+                    continue;
+                };
+                let path = path.to_string_lossy();
+                if !wanted(&path) {
+                    continue;
+                }
+                let blob =
+                    (delta.status() != Delta::Deleted).then(|| BlobId(delta.new_file().id()));
+                changes.push((path.into_owned(), blob));
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            let info = CommitInfo {
+                id: CommitId(oid),
+                author: commit.author().name().unwrap_or("?").to_string(),
+                time: SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_secs(commit.time().seconds().max(0) as u64),
+                message: commit.message().unwrap_or("").to_string(),
+            };
+            if !visit(&info, &changes)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One commit of the history.
 #[derive(Debug, Clone)]
 pub struct LogEntry {

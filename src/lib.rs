@@ -3,6 +3,7 @@
 //! The library never prints and never prompts: commands in the binary compose it. sequoia lives
 //! in [`crypto`], git2 in [`history`].
 
+pub mod audit;
 pub mod crypto;
 pub mod error;
 pub mod history;

@@ -11,18 +11,24 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Runs the command; returns the exit code for a run without error.
+fn run(cli: &Cli) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut err = std::io::stderr();
+    let g = &cli.global;
     match &cli.command {
-        Command::Init(a) => commands::init::run(&cli.global, a, &mut out, &mut err),
-        Command::AddMember(a) => commands::add_member::run(&cli.global, a, &mut out, &mut err),
-        Command::RemoveMember(a) => {
-            commands::remove_member::run(&cli.global, a, &mut out, &mut err)
+        Command::Init(a) => commands::init::run(g, a, &mut out, &mut err)?,
+        Command::AddMember(a) => commands::add_member::run(g, a, &mut out, &mut err)?,
+        Command::RemoveMember(a) => commands::remove_member::run(g, a, &mut out, &mut err)?,
+        Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
+        Command::Audit(a) => {
+            if commands::audit::run(g, a, &mut out, &mut err)? {
+                return Ok(commands::audit::ATTENTION);
+            }
         }
-        Command::Members(a) => commands::members::run(&cli.global, a, &mut out, &mut err),
     }
+    Ok(0)
 }
 
 fn main() -> ExitCode {
@@ -34,7 +40,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()

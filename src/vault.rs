@@ -32,6 +32,7 @@ pub struct Vault {
     roster: Roster,
     keys: BTreeMap<Fingerprint, MemberKey>,
     recipients: BTreeMap<Folder, Vec<Fingerprint>>,
+    gpg_id_problems: Vec<Error>,
 }
 
 /// What a membership change will do, before it is done.
@@ -170,68 +171,40 @@ fn matching<'k>(
     }
 }
 
+type RecipientMap = BTreeMap<Folder, Vec<Fingerprint>>;
+
+/// Resolves every `.gpg-id` to fingerprints. With `lenient`, a line that cannot be resolved is
+/// skipped and returned as a problem instead of failing.
 fn resolve_gpg_ids(
     repo: &Repo,
     layout: &Layout,
     keys: &mut BTreeMap<Fingerprint, MemberKey>,
     keyring: Option<&Keyring>,
-) -> Result<BTreeMap<Folder, Vec<Fingerprint>>> {
+    lenient: bool,
+) -> Result<(RecipientMap, Vec<Error>)> {
     let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
     for (folder, blob) in &layout.gpg_ids {
         let file = gpg_id_path(folder);
         let mut fprs: Vec<Fingerprint> = Vec::new();
-        for line in parse_gpg_id(&file, &repo.read(*blob)?)? {
-            let line_err = |problem: String| Error::GpgIdLine {
-                file: file.clone(),
-                line: line.number,
-                text: line.text.clone(),
-                problem,
-            };
-            let fpr = match matching(&line.spec, keys.values()) {
+        let lines = match parse_gpg_id(&file, &repo.read(*blob)?) {
+            Ok(l) => l,
+            Err(e) if lenient => {
+                problems.push(e);
+                out.insert(folder.clone(), fprs);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for line in lines {
+            let resolved = resolve_line(&file, &line, keys, keyring);
+            let fpr = match resolved {
                 Ok(f) => f,
-                Err((0, _)) => {
-                    let Some(lookup) = keyring else {
-                        return Err(match line.spec {
-                            Spec::Fingerprint(f) => Error::MissingKey {
-                                fingerprint: f.to_string(),
-                                file: file.clone(),
-                            },
-                            _ => line_err("no key in .public-keys/ matches it".into()),
-                        });
-                    };
-                    let exported = lookup(&line.spec).map_err(line_err)?;
-                    let found = MemberKey::parse_many(&exported)
-                        .map_err(|p| line_err(format!("the keyring's key is unusable: {p}")))?;
-                    match matching(&line.spec, found.iter()) {
-                        Ok(f) => {
-                            let key = found.into_iter().find(|k| k.fingerprint() == f);
-                            keys.insert(f, key.expect("matched above"));
-                            f
-                        }
-                        Err((0, _)) => {
-                            return Err(match line.spec {
-                                Spec::Fingerprint(f) => Error::MissingKey {
-                                    fingerprint: f.to_string(),
-                                    file: file.clone(),
-                                },
-                                _ => line_err(
-                                    "no key in .public-keys/ or the GnuPG keyring matches it"
-                                        .into(),
-                                ),
-                            })
-                        }
-                        Err((n, list)) => {
-                            return Err(line_err(format!(
-                                "it matches {n} keys ({list}); write the full fingerprint instead"
-                            )))
-                        }
-                    }
+                Err(e) if lenient => {
+                    problems.push(e);
+                    continue;
                 }
-                Err((n, list)) => {
-                    return Err(line_err(format!(
-                        "it matches {n} keys ({list}); write the full fingerprint instead"
-                    )))
-                }
+                Err(e) => return Err(e),
             };
             if !fprs.contains(&fpr) {
                 fprs.push(fpr);
@@ -239,7 +212,53 @@ fn resolve_gpg_ids(
         }
         out.insert(folder.clone(), fprs);
     }
-    Ok(out)
+    Ok((out, problems))
+}
+
+fn resolve_line(
+    file: &str,
+    line: &crate::store::GpgIdLine,
+    keys: &mut BTreeMap<Fingerprint, MemberKey>,
+    keyring: Option<&Keyring>,
+) -> Result<Fingerprint> {
+    let line_err = |problem: String| Error::GpgIdLine {
+        file: file.to_string(),
+        line: line.number,
+        text: line.text.clone(),
+        problem,
+    };
+    let ambiguous = |n: usize, list: String| {
+        line_err(format!(
+            "it matches {n} keys ({list}); write the full fingerprint instead"
+        ))
+    };
+    let not_found = |where_: &str| match line.spec {
+        Spec::Fingerprint(f) => Error::MissingKey {
+            fingerprint: f.to_string(),
+            file: file.to_string(),
+        },
+        _ => line_err(format!("no key in {where_} matches it")),
+    };
+    match matching(&line.spec, keys.values()) {
+        Ok(f) => return Ok(f),
+        Err((0, _)) => {}
+        Err((n, list)) => return Err(ambiguous(n, list)),
+    }
+    let Some(lookup) = keyring else {
+        return Err(not_found(".public-keys/"));
+    };
+    let exported = lookup(&line.spec).map_err(line_err)?;
+    let found = MemberKey::parse_many(&exported)
+        .map_err(|p| line_err(format!("the keyring's key is unusable: {p}")))?;
+    match matching(&line.spec, found.iter()) {
+        Ok(f) => {
+            let key = found.into_iter().find(|k| k.fingerprint() == f);
+            keys.insert(f, key.expect("matched above"));
+            Ok(f)
+        }
+        Err((0, _)) => Err(not_found(".public-keys/ or the GnuPG keyring")),
+        Err((n, list)) => Err(ambiguous(n, list)),
+    }
 }
 
 fn now() -> String {
@@ -263,7 +282,7 @@ impl Vault {
         };
         let roster = Roster::parse(&repo.read(members)?)?;
         let mut keys = load_keys(&repo, &layout)?;
-        let recipients = resolve_gpg_ids(&repo, &layout, &mut keys, None)?;
+        let (recipients, _) = resolve_gpg_ids(&repo, &layout, &mut keys, None, false)?;
         Ok((
             Vault {
                 repo,
@@ -272,9 +291,43 @@ impl Vault {
                 roster,
                 keys,
                 recipients,
+                gpg_id_problems: Vec::new(),
             },
             recovery,
         ))
+    }
+
+    /// Like [`Vault::open`], for reading only: `.gpg-id` lines that resolve to no key are kept as
+    /// [`Vault::gpg_id_problems`] instead of failing, and a pass store that vault has not adopted
+    /// is read with no member names.
+    pub fn open_lenient(store: &Path) -> Result<(Vault, Option<Recovery>)> {
+        let repo = Repo::open(store)?;
+        let recovery = repo.recover()?;
+        let head = repo.head()?;
+        let layout = Layout::new(repo.files(head)?);
+        let roster = match layout.members {
+            Some(m) => Roster::parse(&repo.read(m)?)?,
+            None => Roster::default(),
+        };
+        let mut keys = load_keys(&repo, &layout)?;
+        let (recipients, gpg_id_problems) = resolve_gpg_ids(&repo, &layout, &mut keys, None, true)?;
+        Ok((
+            Vault {
+                repo,
+                head,
+                layout,
+                roster,
+                keys,
+                recipients,
+                gpg_id_problems,
+            },
+            recovery,
+        ))
+    }
+
+    /// `.gpg-id` lines that resolve to no key (only from [`Vault::open_lenient`]).
+    pub fn gpg_id_problems(&self) -> &[Error] {
+        &self.gpg_id_problems
     }
 
     pub fn root(&self) -> &Path {
@@ -883,7 +936,7 @@ pub fn adopt(
         )));
     }
     let mut keys = load_keys(&repo, &layout)?;
-    let recipients = resolve_gpg_ids(&repo, &layout, &mut keys, Some(keyring))?;
+    let (recipients, _) = resolve_gpg_ids(&repo, &layout, &mut keys, Some(keyring), false)?;
     let used: BTreeSet<Fingerprint> = recipients.values().flatten().copied().collect();
     for fpr in names.keys() {
         if !used.contains(fpr) {

@@ -1,6 +1,7 @@
 //! One module per subcommand; the only code that composes the library's parts with the UI.
 
 pub mod add_member;
+pub mod audit;
 pub mod init;
 pub mod members;
 pub mod remove_member;

@@ -1,0 +1,179 @@
+//! `vault audit`: every credential, who can read it, and what needs attention.
+
+use std::io::{IsTerminal, Write};
+
+use vault::audit::{audit, Audit, Filter};
+use vault::store::{parse_folder, MemberName};
+use vault::vault::Vault;
+use vault::Error;
+
+use crate::cli::{AuditArgs, Global};
+use crate::commands::{report_recovery, store_path};
+
+/// Exit code when the audit found something that needs attention.
+pub const ATTENTION: u8 = 3;
+
+/// Runs the audit; returns whether something needs attention.
+pub fn run(
+    global: &Global,
+    args: &AuditArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let (vault, recovery) = Vault::open_lenient(&store_path(global)?)?;
+    report_recovery(recovery, err)?;
+    let member = args.member.as_deref().map(MemberName::parse).transpose()?;
+    if let Some(m) = &member {
+        if vault.roster().fingerprint(m).is_none() {
+            return Err(Error::UnknownMember(m.to_string()).into());
+        }
+    }
+    let filter = Filter {
+        member,
+        folder: args.folder.as_deref().map(parse_folder).transpose()?,
+    };
+    let report = audit(&vault, &filter)?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        print_text(&report, &Paint(color), out)?;
+    }
+    Ok(report.needs_attention())
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
+    let width = a
+        .entries
+        .iter()
+        .map(|e| e.name.rsplit('/').next().unwrap_or(&e.name).len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut folder = None;
+    for e in &a.entries {
+        if folder.as_ref() != Some(&e.folder) {
+            let expected = if e.expected.is_empty() {
+                "nobody".to_string()
+            } else {
+                e.expected.join(", ")
+            };
+            let gpg_id = e.gpg_id.clone().unwrap_or_else(|| "no .gpg-id".into());
+            writeln!(
+                out,
+                "{}  {}",
+                p.bold(&e.folder),
+                p.dim(&format!("({gpg_id}: {expected})"))
+            )?;
+            folder = Some(e.folder.clone());
+        }
+        let short = e.name.rsplit('/').next().unwrap_or(&e.name);
+        let changed = e
+            .last_changed
+            .as_ref()
+            .map(|c| format!("changed {} by {}", &c.date[..10], c.author))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {short:<width$}  {:<32}  {}",
+            e.readers.join(", "),
+            p.dim(&changed)
+        )?;
+        for problem in &e.problems {
+            writeln!(out, "  {:<width$}  {}", "", p.red(&format!("! {problem}")))?;
+        }
+        if !e.rotate.is_empty() {
+            writeln!(
+                out,
+                "  {:<width$}  {}",
+                "",
+                p.yellow(&format!(
+                    "↻ rotate: {} could read this content",
+                    e.rotate.join(", ")
+                ))
+            )?;
+        }
+    }
+    if !a.store_problems.is_empty() {
+        writeln!(out, "\n{}", p.bold("Store"))?;
+        for s in &a.store_problems {
+            writeln!(out, "  {}", p.red(&format!("! {s}")))?;
+        }
+    }
+    writeln!(out, "\n{}", p.bold("Members"))?;
+    let nw = a
+        .members
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for m in &a.members {
+        let expires = m.expires.as_deref().map(|e| &e[..10]).unwrap_or("never");
+        writeln!(
+            out,
+            "  {:<nw$}  {}  {:>4} entries  expires {:<10}  {}",
+            m.name,
+            m.fingerprint,
+            m.entries_readable,
+            expires,
+            m.folders.join(" ")
+        )?;
+        for w in &m.warnings {
+            writeln!(out, "  {:<nw$}  {}", "", p.yellow(&format!("~ {w}")))?;
+        }
+        for pr in &m.problems {
+            writeln!(out, "  {:<nw$}  {}", "", p.red(&format!("! {pr}")))?;
+        }
+    }
+    if !a.former_members.is_empty() {
+        writeln!(out, "\n{}", p.bold("Former members"))?;
+        for f in &a.former_members {
+            writeln!(
+                out,
+                "  {:<nw$}  {}  removed {}  {} entries to rotate",
+                f.name, f.fingerprint, f.removed, f.entries_to_rotate
+            )?;
+        }
+    }
+    let s = &a.summary;
+    let line = format!(
+        "{} entries in {} folders, {} members: {} problems, {} warnings, {} entries to rotate",
+        s.entries, s.folders, s.members, s.problems, s.warnings, s.entries_to_rotate
+    );
+    writeln!(
+        out,
+        "\n{}",
+        if a.needs_attention() {
+            p.red(&line)
+        } else {
+            line
+        }
+    )?;
+    Ok(())
+}
