@@ -23,6 +23,36 @@ use git2::{
 use crate::error::{Error, Result};
 
 const JOURNAL: &str = "vault-journal";
+
+/// Fault injection for the crash-safety tests, in debug builds only: with
+/// `VAULT_FAULT_TRACE=1` each step of a change is named on stderr as `fault-point N NAME`; with
+/// `VAULT_FAULT_POINT=N` the process aborts (no clean-up, like SIGKILL) on reaching step N.
+#[cfg(debug_assertions)]
+pub(crate) fn fault_point(name: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static CONFIG: OnceLock<(bool, Option<usize>)> = OnceLock::new();
+    let (trace, stop) = *CONFIG.get_or_init(|| {
+        (
+            std::env::var_os("VAULT_FAULT_TRACE").is_some(),
+            std::env::var("VAULT_FAULT_POINT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+        )
+    });
+    let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    if trace {
+        eprintln!("fault-point {n} {name}");
+    }
+    if stop == Some(n) {
+        std::process::abort();
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub(crate) fn fault_point(_: &str) {}
 const TMP_SUFFIX: &str = ".vault-tmp";
 
 /// A blob in the store's object database.
@@ -104,10 +134,13 @@ impl Objects {
     }
 
     pub fn write(&self, data: &[u8]) -> Result<BlobId> {
-        self.0
+        let id = self
+            .0
             .blob(data)
             .map(BlobId)
-            .map_err(|e| Error::git("writing a blob", e))
+            .map_err(|e| Error::git("writing a blob", e))?;
+        fault_point("blob written");
+        Ok(id)
     }
 }
 
@@ -377,6 +410,7 @@ impl Repo {
         }
         // Everything the new commit needs must be on disk before the branch may point to it.
         sync_fs(self.repo.path())?;
+        fault_point("objects synced");
         let journal = Journal {
             refname: refname.clone(),
             old: parent.map(|p| p.0),
@@ -384,6 +418,7 @@ impl Repo {
             action: change.action.clone(),
         };
         journal.write(&self.journal_path())?;
+        fault_point("journal written");
 
         // The commit point.
         let log = format!("vault: {}", change.action);
@@ -395,11 +430,14 @@ impl Repo {
             let _ = fs::remove_file(self.journal_path());
             return Err(Error::git(format!("moving {refname} to the new commit"), e));
         }
+        fault_point("branch moved");
 
         self.update_worktree(parent.map(|p| p.0), new, import_worktree)?;
         sync_fs(self.repo.path())?;
+        fault_point("work tree synced");
         fs::remove_file(self.journal_path())
             .map_err(|e| Error::io("removing", self.journal_path(), e))?;
+        fault_point("journal removed");
         Ok(CommitId(new))
     }
 
@@ -457,6 +495,7 @@ impl Repo {
                         .find_blob(file.id())
                         .map_err(ge("reading a new blob"))?;
                     write_atomically(&full, blob.content())?;
+                    fault_point("work-tree file written");
                     let meta = fs::metadata(&full).map_err(|e| Error::io("reading", &full, e))?;
                     index
                         .add(&index_entry(&rel, file.id(), Some(&meta)))
@@ -464,7 +503,9 @@ impl Repo {
                 }
             }
         }
+        fault_point("work tree updated");
         index.write().map_err(ge("writing the index"))?;
+        fault_point("index written");
         Ok(())
     }
 
