@@ -34,6 +34,10 @@ pub struct Global {
     /// Do not ask for confirmation (for scripts)
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// DANGEROUS, for recovery only: encrypt even to recipients whose addition `vault verify`
+    /// cannot vouch for
+    #[arg(long, global = true)]
+    pub trust_unverified: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -49,6 +53,9 @@ pub enum Command {
     /// Report every entry, who can read it (from the ciphertext), and what needs attention.
     /// Exit code 0: nothing needs attention; 3: problems or entries to rotate; 1: error
     Audit(AuditArgs),
+    /// Check that every change of who can read, since this clone's trust anchor, was made by a
+    /// trusted member. Exit code 0: all vouched for; 3: violations; 1: error
+    Verify(VerifyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -104,4 +111,11 @@ pub struct AuditArgs {
     /// Only entries in this folder
     #[arg(long, value_name = "DIR")]
     pub folder: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }

@@ -609,6 +609,8 @@ pub struct Identity {
     fingerprint: Fingerprint,
     user_id: String,
     keys: Vec<(KeyId, KeyPair)>,
+    /// An alive, signing-capable secret key: what signs vault's commits and `.gpg-id.sig`.
+    signer: Option<KeyPair>,
 }
 
 impl fmt::Debug for Identity {
@@ -653,6 +655,19 @@ impl Identity {
             .unwrap_or_default();
         let mut password: Option<Password> = None;
         let mut keys = Vec::new();
+        let signing: Vec<KeyId> = cert
+            .with_policy(&POLICY, None)
+            .map(|vc| {
+                vc.keys()
+                    .secret()
+                    .alive()
+                    .revoked(false)
+                    .for_signing()
+                    .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut signer = None;
         for ka in cert.keys().secret() {
             let key = ka.key().clone().role_into_unspecified();
             let Some(id) = KeyId::from_openpgp(&key.keyid()) else {
@@ -669,6 +684,9 @@ impl Identity {
                     .map_err(|_| IdentityError::WrongPassphrase)?
             };
             if let Ok(pair) = key.into_keypair() {
+                if signer.is_none() && signing.contains(&id) {
+                    signer = Some(pair.clone());
+                }
                 keys.push((id, pair));
             }
         }
@@ -679,6 +697,7 @@ impl Identity {
             fingerprint,
             user_id,
             keys,
+            signer,
         })
     }
 
@@ -688,6 +707,37 @@ impl Identity {
 
     pub fn user_id(&self) -> &str {
         &self.user_id
+    }
+
+    /// Whether this identity can sign (has an alive signing-capable secret key).
+    pub fn can_sign(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// A detached signature over `data`: ASCII-armored (for git commits) or binary (for pass's
+    /// `.gpg-id.sig`).
+    pub fn sign_detached(&self, data: &[u8], armored: bool) -> Result<Vec<u8>, String> {
+        let signer = self
+            .signer
+            .clone()
+            .ok_or("the operator key has no usable signing key")?;
+        let mut out = Vec::new();
+        let run = |out: &mut Vec<u8>| -> openpgp::Result<()> {
+            let mut message = Message::new(out);
+            if armored {
+                message = openpgp::serialize::stream::Armorer::new(message)
+                    .kind(openpgp::armor::Kind::Signature)
+                    .build()?;
+            }
+            let mut signer = openpgp::serialize::stream::Signer::new(message, signer)?
+                .detached()
+                .build()?;
+            signer.write_all(data)?;
+            signer.finalize()?;
+            Ok(())
+        };
+        run(&mut out).map_err(|e| root_cause(&e))?;
+        Ok(out)
     }
 
     /// Unwraps the session key from the PKESK addressed to one of our keys (wildcard PKESKs are
@@ -706,6 +756,41 @@ impl Identity {
         }
         None
     }
+}
+
+struct SignatureHelper<'c> {
+    certs: &'c [&'c MemberKey],
+    good: Option<Fingerprint>,
+}
+
+impl VerificationHelper for SignatureHelper<'_> {
+    fn get_certs(&mut self, _ids: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(self.certs.iter().map(|k| k.cert.clone()).collect())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure.into_iter() {
+            if let openpgp::parse::stream::MessageLayer::SignatureGroup { results } = layer {
+                if let Some(good) = results.into_iter().flatten().next() {
+                    self.good = Fingerprint::from_openpgp(&good.ka.cert().fingerprint());
+                    return Ok(());
+                }
+            }
+        }
+        Err(anyhow::anyhow!("no valid signature by a known key"))
+    }
+}
+
+/// Checks a detached signature (armored or binary) over `data` against `certs`: the fingerprint
+/// of the certificate that made a valid signature, or `None`.
+pub fn verify_detached(signature: &[u8], data: &[u8], certs: &[&MemberKey]) -> Option<Fingerprint> {
+    let helper = SignatureHelper { certs, good: None };
+    let mut verifier = openpgp::parse::stream::DetachedVerifierBuilder::from_bytes(signature)
+        .ok()?
+        .with_policy(&POLICY, None, helper)
+        .ok()?;
+    verifier.verify_bytes(data).ok()?;
+    verifier.into_helper().good
 }
 
 /// A recipient's encryption keys, ready to wrap session keys for.
@@ -866,6 +951,20 @@ mod tests {
         let mk = MemberKey::parse_strict(&public).unwrap();
         let id = Identity::from_bytes(&secret, &mut || unreachable!()).unwrap();
         (mk, id)
+    }
+
+    #[test]
+    fn sign_and_verify() {
+        let (alice, alice_id) = generate("Alice <alice@example.org>");
+        let (bob, _) = generate("Bob <bob@example.org>");
+        let sig = alice_id.sign_detached(b"tree 123\n", true).unwrap();
+        assert!(sig.starts_with(b"-----BEGIN PGP SIGNATURE-----"));
+        assert_eq!(
+            verify_detached(&sig, b"tree 123\n", &[&bob, &alice]),
+            Some(alice.fingerprint())
+        );
+        assert_eq!(verify_detached(&sig, b"tree 124\n", &[&alice]), None);
+        assert_eq!(verify_detached(&sig, b"tree 123\n", &[&bob]), None);
     }
 
     #[test]

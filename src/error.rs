@@ -103,6 +103,8 @@ pub enum Error {
     AlreadyInitialised(PathBuf),
     #[error("{0}")]
     Usage(String),
+    #[error("refusing to encrypt to recipients whose addition nobody trusted vouched for: {}", .0.iter().map(|(r, c)| format!("{r} (added in commit {c})")).collect::<Vec<_>>().join(", "))]
+    Unverified(Vec<(String, String)>),
     #[error("interrupted: nothing was changed")]
     Interrupted,
     #[error("an earlier vault change could not be finished: {0}")]
@@ -157,6 +159,7 @@ impl Error {
             AlreadyInitialised(_) => "use `vault add-member` to add members".into(),
             Usage(_) => "see `vault --help`".into(),
             Interrupted => "run the command again when ready".into(),
+            Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
             Journal(_) => "inspect the store with `git -C STORE status` and `git log`; remove .git/vault-journal once the store is consistent".into(),
             Git { .. } => return None,
         })

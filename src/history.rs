@@ -109,6 +109,9 @@ pub struct Change {
     pub action: String,
 }
 
+/// Makes an ASCII-armored detached signature over a commit's content.
+pub type Signer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a;
+
 /// The store's git repository.
 pub struct Repo {
     repo: Repository,
@@ -341,10 +344,14 @@ impl Repo {
     /// it, crash-safely (see the module documentation). With `import_worktree`, the commit also
     /// takes every non-ignored file of the work tree (adopting a folder that was not a repository).
     /// `interrupted` is consulted up to the commit point; after it the change always completes.
+    ///
+    /// With `sign`, the commit carries an OpenPGP signature (`gpgsig`) over its content, as
+    /// `git commit -S` makes it; `sign` returns an ASCII-armored detached signature.
     pub fn commit(
         &self,
         change: &Change,
         import_worktree: bool,
+        sign: Option<&Signer<'_>>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<CommitId> {
         let refname = self
@@ -400,10 +407,30 @@ impl Repo {
             .collect::<std::result::Result<_, _>>()
             .map_err(ge("reading HEAD"))?;
         let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
-        let new = self
-            .repo
-            .commit(None, &author, &author, &change.message, &tree, &parent_refs)
-            .map_err(ge("writing the commit"))?;
+        let new = match sign {
+            None => self
+                .repo
+                .commit(None, &author, &author, &change.message, &tree, &parent_refs)
+                .map_err(ge("writing the commit"))?,
+            Some(sign) => {
+                let buf = self
+                    .repo
+                    .commit_create_buffer(&author, &author, &change.message, &tree, &parent_refs)
+                    .map_err(ge("writing the commit"))?;
+                let content = std::str::from_utf8(&buf).map_err(|_| Error::Git {
+                    what: "writing the commit".into(),
+                    message: "the commit is not UTF-8".into(),
+                })?;
+                let signature = sign(content.as_bytes())?;
+                let signature = String::from_utf8(signature).map_err(|_| Error::Git {
+                    what: "signing the commit".into(),
+                    message: "the signature is not ASCII-armored".into(),
+                })?;
+                self.repo
+                    .commit_signed(content, &signature, None)
+                    .map_err(ge("writing the signed commit"))?
+            }
+        };
 
         if interrupted() {
             return Err(Error::Interrupted);
@@ -595,6 +622,76 @@ impl Repo {
             });
         }
         Ok(out)
+    }
+}
+
+impl CommitId {
+    /// Parses a full hex commit id.
+    pub fn parse(hex: &str) -> Option<CommitId> {
+        Oid::from_str(hex).ok().map(CommitId)
+    }
+}
+
+impl Repo {
+    /// The repository's `.git` folder (local files that are not part of the store).
+    pub fn git_dir(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// The paths that differ between two commits.
+    pub fn changed_paths(&self, commit: CommitId, parent: CommitId) -> Result<Vec<String>> {
+        let tree = |c: CommitId| self.repo.find_commit(c.0).and_then(|c| c.tree());
+        let new = tree(commit).map_err(ge("reading a commit's tree"))?;
+        let old = tree(parent).map_err(ge("reading a commit's tree"))?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(ge("comparing a commit with its parent"))?;
+        Ok(diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().or(d.old_file().path()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect())
+    }
+
+    /// The commit's OpenPGP signature and the content it signs, if it is signed.
+    pub fn signature(&self, commit: CommitId) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.repo
+            .extract_signature(&commit.0, None)
+            .ok()
+            .map(|(sig, data)| (sig.to_vec(), data.to_vec()))
+    }
+
+    /// The first-parent chain from `from` (exclusive) to `to` (inclusive), oldest first, with
+    /// each commit's first parent; `None` if `from` is not on `to`'s first-parent line.
+    pub fn chain(
+        &self,
+        from: CommitId,
+        to: CommitId,
+    ) -> Result<Option<Vec<(CommitInfo, CommitId)>>> {
+        let mut out = Vec::new();
+        let mut cur = to.0;
+        loop {
+            if cur == from.0 {
+                out.reverse();
+                return Ok(Some(out));
+            }
+            let commit = self.repo.find_commit(cur).map_err(ge("reading a commit"))?;
+            let Ok(parent) = commit.parent_id(0) else {
+                return Ok(None);
+            };
+            out.push((
+                CommitInfo {
+                    id: CommitId(cur),
+                    author: commit.author().name().unwrap_or("?").to_string(),
+                    time: SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_secs(commit.time().seconds().max(0) as u64),
+                    message: commit.message().unwrap_or("").to_string(),
+                },
+                CommitId(parent),
+            ));
+            cur = parent;
+        }
     }
 }
 

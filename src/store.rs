@@ -247,8 +247,8 @@ pub struct Layout {
     pub members: Option<BlobId>,
     /// Entries that are symlinks or otherwise not regular files: skipped, reported.
     pub skipped: Vec<String>,
-    /// `.gpg-id.sig` files (pass's signed recipients).
-    pub signatures: Vec<String>,
+    /// `.gpg-id.sig` files (pass's signed recipients): path -> blob.
+    pub signatures: BTreeMap<String, BlobId>,
 }
 
 fn folder_of(path: &str) -> &str {
@@ -289,7 +289,7 @@ impl Layout {
                     layout.gpg_ids.insert(folder_of(&path).to_string(), f.blob);
                 }
             } else if name == ".gpg-id.sig" {
-                layout.signatures.push(path);
+                layout.signatures.insert(path, f.blob);
             } else if path.len() > 4 && path[path.len() - 4..].eq_ignore_ascii_case(".gpg") {
                 if f.kind != FileKind::Regular || !valid_entry_path(&path) {
                     layout.skipped.push(path);

@@ -51,9 +51,22 @@ pub struct Plan {
     removed_key_ids: Vec<KeyId>,
     /// The key of a member being added (not in `.public-keys/` yet).
     added: Option<MemberKey>,
+    /// pass's `PASSWORD_STORE_SIGNING_KEY`: when set, every `.gpg-id` written is signed.
+    pass_signing_keys: Vec<Fingerprint>,
 }
 
 impl Plan {
+    /// Signs every `.gpg-id` the change writes, as pass does with `PASSWORD_STORE_SIGNING_KEY`;
+    /// the operator's key must be one of `keys`.
+    pub fn sign_gpg_ids_for_pass(&mut self, keys: Vec<Fingerprint>) {
+        self.pass_signing_keys = keys;
+    }
+
+    /// Fingerprints that will be recipients after the change.
+    pub fn recipients_after(&self) -> BTreeSet<Fingerprint> {
+        self.recipients.values().flatten().copied().collect()
+    }
+
     /// The `.gpg-id` files the change writes (e.g. `.gpg-id`, `ops/.gpg-id`).
     pub fn changed_gpg_ids(&self) -> Vec<String> {
         self.changed.iter().map(|f| gpg_id_path(f)).collect()
@@ -450,7 +463,8 @@ impl Vault {
                 None => Vec::new(),
             },
         };
-        if current.contains(&fpr) && recipients.contains_key(&folder) {
+        let named = self.roster.name_of(fpr).is_some();
+        if current.contains(&fpr) && recipients.contains_key(&folder) && named {
             return Err(Error::MemberExists(format!(
                 "key {fpr} already reads {}",
                 show_folder(&folder)
@@ -478,6 +492,7 @@ impl Vault {
             roster,
             removed_key_ids: Vec::new(),
             added: Some(key.clone()),
+            pass_signing_keys: Vec::new(),
         })
     }
 
@@ -580,6 +595,7 @@ impl Vault {
             roster,
             removed_key_ids,
             added: None,
+            pass_signing_keys: Vec::new(),
         })
     }
 
@@ -597,6 +613,24 @@ impl Vault {
         identity: Option<&Identity>,
         monitor: &Monitor,
     ) -> Result<Outcome> {
+        // Every commit vault makes is signed by the operator.
+        let operator = identity.ok_or(Error::NoIdentity)?;
+        if !operator.can_sign() {
+            return Err(Error::Identity {
+                file: operator.fingerprint().to_string(),
+                problem: "it has no usable signing key, and vault signs every commit it makes"
+                    .into(),
+            });
+        }
+        let sign_with = |data: &[u8], armored: bool| {
+            operator
+                .sign_detached(data, armored)
+                .map_err(|problem| Error::Identity {
+                    file: operator.fingerprint().to_string(),
+                    problem,
+                })
+        };
+        let sign = |data: &[u8]| sign_with(data, true);
         // Which entries does the change govern, and to whom must each be encrypted?
         let mut work: Vec<(&Entry, &Folder)> = Vec::new();
         for e in &self.layout.entries {
@@ -714,9 +748,25 @@ impl Vault {
         exposed.sort();
         for folder in &plan.changed {
             let text = render_gpg_id(&plan.recipients[folder]);
+            let path = gpg_id_path(folder);
             change
                 .writes
-                .push((gpg_id_path(folder), self.repo.write_blob(text.as_bytes())?));
+                .push((path.clone(), self.repo.write_blob(text.as_bytes())?));
+            // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
+            let sig_path = format!("{path}.sig");
+            if self.layout.signatures.contains_key(&sig_path) || !plan.pass_signing_keys.is_empty()
+            {
+                if !plan.pass_signing_keys.is_empty()
+                    && !plan.pass_signing_keys.contains(&operator.fingerprint())
+                {
+                    return Err(Error::Usage(format!(
+                        "{sig_path} must be re-signed, but PASSWORD_STORE_SIGNING_KEY does not list your key {}: pass would reject the signature",
+                        operator.fingerprint()
+                    )));
+                }
+                let sig = sign_with(text.as_bytes(), false)?;
+                change.writes.push((sig_path, self.repo.write_blob(&sig)?));
+            }
         }
         for (path, bytes) in &plan.key_writes {
             change
@@ -734,7 +784,9 @@ impl Vault {
             (rewrapped + reencrypted).to_string(),
         ));
         change.message = commit_message(&plan.subject, &plan.body, &trailers);
-        let commit = self.repo.commit(&change, false, monitor.interrupted)?;
+        let commit = self
+            .repo
+            .commit(&change, false, Some(&sign), monitor.interrupted)?;
         Ok(Outcome {
             commit,
             rewrapped,
@@ -900,6 +952,7 @@ pub fn adopt(
     store: &Path,
     names: &BTreeMap<Fingerprint, MemberName>,
     keyring: &Keyring,
+    identity: Option<&Identity>,
 ) -> Result<Adopted> {
     if !store.is_dir() {
         return Err(Error::NoStore(store.to_path_buf()));
@@ -1003,7 +1056,7 @@ pub fn adopt(
         ),
         &[("Vault-Action".into(), "init".into())],
     );
-    let commit = repo.commit(&change, unborn, &|| false)?;
+    let commit = repo.commit(&change, unborn, signer(identity).as_deref(), &|| false)?;
     Ok(Adopted {
         commit,
         members,
@@ -1017,7 +1070,12 @@ pub fn adopt(
 ///
 /// # Errors
 /// [`Error::Usage`] if the folder holds anything but an empty git repository.
-pub fn create(store: &Path, key: &MemberKey, name: MemberName) -> Result<CommitId> {
+pub fn create(
+    store: &Path,
+    key: &MemberKey,
+    name: MemberName,
+    identity: Option<&Identity>,
+) -> Result<CommitId> {
     if store.exists() {
         let entries = std::fs::read_dir(store).map_err(|e| Error::io("reading", store, e))?;
         let others: Vec<String> = entries
@@ -1073,5 +1131,17 @@ pub fn create(store: &Path, key: &MemberKey, name: MemberName) -> Result<CommitI
         ),
         action: "init".into(),
     };
-    repo.commit(&change, false, &|| false)
+    repo.commit(&change, false, signer(identity).as_deref(), &|| false)
+}
+
+/// A commit signer from an optional operator identity that can sign.
+fn signer(identity: Option<&Identity>) -> Option<Box<crate::history::Signer<'_>>> {
+    let id = identity.filter(|i| i.can_sign())?;
+    Some(Box::new(move |data: &[u8]| {
+        id.sign_detached(data, true)
+            .map_err(|problem| Error::Identity {
+                file: id.fingerprint().to_string(),
+                problem,
+            })
+    }))
 }

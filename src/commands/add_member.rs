@@ -7,7 +7,9 @@ use vault::store::{parse_folder, show_folder, MemberName};
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
-use crate::commands::{identity, init::stem_name, open, with_monitor};
+use crate::commands::{
+    advance_anchor, check_trust, identity, init::stem_name, open, pass_signing_keys, with_monitor,
+};
 use crate::ui;
 
 pub fn run(
@@ -68,11 +70,18 @@ pub fn run(
         }
     }
 
+    let mut plan = plan;
+    plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
+    // The new member is vouched for by this very command (the operator checked the fingerprint).
+    let mut others = plan.recipients_after();
+    others.remove(&fpr);
+    let anchor = check_trust(&vault, global, &others, err)?;
     let identity = identity(global)?;
     let total = vault.layout().entries.len();
     let outcome = with_monitor(total, "re-encrypting", |m| {
         vault.execute(plan, identity.as_ref(), m)
     })?;
+    advance_anchor(vault.repo(), &anchor, outcome.commit)?;
     writeln!(
         out,
         "Added {name} ({}) to {}; commit {}.",

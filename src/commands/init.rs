@@ -10,8 +10,28 @@ use vault::store::MemberName;
 use vault::vault::{adopt, create};
 use vault::{keyring, Error};
 
+use vault::history::Repo;
+use vault::trust::anchor_at;
+
 use crate::cli::{Global, InitArgs};
-use crate::commands::store_path;
+use crate::commands::{identity, store_path};
+
+/// Pins this clone's trust anchor at the commit init just made, and says what it trusts.
+fn pin_anchor(
+    store: &std::path::Path,
+    commit: vault::history::CommitId,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let repo = Repo::open(store)?;
+    let anchor = anchor_at(&repo, commit)?;
+    anchor.save(&repo)?;
+    writeln!(
+        out,
+        "This clone now trusts these {} keys as the store's members (`vault verify` checks later changes against them).",
+        anchor.trusted.len()
+    )?;
+    Ok(())
+}
 
 pub fn run(
     global: &Global,
@@ -31,7 +51,14 @@ pub fn run(
             [one] => MemberName::parse(one)?,
             _ => bail!("give one --name for the first member"),
         };
-        let commit = create(&store, &key, name.clone())?;
+        let operator = identity(global)?;
+        if operator.is_none() {
+            writeln!(
+                err,
+                "warning: no --identity: the first commit is not signed"
+            )?;
+        }
+        let commit = create(&store, &key, name.clone(), operator.as_ref())?;
         writeln!(
             out,
             "Created store {} with member {name} ({}); commit {}",
@@ -39,6 +66,7 @@ pub fn run(
             key.fingerprint().grouped(),
             commit.short()
         )?;
+        pin_anchor(&store, commit, out)?;
         return Ok(());
     }
 
@@ -54,7 +82,14 @@ pub fn run(
         })?;
         names.insert(fpr, MemberName::parse(name)?);
     }
-    let adopted = adopt(&store, &names, &keyring::export)?;
+    let operator = identity(global)?;
+    if operator.is_none() {
+        writeln!(
+            err,
+            "warning: no --identity: the adoption commit is not signed"
+        )?;
+    }
+    let adopted = adopt(&store, &names, &keyring::export, operator.as_ref())?;
     for w in &adopted.warnings {
         writeln!(err, "warning: {w}")?;
     }
@@ -71,6 +106,7 @@ pub fn run(
     for (name, fpr) in &adopted.members {
         writeln!(out, "  {name:<16} {}", fpr.grouped())?;
     }
+    pin_anchor(&store, adopted.commit, out)?;
     Ok(())
 }
 

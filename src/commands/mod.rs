@@ -5,6 +5,7 @@ pub mod audit;
 pub mod init;
 pub mod members;
 pub mod remove_member;
+pub mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,7 +14,9 @@ use anyhow::Context;
 
 use vault::crypto::{Identity, IdentityError};
 use vault::history::Recovery;
+use vault::history::Repo;
 use vault::secret::Secret;
+use vault::trust::{anchor_at, verify, Anchor, Verification};
 use vault::vault::{Monitor, Vault};
 use vault::Error;
 
@@ -116,4 +119,106 @@ pub fn with_monitor<T>(total: usize, what: &str, f: impl FnOnce(&Monitor) -> T) 
     let out = f(&monitor);
     bar.finish_and_clear();
     out
+}
+
+/// This clone's trust anchor; on first use, asks the user to trust the members at HEAD.
+pub fn anchor(vault: &Vault, global: &Global, err: &mut dyn Write) -> anyhow::Result<Anchor> {
+    if let Some(a) = Anchor::load(vault.repo())? {
+        return Ok(a);
+    }
+    let a = anchor_at(vault.repo(), vault.head())?;
+    writeln!(
+        err,
+        "This clone has no trust anchor yet. vault would trust these keys, the recipients at commit {}:",
+        vault.head().short()
+    )?;
+    for f in &a.trusted {
+        let uid = vault
+            .keys()
+            .get(f)
+            .and_then(|k| k.user_ids().first().cloned())
+            .unwrap_or_default();
+        writeln!(err, "  {}  {}  {uid}", vault.display_name(*f), f.grouped())?;
+    }
+    let yes = ui::confirm(
+        global.yes,
+        "Do you trust these keys (compare the fingerprints with the team)?",
+        "this clone has no trust anchor: run `vault verify` on a terminal to confirm the members' fingerprints (or pass --yes)",
+    )?;
+    if !yes {
+        anyhow::bail!("no trust anchor: nothing was changed");
+    }
+    a.save(vault.repo())?;
+    Ok(a)
+}
+
+/// Verifies the history and refuses recipients nobody trusted vouched for (unless overridden).
+pub fn check_trust(
+    vault: &Vault,
+    global: &Global,
+    after: &std::collections::BTreeSet<vault::crypto::Fingerprint>,
+    err: &mut dyn Write,
+) -> anyhow::Result<Anchor> {
+    let anchor = anchor(vault, global, err)?;
+    let v = verify(vault.repo(), &anchor, vault.head())?;
+    let bad: Vec<(String, String)> = v
+        .unverified
+        .iter()
+        .filter(|(r, _)| after.iter().any(|f| f.to_string() == **r))
+        .map(|(r, c)| {
+            let f = vault::crypto::Fingerprint::parse(r).expect("filtered on fingerprints");
+            match vault.roster().name_of(f) {
+                Some(name) => (format!("{name} ({r})"), c.clone()),
+                None => (r.clone(), c.clone()),
+            }
+        })
+        .collect();
+    if !bad.is_empty() {
+        if !global.trust_unverified {
+            return Err(Error::Unverified(bad).into());
+        }
+        writeln!(
+            err,
+            "WARNING: --trust-unverified: encrypting to recipients nobody trusted vouched for:"
+        )?;
+        for (r, c) in &bad {
+            writeln!(err, "WARNING:   {r}, added in commit {c}")?;
+        }
+    }
+    Ok(anchor)
+}
+
+/// After a change vault made and signed, moves this clone's anchor to the new HEAD.
+pub fn advance_anchor(
+    repo: &Repo,
+    anchor: &Anchor,
+    head: vault::history::CommitId,
+) -> anyhow::Result<Verification> {
+    let v = verify(repo, anchor, head)?;
+    if v.violations.is_empty() {
+        Anchor {
+            commit: head,
+            trusted: v.trusted.clone(),
+        }
+        .save(repo)?;
+    }
+    Ok(v)
+}
+
+/// pass's `PASSWORD_STORE_SIGNING_KEY`: the fingerprints allowed to sign `.gpg-id` files.
+pub fn pass_signing_keys() -> anyhow::Result<Vec<vault::crypto::Fingerprint>> {
+    let Ok(value) = std::env::var("PASSWORD_STORE_SIGNING_KEY") else {
+        return Ok(Vec::new());
+    };
+    value
+        .split_whitespace()
+        .map(|f| {
+            vault::crypto::Fingerprint::parse(f).ok_or_else(|| {
+                Error::Usage(format!(
+                    "PASSWORD_STORE_SIGNING_KEY: {f:?} is not a full fingerprint"
+                ))
+                .into()
+            })
+        })
+        .collect()
 }

@@ -5,7 +5,9 @@ use std::io::Write;
 use vault::store::{parse_folder, MemberName};
 
 use crate::cli::{Global, RemoveMemberArgs};
-use crate::commands::{identity, open, with_monitor};
+use crate::commands::{
+    advance_anchor, check_trust, identity, open, pass_signing_keys, with_monitor,
+};
 use crate::ui;
 
 pub fn run(
@@ -35,11 +37,15 @@ pub fn run(
         writeln!(err, "Nothing changed.")?;
         return Ok(());
     }
+    let mut plan = plan;
+    plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
+    let anchor = check_trust(&vault, global, &plan.recipients_after(), err)?;
     let identity = identity(global)?;
     let total = vault.layout().entries.len();
     let outcome = with_monitor(total, "re-encrypting", |m| {
         vault.execute(plan, identity.as_ref(), m)
     })?;
+    advance_anchor(vault.repo(), &anchor, outcome.commit)?;
     writeln!(
         out,
         "Removed {name} from {}; commit {}. {} entries re-encrypted with fresh session keys.",

@@ -1,0 +1,61 @@
+//! `vault verify`: was every change of who can read made by a trusted member?
+
+use std::io::Write;
+
+use vault::trust::{verify, Finding};
+
+use crate::cli::{Global, VerifyArgs};
+use crate::commands::{anchor, open};
+
+/// Runs the verification; returns whether there are violations.
+pub fn run(
+    global: &Global,
+    args: &VerifyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let vault = open(global, err)?;
+    let anchor = anchor(&vault, global, err)?;
+    let v = verify(vault.repo(), &anchor, vault.head())?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(!v.violations.is_empty());
+    }
+    let show = |out: &mut dyn Write, mark: &str, f: &Finding| -> std::io::Result<()> {
+        let by = f
+            .vouched_by
+            .as_deref()
+            .map(|v| format!(" (signed by {v})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{mark} {} {} {}: {}{by}",
+            f.commit, f.date, f.author, f.change
+        )
+    };
+    writeln!(
+        out,
+        "Checked {} membership changes since the trusted commit {}.",
+        v.checked,
+        anchor.commit.short()
+    )?;
+    for f in &v.vouched {
+        show(out, "ok  ", f)?;
+    }
+    for f in &v.warnings {
+        show(out, "warn", f)?;
+    }
+    for f in &v.violations {
+        show(out, "BAD ", f)?;
+    }
+    if v.violations.is_empty() {
+        writeln!(out, "Every addition was vouched for by a trusted member.")?;
+    } else {
+        writeln!(
+            out,
+            "{} violations: vault will not encrypt to an unvouched recipient (see `vault verify --help`).",
+            v.violations.len()
+        )?;
+    }
+    Ok(!v.violations.is_empty())
+}
