@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages vault's build and tests need on a fresh Debian machine, only when
-# missing: libclang (bindgen, for sequoia's openssl backend), libssl-dev, pkg-config, GnuPG, git,
+# missing: libclang (bindgen, for sequoia's openssl backend), libssl-dev, pkg-config, capnproto,
+# GnuPG, git,
 # and Debian's `pass` (the interop tests run the real program).
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so' || need+=(libclang-dev)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v capnp >/dev/null || need+=(capnproto) # sequoia-gpg-agent (sequoia-ipc) runs capnp at build time
 command -v gpg >/dev/null || need+=(gnupg)
 command -v gpg-agent >/dev/null || need+=(gpg-agent)
 command -v git >/dev/null || need+=(git)

@@ -846,6 +846,15 @@ fn summarise_failures(mut failures: Vec<(String, Failure)>, identity: Option<&Id
     {
         return Error::NoIdentity;
     }
+    if let Some(agent) = identity.and_then(|i| i.agent_error()) {
+        return Error::Identity {
+            file: "gpg-agent".into(),
+            problem: format!(
+                "it could not decrypt ({agent}). With --yes or without a terminal, vault does not let the agent ask for a passphrase: \
+                 unlock the key first (gpg-preset-passphrase, or `pass show` one entry), run on a terminal, or give --passphrase-file"
+            ),
+        };
+    }
     Error::CannotDecrypt {
         identity: identity
             .map(|i| format!("{} ({})", i.fingerprint(), i.user_id()))

@@ -8,7 +8,8 @@ use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
 use crate::commands::{
-    advance_anchor, check_trust, identity, init::stem_name, open, pass_signing_keys, with_monitor,
+    advance_anchor, check_trust, identity, init::stem_name, open, pass_signing_keys, warn_card,
+    with_monitor,
 };
 use crate::ui;
 
@@ -76,8 +77,9 @@ pub fn run(
     let mut others = plan.recipients_after();
     others.remove(&fpr);
     let anchor = check_trust(&vault, global, &others, err)?;
-    let identity = identity(global)?;
+    let identity = identity(global, Some(&vault))?;
     let total = vault.layout().entries.len();
+    warn_card(identity.as_ref(), total, err)?;
     let outcome = with_monitor(total, "re-encrypting", |m| {
         vault.execute(plan, identity.as_ref(), m)
     })?;

@@ -51,7 +51,7 @@ pub fn run(
             [one] => MemberName::parse(one)?,
             _ => bail!("give one --name for the first member"),
         };
-        let operator = identity(global)?;
+        let operator = identity(global, None)?;
         if operator.is_none() {
             writeln!(
                 err,
@@ -82,7 +82,7 @@ pub fn run(
         })?;
         names.insert(fpr, MemberName::parse(name)?);
     }
-    let operator = identity(global)?;
+    let operator = identity(global, None)?;
     if operator.is_none() {
         writeln!(
             err,

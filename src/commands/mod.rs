@@ -58,22 +58,49 @@ pub fn report_recovery(recovery: Option<Recovery>, err: &mut dyn Write) -> anyho
     Ok(())
 }
 
-/// The operator's secret key, from `--identity` / `$VAULT_IDENTITY`, if one is given.
-pub fn identity(global: &Global) -> anyhow::Result<Option<Identity>> {
-    let Some(path) = &global.identity else {
+/// `--passphrase-file`'s first line, if given.
+fn passphrase_file(global: &Global) -> vault::Result<Option<Secret>> {
+    let Some(pf) = &global.passphrase_file else {
         return Ok(None);
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read(pf).map_err(|e| Error::io("reading passphrase file", pf, e))?,
+    );
+    let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Some(Secret::new(zeroize::Zeroizing::new(line.to_vec()))))
+}
+
+/// The operator: the secret key file of `--identity` / `$VAULT_IDENTITY`, or else (given the
+/// store's members) the member whose secret key the user's gpg-agent holds.
+pub fn identity(global: &Global, members_of: Option<&Vault>) -> anyhow::Result<Option<Identity>> {
+    let Some(path) = &global.identity else {
+        let Some(vault) = members_of else {
+            return Ok(None);
+        };
+        let members: Vec<&vault::crypto::MemberKey> = vault
+            .roster()
+            .members()
+            .filter_map(|(_, f)| vault.keys().get(f))
+            .collect();
+        let interactive = ui::interactive() && !global.yes;
+        let passphrase = passphrase_file(global)?;
+        return Identity::from_agent(&members, None, interactive, passphrase.as_ref())
+            .map(Some)
+            .map_err(|problem| {
+                Error::Identity {
+                    file: "(none given: asked gpg-agent)".into(),
+                    problem,
+                }
+                .into()
+            });
     };
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io("reading operator key", path, e))?;
     let bytes = zeroize::Zeroizing::new(bytes);
     let mut ask = || -> vault::Result<Secret> {
-        if let Some(pf) = &global.passphrase_file {
-            let text = zeroize::Zeroizing::new(
-                std::fs::read(pf).map_err(|e| Error::io("reading passphrase file", pf, e))?,
-            );
-            let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            return Ok(Secret::new(zeroize::Zeroizing::new(line.to_vec())));
+        if let Some(p) = passphrase_file(global)? {
+            return Ok(p);
         }
         if global.yes || !ui::interactive() {
             return Err(Error::Identity {
@@ -105,6 +132,21 @@ pub fn identity(global: &Global) -> anyhow::Result<Option<Identity>> {
         }
         .into()),
     }
+}
+
+/// Warns before a long run with a card-held key.
+pub fn warn_card(
+    identity: Option<&Identity>,
+    entries: usize,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    if identity.is_some_and(|i| i.on_card()) && entries > 1 {
+        writeln!(
+            err,
+            "note: your key is on a smartcard: each of up to {entries} entries may need a touch or a PIN"
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs `f` with a progress bar and Ctrl-C caught.

@@ -6,7 +6,7 @@ use vault::store::{parse_folder, MemberName};
 
 use crate::cli::{Global, RemoveMemberArgs};
 use crate::commands::{
-    advance_anchor, check_trust, identity, open, pass_signing_keys, with_monitor,
+    advance_anchor, check_trust, identity, open, pass_signing_keys, warn_card, with_monitor,
 };
 use crate::ui;
 
@@ -40,8 +40,9 @@ pub fn run(
     let mut plan = plan;
     plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
     let anchor = check_trust(&vault, global, &plan.recipients_after(), err)?;
-    let identity = identity(global)?;
+    let identity = identity(global, Some(&vault))?;
     let total = vault.layout().entries.len();
+    warn_card(identity.as_ref(), total, err)?;
     let outcome = with_monitor(total, "re-encrypting", |m| {
         vault.execute(plan, identity.as_ref(), m)
     })?;

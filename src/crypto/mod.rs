@@ -31,6 +31,8 @@ use zeroize::Zeroizing;
 use crate::error::KeyProblem;
 use crate::secret::Secret;
 
+mod agent;
+
 static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 
 /// A v4 OpenPGP fingerprint: 20 bytes, written as 40 upper-case hex digits.
@@ -330,6 +332,13 @@ impl MemberKey {
             .collect()
     }
 
+    /// The alive signing-capable key (to sign through gpg-agent).
+    fn signing_key(&self) -> Option<PublicKey> {
+        let vc = self.cert.with_policy(&POLICY, None).ok()?;
+        let ka = vc.keys().alive().revoked(false).for_signing().next()?;
+        Some(ka.key().clone().role_into_unspecified())
+    }
+
     /// Every key id of the certificate, including unusable ones.
     pub fn all_key_ids(&self) -> &[KeyId] {
         &self.all_key_ids
@@ -608,16 +617,37 @@ impl<'a> Envelope<'a> {
 pub struct Identity {
     fingerprint: Fingerprint,
     user_id: String,
-    keys: Vec<(KeyId, KeyPair)>,
-    /// An alive, signing-capable secret key: what signs vault's commits and `.gpg-id.sig`.
-    signer: Option<KeyPair>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// Secret keys from a key file, in memory; each worker thread has its own copy.
+    File {
+        keys: Vec<(KeyId, KeyPair)>,
+        /// An alive, signing-capable secret key: signs vault's commits and `.gpg-id.sig`.
+        signer: Option<KeyPair>,
+    },
+    /// Secret keys held by gpg-agent, reached through one shared session.
+    Agent {
+        session: std::sync::Arc<std::sync::Mutex<agent::Session>>,
+        keys: Vec<(KeyId, PublicKey)>,
+        signer: Option<PublicKey>,
+        on_card: bool,
+    },
 }
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("fingerprint", &self.fingerprint)
-            .field("keys", &self.keys.len())
+            .field(
+                "backend",
+                &match self.backend {
+                    Backend::File { .. } => "key file",
+                    Backend::Agent { .. } => "gpg-agent",
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -696,9 +726,46 @@ impl Identity {
         Ok(Identity {
             fingerprint,
             user_id,
-            keys,
-            signer,
+            backend: Backend::File { keys, signer },
         })
+    }
+
+    /// The operator as the user's gpg-agent knows them (`homedir`, else `$GNUPGHOME`): the
+    /// member whose encryption subkey the agent holds. Without `interactive` the agent never asks
+    /// for a passphrase; `passphrase` is given to it through loopback.
+    ///
+    /// # Errors
+    /// A message naming the members' fingerprints looked for, or the agent's problem.
+    pub fn from_agent(
+        members: &[&MemberKey],
+        homedir: Option<&std::path::Path>,
+        interactive: bool,
+        passphrase: Option<&Secret>,
+    ) -> Result<Self, String> {
+        let found = agent::find_operator(members, homedir, interactive, passphrase)?;
+        Ok(Identity {
+            fingerprint: found.member,
+            user_id: found.user_id,
+            backend: Backend::Agent {
+                session: found.session,
+                keys: found.decryption,
+                signer: found.signing,
+                on_card: found.on_card,
+            },
+        })
+    }
+
+    /// Whether the operator's key is on a smartcard (each decryption may need a touch).
+    pub fn on_card(&self) -> bool {
+        matches!(self.backend, Backend::Agent { on_card: true, .. })
+    }
+
+    /// What gpg-agent last said when an operation failed, if the agent is in use.
+    pub fn agent_error(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Agent { session, .. } => session.lock().ok()?.last_error.clone(),
+            Backend::File { .. } => None,
+        }
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -711,33 +778,31 @@ impl Identity {
 
     /// Whether this identity can sign (has an alive signing-capable secret key).
     pub fn can_sign(&self) -> bool {
-        self.signer.is_some()
+        match &self.backend {
+            Backend::File { signer, .. } => signer.is_some(),
+            Backend::Agent { signer, .. } => signer.is_some(),
+        }
     }
 
     /// A detached signature over `data`: ASCII-armored (for git commits) or binary (for pass's
     /// `.gpg-id.sig`).
     pub fn sign_detached(&self, data: &[u8], armored: bool) -> Result<Vec<u8>, String> {
-        let signer = self
-            .signer
-            .clone()
-            .ok_or("the operator key has no usable signing key")?;
-        let mut out = Vec::new();
-        let run = |out: &mut Vec<u8>| -> openpgp::Result<()> {
-            let mut message = Message::new(out);
-            if armored {
-                message = openpgp::serialize::stream::Armorer::new(message)
-                    .kind(openpgp::armor::Kind::Signature)
-                    .build()?;
+        let missing = "the operator key has no usable signing key";
+        match &self.backend {
+            Backend::File { signer, .. } => {
+                sign_with(signer.clone().ok_or(missing)?, data, armored)
             }
-            let mut signer = openpgp::serialize::stream::Signer::new(message, signer)?
-                .detached()
-                .build()?;
-            signer.write_all(data)?;
-            signer.finalize()?;
-            Ok(())
-        };
-        run(&mut out).map_err(|e| root_cause(&e))?;
-        Ok(out)
+            Backend::Agent {
+                session, signer, ..
+            } => {
+                let key = signer.as_ref().ok_or(missing)?;
+                let pair = session
+                    .lock()
+                    .map_err(|_| "the gpg-agent session is unusable".to_string())?
+                    .signer(key)?;
+                sign_with(pair, data, armored)
+            }
+        }
     }
 
     /// Unwraps the session key from the PKESK addressed to one of our keys (wildcard PKESKs are
@@ -745,17 +810,49 @@ impl Identity {
     pub fn unlock(&mut self, env: &Envelope) -> Option<Unlocked> {
         for pkesk in &env.pkesks {
             let target = pkesk.recipient().as_ref().and_then(KeyId::from_handle);
-            for (id, pair) in self.keys.iter_mut() {
-                if target.is_some_and(|t| t != *id) {
-                    continue;
-                }
-                if let Some((Some(algo), key)) = pkesk.decrypt(pair, None) {
-                    return Some(Unlocked { algo, key });
-                }
+            let unlocked = match &mut self.backend {
+                Backend::File { keys, .. } => keys
+                    .iter_mut()
+                    .filter(|(id, _)| target.is_none_or(|t| t == *id))
+                    .find_map(|(_, pair)| pkesk.decrypt(pair, None)),
+                Backend::Agent { session, keys, .. } => keys
+                    .iter()
+                    .filter(|(id, _)| target.is_none_or(|t| t == *id))
+                    .find_map(|(_, public)| {
+                        let mut d = agent::AgentDecryptor { session, public };
+                        pkesk.decrypt(&mut d, None)
+                    }),
+            };
+            if let Some((Some(algo), key)) = unlocked {
+                return Some(Unlocked { algo, key });
             }
         }
         None
     }
+}
+
+/// Makes a detached signature with any signer (a key pair in memory, or gpg-agent's).
+fn sign_with<S>(signer: S, data: &[u8], armored: bool) -> Result<Vec<u8>, String>
+where
+    S: openpgp::crypto::Signer + Send + Sync,
+{
+    let mut out = Vec::new();
+    let run = |out: &mut Vec<u8>| -> openpgp::Result<()> {
+        let mut message = Message::new(out);
+        if armored {
+            message = openpgp::serialize::stream::Armorer::new(message)
+                .kind(openpgp::armor::Kind::Signature)
+                .build()?;
+        }
+        let mut signer = openpgp::serialize::stream::Signer::new(message, signer)?
+            .detached()
+            .build()?;
+        signer.write_all(data)?;
+        signer.finalize()?;
+        Ok(())
+    };
+    run(&mut out).map_err(|e| root_cause(&e))?;
+    Ok(out)
 }
 
 struct SignatureHelper<'c> {

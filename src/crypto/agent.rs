@@ -1,0 +1,294 @@
+//! Decrypting and signing with the member's own GnuPG secret key, through gpg-agent
+//! (sequoia-gpg-agent): no `gpg` process and no exported secret key. One agent connection and one
+//! tokio runtime serve the whole run; the agent does one operation at a time, so workers take
+//! turns on it for the session keys and do the rest of the work in parallel.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use sequoia_gpg_agent as gpg_agent;
+
+use gpg_agent::assuan::{escape, Response};
+use gpg_agent::sequoia_ipc::sexp::Sexp;
+use gpg_agent::sequoia_ipc::Keygrip;
+use gpg_agent::{Agent, PinentryMode};
+
+use super::{openpgp, Fingerprint, KeyId, MemberKey, PublicKey};
+use crate::secret::Secret;
+use openpgp::crypto::{mpi, Decryptor, Password, SessionKey};
+
+/// One connection to gpg-agent for the whole run.
+pub(super) struct Session {
+    rt: tokio::runtime::Runtime,
+    agent: Agent,
+    socket: PathBuf,
+    loopback: Option<Password>,
+    interactive: bool,
+    /// The agent's last error, to explain a failed decryption.
+    pub(super) last_error: Option<String>,
+}
+
+fn agent_err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Session {
+    /// Connects (starting the agent if needed) to the agent of `homedir`, or of `$GNUPGHOME` /
+    /// `~/.gnupg`. Without `interactive`, the agent is told never to ask for a passphrase: it fails
+    /// at once if the key is locked. With `passphrase`, it is given through loopback.
+    pub(super) fn connect(
+        homedir: Option<&Path>,
+        interactive: bool,
+        passphrase: Option<&Secret>,
+    ) -> Result<Session, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(agent_err)?;
+        let ctx = match homedir {
+            Some(h) => gpg_agent::gnupg::Context::with_homedir(h),
+            None => gpg_agent::gnupg::Context::new(),
+        }
+        .map_err(agent_err)?;
+        let socket = ctx.socket("agent").map_err(agent_err)?.to_path_buf();
+        let mut agent = rt.block_on(Agent::connect(&ctx)).map_err(agent_err)?;
+        let mut options = Vec::new();
+        if interactive {
+            if let Ok(tty) = std::env::var("GPG_TTY") {
+                options.push(format!("OPTION ttyname={tty}"));
+            } else if let Some(tty) = stdin_tty() {
+                options.push(format!("OPTION ttyname={tty}"));
+            }
+            if let Ok(term) = std::env::var("TERM") {
+                options.push(format!("OPTION ttytype={term}"));
+            }
+            if let Ok(display) = std::env::var("DISPLAY") {
+                options.push(format!("OPTION display={display}"));
+            }
+        }
+        let loopback = passphrase.map(|p| Password::from(p.expose()));
+        let mode = if loopback.is_some() {
+            PinentryMode::Loopback
+        } else if interactive {
+            PinentryMode::Ask
+        } else {
+            PinentryMode::Error
+        };
+        options.push(format!("OPTION pinentry-mode={}", mode.as_str()));
+        rt.block_on(async {
+            for o in &options {
+                agent.send_simple(o).await.map_err(agent_err)?;
+            }
+            Ok::<(), String>(())
+        })?;
+        Ok(Session {
+            rt,
+            agent,
+            socket,
+            loopback,
+            interactive,
+            last_error: None,
+        })
+    }
+
+    pub(super) fn has_key(&mut self, key: &PublicKey) -> bool {
+        let agent = &mut self.agent;
+        self.rt.block_on(agent.has_key(key)).unwrap_or(false)
+    }
+
+    /// Whether the key lives on a smartcard (each operation may need a touch).
+    pub(super) fn on_card(&mut self, key: &PublicKey) -> bool {
+        let Ok(grip) = Keygrip::of(key.mpis()) else {
+            return false;
+        };
+        let agent = &mut self.agent;
+        self.rt
+            .block_on(agent.key_info(&grip))
+            .map(|i| i.keytype() == gpg_agent::keyinfo::KeyType::Smartcard)
+            .unwrap_or(false)
+    }
+
+    fn pkdecrypt(
+        &mut self,
+        key: &PublicKey,
+        ciphertext: &mpi::Ciphertext,
+        plaintext_len: Option<usize>,
+    ) -> openpgp::Result<SessionKey> {
+        let grip = Keygrip::of(key.mpis())?;
+        let prompt = format!(
+            "vault needs to decrypt the team's password store entries with your key {}.",
+            key.keyid()
+        );
+        let agent = &mut self.agent;
+        let loopback = &self.loopback;
+        let result: openpgp::Result<SessionKey> = self.rt.block_on(async {
+            agent.send_simple(format!("SETKEY {grip}")).await?;
+            agent
+                .send_simple(format!("SETKEYDESC {}", escape(&prompt)))
+                .await?;
+            agent.send("PKDECRYPT")?;
+            let mut padding = true;
+            let mut data = zeroize::Zeroizing::new(Vec::new());
+            let mut failure = None;
+            while let Some(response) = agent.next().await {
+                match response? {
+                    Response::Ok { .. } | Response::Comment { .. } => {}
+                    Response::Inquire { keyword, .. } => match (keyword.as_str(), loopback) {
+                        ("PASSPHRASE", Some(p)) => {
+                            p.map(|p| agent.data(p))?;
+                            agent.next().await;
+                        }
+                        ("CIPHERTEXT", _) => {
+                            let mut buf = Vec::new();
+                            Sexp::try_from(ciphertext)?.serialize(&mut buf)?;
+                            agent.data(&buf)?;
+                            agent.next().await;
+                        }
+                        _ => {
+                            // Not something we answer: end the inquiry.
+                            agent.send("END")?;
+                            agent.next().await;
+                        }
+                    },
+                    Response::Status { keyword, message } => {
+                        if keyword == "PADDING" {
+                            padding = message != "0";
+                        }
+                    }
+                    Response::Error { message, .. } => {
+                        failure = Some(message.unwrap_or_else(|| "unknown error".into()));
+                    }
+                    Response::Data { partial } => data.extend_from_slice(&partial),
+                }
+            }
+            if let Some(message) = failure {
+                return Err(anyhow::anyhow!("gpg-agent: {message}"));
+            }
+            if data.last() == Some(&0) {
+                let l = data.len();
+                data.truncate(l - 1);
+            }
+            Sexp::from_bytes(&data[..])?.finish_decryption(key, ciphertext, plaintext_len, padding)
+        });
+        if let Err(e) = &result {
+            self.last_error = Some(e.to_string());
+        }
+        result
+    }
+
+    /// A signer for a key held by the agent (sequoia-gpg-agent's own key pair: signing happens
+    /// once per run, so its own short connection is fine).
+    pub(super) fn signer(&self, key: &PublicKey) -> Result<gpg_agent::KeyPair, String> {
+        let mut pair = gpg_agent::KeyPair::new_for_socket(&self.socket, key).map_err(agent_err)?;
+        if let Some(p) = &self.loopback {
+            pair = pair.with_password(p.clone());
+        } else if !self.interactive {
+            pair = pair.suppress_pinentry();
+        }
+        Ok(pair)
+    }
+}
+
+fn stdin_tty() -> Option<String> {
+    // SAFETY: ttyname returns a pointer to a static buffer or NULL; we copy it at once.
+    unsafe {
+        let p = libc::ttyname(0);
+        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+/// A decryptor that asks the shared agent session.
+pub(super) struct AgentDecryptor<'s> {
+    pub(super) session: &'s Mutex<Session>,
+    pub(super) public: &'s PublicKey,
+}
+
+impl Decryptor for AgentDecryptor<'_> {
+    fn public(
+        &self,
+    ) -> &openpgp::packet::Key<
+        openpgp::packet::key::PublicParts,
+        openpgp::packet::key::UnspecifiedRole,
+    > {
+        self.public
+    }
+
+    fn decrypt(
+        &mut self,
+        ciphertext: &mpi::Ciphertext,
+        plaintext_len: Option<usize>,
+    ) -> openpgp::Result<SessionKey> {
+        self.session
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the gpg-agent session is unusable"))?
+            .pkdecrypt(self.public, ciphertext, plaintext_len)
+    }
+}
+
+/// What the agent holds for the operator: which member they are, and their keys.
+pub(super) struct AgentKeys {
+    pub(super) session: Arc<Mutex<Session>>,
+    pub(super) member: Fingerprint,
+    pub(super) user_id: String,
+    pub(super) decryption: Vec<(KeyId, PublicKey)>,
+    pub(super) signing: Option<PublicKey>,
+    pub(super) on_card: bool,
+}
+
+/// Finds which member's encryption subkeys the agent holds.
+///
+/// # Errors
+/// A message listing the fingerprints looked for, or the connection problem.
+pub(super) fn find_operator(
+    members: &[&MemberKey],
+    homedir: Option<&Path>,
+    interactive: bool,
+    passphrase: Option<&Secret>,
+) -> Result<AgentKeys, String> {
+    let mut session = Session::connect(homedir, interactive, passphrase)
+        .map_err(|e| format!("cannot talk to gpg-agent: {e}"))?;
+    for m in members {
+        let candidates: Vec<PublicKey> = m
+            .cert
+            .keys()
+            .subkeys()
+            .map(|ka| ka.key().clone().role_into_unspecified())
+            .chain(m.encryption.iter().cloned())
+            .collect();
+        let mut decryption = Vec::new();
+        let mut on_card = false;
+        for k in &candidates {
+            let Some(id) = KeyId::from_openpgp(&k.keyid()) else {
+                continue;
+            };
+            if decryption.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            if k.pk_algo().for_encryption() && session.has_key(k) {
+                on_card |= session.on_card(k);
+                decryption.push((id, k.clone()));
+            }
+        }
+        if decryption.is_empty() {
+            continue;
+        }
+        let signing = m.signing_key().filter(|k| session.has_key(k));
+        return Ok(AgentKeys {
+            session: Arc::new(Mutex::new(session)),
+            member: m.fingerprint(),
+            user_id: m.user_ids().first().cloned().unwrap_or_default(),
+            decryption,
+            signing,
+            on_card,
+        });
+    }
+    let looked: Vec<String> = members
+        .iter()
+        .map(|m| m.fingerprint().to_string())
+        .collect();
+    Err(format!(
+        "gpg-agent holds the secret key of none of the members; looked for the encryption subkeys of {}",
+        looked.join(", ")
+    ))
+}
