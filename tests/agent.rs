@@ -1,0 +1,185 @@
+//! Decrypting through the member's own gpg-agent (no --identity): unprotected keys, protected keys
+//! with a preset or loopback passphrase, a locked key with --yes, and an operator with no key.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A person whose secret key is protected by `passphrase` (GnuPG, ed25519 + cv25519).
+fn protected_person(name: &str, passphrase: &str) -> Person {
+    let gpg = Gpg::new();
+    let email = format!("{name}@coop.example");
+    let uid = format!("{name} <{email}>");
+    let lb = ["--pinentry-mode", "loopback", "--passphrase", passphrase];
+    let mut args: Vec<&str> = lb.to_vec();
+    args.extend(["--quick-gen-key", &uid, "ed25519", "sign", "never"]);
+    gpg.gpg(&args).ok();
+    let fpr = gpg.fingerprint(&email);
+    let mut args: Vec<&str> = lb.to_vec();
+    args.extend(["--quick-add-key", &fpr, "cv25519", "encr", "never"]);
+    gpg.gpg(&args).ok();
+    let public = gpg.scratch().join(format!("{name}.asc"));
+    gpg.export_public(&fpr, &public);
+    // Let the agent accept preset passphrases, and start it afresh with that setting.
+    std::fs::write(
+        gpg.home().join("gpg-agent.conf"),
+        "allow-loopback-pinentry\nallow-preset-passphrase\n",
+    )
+    .unwrap();
+    kill_agent(gpg.home());
+    Person {
+        name: name.into(),
+        email,
+        fpr,
+        secret: gpg.scratch().join("no-secret-file"),
+        public,
+        gpg,
+    }
+}
+
+fn kill_agent(home: &Path) {
+    let _ = std::process::Command::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .env("GNUPGHOME", home)
+        .status();
+}
+
+/// Presets the passphrase of every secret key of `who` in their agent.
+fn preset(who: &Person, passphrase: &str) {
+    let out = who.gpg.gpg([
+        "--with-colons",
+        "--with-keygrip",
+        "--list-secret-keys",
+        &who.fpr,
+    ]);
+    out.ok();
+    let _ = who.gpg.gpg(["--list-secret-keys"]); // starts the agent
+    for grip in out.stdout.lines().filter(|l| l.starts_with("grp:")) {
+        let grip = grip.split(':').nth(9).unwrap();
+        let status = std::process::Command::new("/usr/lib/gnupg/gpg-preset-passphrase")
+            .args(["--preset", "-P", passphrase, grip])
+            .env("GNUPGHOME", who.gpg.home())
+            .status()
+            .unwrap();
+        assert!(status.success(), "gpg-preset-passphrase failed");
+    }
+}
+
+/// alice's team with dave, whose key is passphrase-protected, as a member of the whole store.
+fn team_with_dave() -> (Team, Person) {
+    let team = adopted_team();
+    let dave = protected_person("dave", "correct horse");
+    introduce(&[&team.alice, &team.bob, &team.carol, &dave]);
+    team.lab
+        .vault_as(
+            &team.store,
+            &team.alice,
+            &[
+                "add-member",
+                dave.public.to_str().unwrap(),
+                "--fingerprint",
+                &dave.fpr,
+            ],
+        )
+        .ok();
+    (team, dave)
+}
+
+#[test]
+fn an_unprotected_key_in_the_agent_is_the_operator() {
+    let team = adopted_team();
+    let (lab, store) = (&team.lab, &team.store);
+    // No --identity: alice's own GnuPG home holds her secret key.
+    let out = lab.vault(
+        store,
+        &team.alice,
+        &[
+            "add-member",
+            team.carol.public.to_str().unwrap(),
+            "--fingerprint",
+            &team.carol.fpr,
+        ],
+    );
+    out.ok();
+    lab.assert_reads(store, &team.carol, ROOT_ENTRIES);
+    store.assert_clean();
+    let out = lab.vault(store, &team.alice, &["--yes", "remove-member", "bob"]);
+    out.ok();
+    lab.assert_cannot_read(store, &team.bob, ROOT_ENTRIES);
+    lab.assert_reads(store, &team.alice, ROOT_ENTRIES);
+}
+
+#[test]
+fn a_protected_key_with_a_preset_passphrase() {
+    let (team, dave) = team_with_dave();
+    preset(&dave, "correct horse");
+    let out = team
+        .lab
+        .vault(&team.store, &dave, &["--yes", "remove-member", "bob"]);
+    out.ok().stdout_has("Removed bob");
+    team.lab
+        .assert_cannot_read(&team.store, &team.bob, ROOT_ENTRIES);
+    team.lab.assert_reads(&team.store, &dave, ROOT_ENTRIES);
+}
+
+#[test]
+fn a_protected_key_with_a_passphrase_through_loopback() {
+    let (team, dave) = team_with_dave();
+    let pp = dave.gpg.scratch().join("passphrase");
+    std::fs::write(&pp, "correct horse\n").unwrap();
+    let out = team.lab.vault(
+        &team.store,
+        &dave,
+        &[
+            "--yes",
+            "--passphrase-file",
+            pp.to_str().unwrap(),
+            "remove-member",
+            "bob",
+        ],
+    );
+    out.ok();
+    team.lab
+        .assert_cannot_read(&team.store, &team.bob, ROOT_ENTRIES);
+}
+
+#[test]
+fn a_locked_key_with_yes_fails_fast_and_changes_nothing() {
+    let (team, dave) = team_with_dave();
+    let before = team.store.snapshot();
+    let started = std::time::Instant::now();
+    let out = team
+        .lab
+        .vault(&team.store, &dave, &["--yes", "remove-member", "bob"]);
+    out.fails().stderr_has("gpg-agent").stderr_has("passphrase");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "vault must not wait for a passphrase it cannot get"
+    );
+    assert_same(
+        &before,
+        &team.store.snapshot(),
+        "after the agent could not decrypt",
+    );
+}
+
+#[test]
+fn an_operator_with_no_members_key_is_told_which_keys_were_looked_for() {
+    let team = adopted_team();
+    let stranger = Person::generate("stranger", KeyKind::Ed25519);
+    let before = team.store.snapshot();
+    let out = team
+        .lab
+        .vault(&team.store, &stranger, &["--yes", "remove-member", "bob"]);
+    out.fails()
+        .stderr_has("gpg-agent")
+        .stderr_has(&team.alice.fpr)
+        .stderr_has(&team.bob.fpr);
+    assert_same(
+        &before,
+        &team.store.snapshot(),
+        "after failing to find the operator",
+    );
+}
