@@ -163,7 +163,9 @@ pub fn with_monitor<T>(total: usize, what: &str, f: impl FnOnce(&Monitor) -> T) 
     out
 }
 
-/// This clone's trust anchor; on first use, asks the user to trust the members at HEAD.
+/// This clone's trust anchor; on first use, asks the user to trust the members at HEAD. A new
+/// anchor is not saved here: a change saves its successor when it succeeds, `vault verify` saves
+/// it at once.
 pub fn anchor(vault: &Vault, global: &Global, err: &mut dyn Write) -> anyhow::Result<Anchor> {
     if let Some(a) = Anchor::load(vault.repo())? {
         return Ok(a);
@@ -190,7 +192,6 @@ pub fn anchor(vault: &Vault, global: &Global, err: &mut dyn Write) -> anyhow::Re
     if !yes {
         anyhow::bail!("no trust anchor: nothing was changed");
     }
-    a.save(vault.repo())?;
     Ok(a)
 }
 

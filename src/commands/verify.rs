@@ -16,6 +16,7 @@ pub fn run(
 ) -> anyhow::Result<bool> {
     let vault = open(global, err)?;
     let anchor = anchor(&vault, global, err)?;
+    anchor.save(vault.repo())?;
     let v = verify(vault.repo(), &anchor, vault.head())?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
