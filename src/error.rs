@@ -161,7 +161,7 @@ impl Error {
             Interrupted => "run the command again when ready".into(),
             Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
             Journal(_) => "inspect the store with `git -C STORE status` and `git log`; remove .git/vault-journal once the store is consistent".into(),
-            Git { .. } => "check that the store and its .git folder are writable and the disk is not full; the store was not changed".into(),
+            Git { .. } => "check that the store and its .git folder are writable and the disk is not full, then run vault again (it finishes or undoes an interrupted change first)".into(),
         })
     }
 }
