@@ -131,8 +131,17 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         use Error::*;
         Some(match self {
+            Io { source, what, .. }
+                if what.starts_with("writing")
+                    && matches!(
+                        source.kind(),
+                        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+            {
+                "the store is not writable there (permissions, or a read-only file system): make it writable, then run vault again".into()
+            }
             Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                "check the permissions of that path (is the store read-only?)".into()
+                "check the permissions of that path".into()
             }
             Io { .. } => "check that the path exists and is readable".into(),
             NoStore(_) => "give the store with --store DIR or $PASSWORD_STORE_DIR, or create one with `vault init KEYFILE --name NAME`".into(),

@@ -435,6 +435,7 @@ impl Repo {
         if interrupted() {
             return Err(Error::Interrupted);
         }
+        self.check_writable(change)?;
         // Everything the new commit needs must be on disk before the branch may point to it.
         sync_fs(self.repo.path())?;
         fault_point("objects synced");
@@ -466,6 +467,33 @@ impl Repo {
             .map_err(|e| Error::io("removing", self.journal_path(), e))?;
         fault_point("journal removed");
         Ok(CommitId(new))
+    }
+
+    /// Checks, before the commit point, that every folder the work-tree update writes to (or
+    /// deletes from) and the git folder are writable, so that a read-only store fails with nothing
+    /// changed instead of half-way through.
+    fn check_writable(&self, change: &Change) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        dirs.insert(self.repo.path().to_path_buf());
+        for path in change.writes.iter().map(|(p, _)| p).chain(&change.deletes) {
+            // The nearest existing folder: new folders are created inside it.
+            let mut dir = self.root.join(path);
+            while dir.pop() && !dir.exists() {}
+            dirs.insert(dir);
+        }
+        for dir in dirs {
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+                .map_err(|_| Error::io("writing", &dir, std::io::ErrorKind::InvalidInput.into()))?;
+            // SAFETY: access reads the NUL-terminated path and nothing else.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+                return Err(Error::io(
+                    "writing into",
+                    &dir,
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes into the work tree every file that differs between `old` and `new`, and brings the
