@@ -53,19 +53,36 @@ pub fn progress(total: usize, what: &str) -> ProgressBar {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static IN_CHANGE: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    if IN_CHANGE.load(Ordering::SeqCst) {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        return;
+    }
+    // Nothing is being changed: leave at once (write and _exit are async-signal-safe).
+    const MSG: &[u8] = b"vault: interrupted; nothing was changed\n";
+    // SAFETY: write(2) and _exit(2) may be called from a signal handler.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::_exit(130);
+    }
 }
 
-/// From now on, Ctrl-C and SIGTERM ask the running change to stop (it undoes itself before its
-/// commit point, and completes after it) instead of killing the process mid-way.
+/// Installs the Ctrl-C/SIGTERM handler for the whole run: outside a change, vault stops at once;
+/// during one (see [`begin_change`]) the change is asked to stop, and undoes itself before its
+/// commit point or completes after it.
 pub fn catch_interrupts() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handler only touches atomics and calls async-signal-safe functions.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
+}
+
+/// From now on, Ctrl-C asks the running change to stop instead of ending the process.
+pub fn begin_change() {
+    IN_CHANGE.store(true, Ordering::SeqCst);
 }
 
 pub fn interrupted() -> bool {

@@ -151,7 +151,7 @@ pub fn warn_card(
 
 /// Runs `f` with a progress bar and Ctrl-C caught.
 pub fn with_monitor<T>(total: usize, what: &str, f: impl FnOnce(&Monitor) -> T) -> T {
-    ui::catch_interrupts();
+    ui::begin_change();
     let bar = ui::progress(total, what);
     let progress = |done: usize, _total: usize| bar.set_position(done as u64);
     let monitor = Monitor {
