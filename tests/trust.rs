@@ -32,6 +32,11 @@ fn cmd(
     c.output().expect("running a command")
 }
 
+/// Adds `who` to the root `.gpg-id` and `.public-keys/` by hand (not committed).
+fn add_by_hand(store: &Store, who: &Person) {
+    add_by_hand(store, &who);
+}
+
 /// `git log` signature status letters (%G?) of the last `n` commits, as `who`'s GnuPG sees them.
 fn signature_status(team: &Team, who: &Person, n: usize) -> Vec<String> {
     let out = cmd(
@@ -93,15 +98,7 @@ fn a_plain_commit_by_a_non_member_adding_a_key_is_reported_and_blocks_changes() 
     let (lab, store) = (&team.lab, &team.store);
     // mallory pushes a commit that adds her key to .gpg-id and .public-keys/.
     let mallory = Person::generate("mallory", KeyKind::Ed25519);
-    std::fs::copy(
-        &mallory.public,
-        store.file(&format!(".public-keys/{}", mallory.fpr)),
-    )
-    .unwrap();
-    let gpg_id = store.file(".gpg-id");
-    let mut ids = std::fs::read_to_string(&gpg_id).unwrap();
-    ids.push_str(&format!("{}\n", mallory.fpr));
-    std::fs::write(&gpg_id, ids).unwrap();
+    add_by_hand(store, &mallory);
     store.git_ok(&["add", "-A"]);
     store.git_ok(&["commit", "-q", "-m", "Fix typo"]);
     let bad = store.git_ok(&["rev-parse", "--short=10", "HEAD"]);
@@ -154,15 +151,7 @@ fn a_trusted_member_can_vouch_for_a_hand_added_key() {
     let team = adopted_team();
     let (lab, store) = (&team.lab, &team.store);
     // carol's key added by hand, unsigned.
-    std::fs::copy(
-        &team.carol.public,
-        store.file(&format!(".public-keys/{}", team.carol.fpr)),
-    )
-    .unwrap();
-    let gpg_id = store.file(".gpg-id");
-    let mut ids = std::fs::read_to_string(&gpg_id).unwrap();
-    ids.push_str(&format!("{}\n", team.carol.fpr));
-    std::fs::write(&gpg_id, ids).unwrap();
+    add_by_hand(store, &team.carol);
     store.git_ok(&["add", "-A"]);
     store.git_ok(&["commit", "-q", "-m", "add carol"]);
     assert_eq!(lab.vault(store, &team.alice, &["verify"]).code, Some(3));
@@ -189,15 +178,7 @@ fn a_commit_signed_by_a_removed_member_is_rejected() {
     lab.vault_as(store, &team.alice, &["--yes", "remove-member", "bob"])
         .ok();
     // bob, still able to push, signs a commit that puts his key back.
-    std::fs::copy(
-        &team.bob.public,
-        store.file(&format!(".public-keys/{}", team.bob.fpr)),
-    )
-    .unwrap();
-    let gpg_id = store.file(".gpg-id");
-    let mut ids = std::fs::read_to_string(&gpg_id).unwrap();
-    ids.push_str(&format!("{}\n", team.bob.fpr));
-    std::fs::write(&gpg_id, ids).unwrap();
+    add_by_hand(store, &team.bob);
     let path = store.path_str();
     let add = cmd(
         "git",

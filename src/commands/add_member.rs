@@ -7,10 +7,7 @@ use vault::store::{parse_folder, show_folder, MemberName};
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
-use crate::commands::{
-    advance_anchor, check_trust, identity, init::stem_name, open, pass_signing_keys, warn_card,
-    with_monitor,
-};
+use crate::commands::{carry_out, init::stem_name, open};
 use crate::ui;
 
 pub fn run(
@@ -71,19 +68,8 @@ pub fn run(
         }
     }
 
-    let mut plan = plan;
-    plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
     // The new member is vouched for by this very command (the operator checked the fingerprint).
-    let mut others = plan.recipients_after();
-    others.remove(&fpr);
-    let anchor = check_trust(&vault, global, &others, err)?;
-    let identity = identity(global, Some(&vault))?;
-    let total = vault.layout().entries.len();
-    warn_card(identity.as_ref(), total, err)?;
-    let outcome = with_monitor(total, "re-encrypting", |m| {
-        vault.execute(plan, identity.as_ref(), m)
-    })?;
-    advance_anchor(vault.repo(), &anchor, outcome.commit)?;
+    let outcome = carry_out(&vault, global, plan, Some(fpr), err)?;
     writeln!(
         out,
         "Added {name} ({}) to {}; commit {}.",

@@ -265,3 +265,29 @@ pub fn pass_signing_keys() -> anyhow::Result<Vec<vault::crypto::Fingerprint>> {
         })
         .collect()
 }
+
+/// Carries out a planned membership change: pass's signing keys, the trust check (`vouched`, the
+/// key this command itself vouches for, is exempt), the operator, the re-encryption with progress
+/// and Ctrl-C handling, and the new trust anchor.
+pub fn carry_out(
+    vault: &Vault,
+    global: &Global,
+    mut plan: vault::vault::Plan,
+    vouched: Option<vault::crypto::Fingerprint>,
+    err: &mut dyn Write,
+) -> anyhow::Result<vault::vault::Outcome> {
+    plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
+    let mut others = plan.recipients_after();
+    if let Some(f) = vouched {
+        others.remove(&f);
+    }
+    let anchor = check_trust(vault, global, &others, err)?;
+    let identity = identity(global, Some(vault))?;
+    let total = vault.layout().entries.len();
+    warn_card(identity.as_ref(), total, err)?;
+    let outcome = with_monitor(total, "re-encrypting", |m| {
+        vault.execute(plan, identity.as_ref(), m)
+    })?;
+    advance_anchor(vault.repo(), &anchor, outcome.commit)?;
+    Ok(outcome)
+}

@@ -5,9 +5,7 @@ use std::io::Write;
 use vault::store::{parse_folder, MemberName};
 
 use crate::cli::{Global, RemoveMemberArgs};
-use crate::commands::{
-    advance_anchor, check_trust, identity, open, pass_signing_keys, warn_card, with_monitor,
-};
+use crate::commands::{carry_out, open};
 use crate::ui;
 
 pub fn run(
@@ -37,16 +35,7 @@ pub fn run(
         writeln!(err, "Nothing changed.")?;
         return Ok(());
     }
-    let mut plan = plan;
-    plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
-    let anchor = check_trust(&vault, global, &plan.recipients_after(), err)?;
-    let identity = identity(global, Some(&vault))?;
-    let total = vault.layout().entries.len();
-    warn_card(identity.as_ref(), total, err)?;
-    let outcome = with_monitor(total, "re-encrypting", |m| {
-        vault.execute(plan, identity.as_ref(), m)
-    })?;
-    advance_anchor(vault.repo(), &anchor, outcome.commit)?;
+    let outcome = carry_out(&vault, global, plan, None, err)?;
     writeln!(
         out,
         "Removed {name} from {}; commit {}. {} entries re-encrypted with fresh session keys.",
