@@ -30,12 +30,11 @@ pub enum KeyProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {cause}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("git: {what}: {message}")]
     Git { what: String, message: String },
@@ -61,7 +60,7 @@ pub enum Error {
         problem: String,
     },
     #[error("{file}: {problem}")]
-    Roster { file: String, problem: String },
+    BadFile { file: String, problem: String },
     #[error("no member named {0:?}")]
     UnknownMember(String),
     #[error("{0}")]
@@ -107,6 +106,8 @@ pub enum Error {
     Unverified(Vec<(String, String)>),
     #[error("interrupted: nothing was changed")]
     Interrupted,
+    #[error("the change was committed ({commit}) but its files could not all be written to the work tree: {cause}")]
+    Unfinished { commit: String, cause: String },
     #[error("an earlier vault change could not be finished: {0}")]
     Journal(String),
 }
@@ -116,7 +117,7 @@ impl Error {
         Error::Io {
             what,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -131,16 +132,16 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         use Error::*;
         Some(match self {
-            Io { source, what, .. }
+            Io { cause, what, .. }
                 if what.starts_with("writing")
                     && matches!(
-                        source.kind(),
+                        cause.kind(),
                         std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
                     ) =>
             {
                 "the store is not writable there (permissions, or a read-only file system): make it writable, then run vault again".into()
             }
-            Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Io { cause, .. } if cause.kind() == std::io::ErrorKind::PermissionDenied => {
                 "check the permissions of that path".into()
             }
             Io { .. } => "check that the path exists and is readable".into(),
@@ -152,7 +153,7 @@ impl Error {
             Dirty(_) => "commit or discard those changes first (`git -C STORE status`), then run vault again".into(),
             KeyFile { problem, .. } => key_hint(problem).into(),
             GpgIdLine { .. } => "fix that line: vault reads full fingerprints, 16-digit key ids and e-mail addresses whose key is in .public-keys/".into(),
-            Roster { .. } => "fix .members.toml by hand (or restore it with `git -C STORE checkout .members.toml`)".into(),
+            BadFile { file, .. } => format!("fix {file} (or restore it from git history: `git -C STORE log -- {file}`)"),
             UnknownMember(_) => "run `vault members` to see the members' names".into(),
             MemberExists(_) => "use a different --name, or remove the old member first".into(),
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),
@@ -161,7 +162,7 @@ impl Error {
             CannotDecrypt { .. } => "run vault as a member who can read every entry (--identity FILE), or ask the team why those entries are not encrypted to you".into(),
             NoIdentity => "give your secret key file with --identity FILE or $VAULT_IDENTITY".into(),
             Identity { .. } => "give the secret key of a member with --identity FILE (a passphrase can come from --passphrase-file)".into(),
-            Entry { .. } => "restore the entry from git history (`git -C STORE log -- ENTRY.gpg`) or remove it".into(),
+            Entry { .. } => "replace it with a regular file restored from git history (`git -C STORE log -- ENTRY.gpg`), or remove it, and commit".into(),
             MemberKey { member, .. } => format!("ask {member} for an updated key, or remove them with `vault remove-member {member}`"),
             MissingKey { .. } => "import that key into your GnuPG keyring (or put it in .public-keys/) and run `vault init` again, or fix the .gpg-id".into(),
             FingerprintMismatch { .. } => "do not add this key: confirm the fingerprint with its owner out of band".into(),
@@ -169,6 +170,7 @@ impl Error {
             Usage(_) => "see `vault --help`".into(),
             Interrupted => "run the command again when ready".into(),
             Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
+            Unfinished { .. } => "fix the cause (disk space, permissions), then run any vault command: it finishes the change first".into(),
             Journal(_) => "inspect the store with `git -C STORE status` and `git log`; remove .git/vault-journal once the store is consistent".into(),
             Git { .. } => "check that the store and its .git folder are writable and the disk is not full, then run vault again (it finishes or undoes an interrupted change first)".into(),
         })

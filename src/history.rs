@@ -24,6 +24,24 @@ use crate::error::{Error, Result};
 
 const JOURNAL: &str = "vault-journal";
 
+/// Set (from a SIGXFSZ handler in the binary) when a write hit the process's file size limit:
+/// libgit2 does not always say why a write failed, and this is a reason people can act on.
+pub static FILE_SIZE_LIMIT_HIT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Adds the OS's reason to a failed write, when libgit2 gave none.
+fn write_failure(what: String, e: git2::Error) -> Error {
+    let os = std::io::Error::last_os_error();
+    let mut message = e.message().to_string();
+    if FILE_SIZE_LIMIT_HIT.load(std::sync::atomic::Ordering::SeqCst) {
+        message =
+            format!("File too large: the file size limit (ulimit -f) was exceeded ({message})");
+    } else if os.raw_os_error().unwrap_or(0) != 0 {
+        message = format!("{os} ({message})");
+    }
+    Error::Git { what, message }
+}
+
 /// Fault injection for the crash-safety tests, in debug builds only: with
 /// `VAULT_FAULT_TRACE=1` each step of a change is named on stderr as `fault-point N NAME`; with
 /// `VAULT_FAULT_POINT=N` the process aborts (no clean-up, like SIGKILL) on reaching step N.
@@ -109,6 +127,16 @@ pub struct Change {
     pub action: String,
 }
 
+fn write_new_blob(repo: &Repository, data: &[u8]) -> Result<(BlobId, bool)> {
+    let oid = Oid::hash_object(ObjectType::Blob, data).map_err(ge("hashing a blob"))?;
+    let existed = repo
+        .odb()
+        .map(|odb| odb.exists(oid))
+        .map_err(ge("reading the object database"))?;
+    repo.blob(data).map_err(ge("writing a blob"))?;
+    Ok((BlobId(oid), !existed))
+}
+
 /// Makes an ASCII-armored detached signature over a commit's content.
 pub type Signer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a;
 
@@ -116,6 +144,8 @@ pub type Signer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a;
 pub struct Repo {
     repo: Repository,
     root: PathBuf,
+    /// Blobs this run created through [`Repo::write_blob`].
+    created: std::cell::RefCell<Vec<BlobId>>,
 }
 
 /// Reads and writes blobs from a worker thread (each worker holds its own repository handle).
@@ -136,12 +166,10 @@ impl Objects {
             .map_err(|e| Error::git("reading a blob", e))
     }
 
-    pub fn write(&self, data: &[u8]) -> Result<BlobId> {
-        let id = self
-            .0
-            .blob(data)
-            .map(BlobId)
-            .map_err(|e| Error::git("writing a blob", e))?;
+    /// Writes a blob; also says whether this call created it (it did not exist before), so that
+    /// a change that does not happen can remove exactly what it added.
+    pub fn write(&self, data: &[u8]) -> Result<(BlobId, bool)> {
+        let id = write_new_blob(&self.0, data)?;
         fault_point("blob written");
         Ok(id)
     }
@@ -181,7 +209,11 @@ impl Repo {
             Some(Ok(w)) if w == root => {}
             _ => return Err(Error::NotGitRepo(root)),
         }
-        Ok(Repo { repo, root })
+        Ok(Repo {
+            repo,
+            root,
+            created: Default::default(),
+        })
     }
 
     /// Makes `store` a git repository (branch `main`) if it is not one yet, and opens it.
@@ -305,10 +337,25 @@ impl Repo {
 
     /// Writes a blob from memory into the object database.
     pub fn write_blob(&self, data: &[u8]) -> Result<BlobId> {
-        self.repo
-            .blob(data)
-            .map(BlobId)
-            .map_err(ge("writing a blob"))
+        let (blob, new) = write_new_blob(&self.repo, data)?;
+        if new {
+            self.created.borrow_mut().push(blob);
+        }
+        Ok(blob)
+    }
+
+    /// Removes the loose objects of blobs this run created (`blobs`, and those written through
+    /// [`Repo::write_blob`]) when the change they were for does not happen, so that a refused
+    /// change leaves `.git` as it was. Best effort: what cannot be removed is unreachable and
+    /// `git gc` prunes it.
+    pub fn discard(&self, blobs: &[BlobId]) {
+        let own = std::mem::take(&mut *self.created.borrow_mut());
+        for blob in blobs.iter().chain(&own) {
+            let hex = blob.0.to_string();
+            let dir = self.repo.path().join("objects").join(&hex[..2]);
+            let _ = fs::remove_file(dir.join(&hex[2..]));
+            let _ = fs::remove_dir(&dir); // only if it is now empty
+        }
     }
 
     /// The files of the work tree as they would be committed (every non-ignored file), for
@@ -435,7 +482,13 @@ impl Repo {
         if interrupted() {
             return Err(Error::Interrupted);
         }
-        self.check_writable(change)?;
+        self.check_writable(
+            change
+                .writes
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .chain(change.deletes.iter().map(String::as_str)),
+        )?;
         // Everything the new commit needs must be on disk before the branch may point to it.
         sync_fs(self.repo.path())?;
         fault_point("objects synced");
@@ -460,11 +513,17 @@ impl Repo {
         }
         fault_point("branch moved");
 
-        self.update_worktree(parent.map(|p| p.0), new, import_worktree)?;
-        sync_fs(self.repo.path())?;
+        // Past the commit point, a failure leaves the journal: the next run finishes the change.
+        let unfinished = |cause: Error| Error::Unfinished {
+            commit: new.to_string()[..10].to_string(),
+            cause: cause.to_string(),
+        };
+        self.update_worktree(parent.map(|p| p.0), new, import_worktree)
+            .map_err(unfinished)?;
+        sync_fs(self.repo.path()).map_err(unfinished)?;
         fault_point("work tree synced");
         fs::remove_file(self.journal_path())
-            .map_err(|e| Error::io("removing", self.journal_path(), e))?;
+            .map_err(|e| unfinished(Error::io("removing", self.journal_path(), e)))?;
         fault_point("journal removed");
         Ok(CommitId(new))
     }
@@ -472,10 +531,11 @@ impl Repo {
     /// Checks, before the commit point, that every folder the work-tree update writes to (or
     /// deletes from) and the git folder are writable, so that a read-only store fails with nothing
     /// changed instead of half-way through.
-    fn check_writable(&self, change: &Change) -> Result<()> {
+    pub fn check_writable<'p>(&self, paths: impl IntoIterator<Item = &'p str>) -> Result<()> {
         let mut dirs = std::collections::BTreeSet::new();
         dirs.insert(self.repo.path().to_path_buf());
-        for path in change.writes.iter().map(|(p, _)| p).chain(&change.deletes) {
+        dirs.insert(self.repo.path().join("objects"));
+        for path in paths {
             // The nearest existing folder: new folders are created inside it.
             let mut dir = self.root.join(path);
             while dir.pop() && !dir.exists() {}
@@ -559,7 +619,22 @@ impl Repo {
             }
         }
         fault_point("work tree updated");
-        index.write().map_err(ge("writing the index"))?;
+        // libgit2 may fail here without a message of its own (leaving an older one behind) and
+        // the OS error is what tells people why: start both from a clean slate.
+        // SAFETY: git_error_clear only resets libgit2's thread-local error; errno is ours.
+        unsafe {
+            libgit2_sys::git_error_clear();
+            *libc::__errno_location() = 0;
+        }
+        index.write().map_err(|e| {
+            write_failure(
+                format!(
+                    "writing the index {}",
+                    self.repo.path().join("index").display()
+                ),
+                e,
+            )
+        })?;
         fault_point("index written");
         Ok(())
     }
@@ -571,6 +646,14 @@ impl Repo {
     /// [`Error::Journal`] if the branch points to neither the old nor the new commit.
     pub fn recover(&self) -> Result<Option<Recovery>> {
         let path = self.journal_path();
+        // A journal that was being written when the process died: the branch cannot have moved
+        // yet (it moves only after the journal is in place), so it is simply dropped.
+        let partial = path.with_extension("tmp");
+        match fs::remove_file(&partial) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", partial, e)),
+        }
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -39,6 +39,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
 fn main() -> ExitCode {
     ui::disable_core_dumps();
     ui::catch_interrupts();
+    ui::catch_file_size_limit();
     // Like pass: files vault creates are readable by their owner only.
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe {

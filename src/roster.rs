@@ -50,7 +50,7 @@ impl Roster {
     /// # Errors
     /// [`Error::Roster`] for a syntax error, an invalid name or fingerprint, or a duplicate.
     pub fn parse(bytes: &[u8]) -> Result<Roster> {
-        let bad = |problem: String| Error::Roster {
+        let bad = |problem: String| Error::BadFile {
             file: MEMBERS.into(),
             problem,
         };

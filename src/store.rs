@@ -157,11 +157,9 @@ pub struct GpgIdLine {
 /// [`Error::GpgIdLine`] naming the file and line for anything vault cannot resolve (short key
 /// ids, names, group names, binary junk).
 pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
-    let text = std::str::from_utf8(bytes).map_err(|_| Error::GpgIdLine {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::BadFile {
         file: file.into(),
-        line: 0,
-        text: String::new(),
-        problem: "the file is not UTF-8 text".into(),
+        problem: "it is not UTF-8 text (one recipient per line is expected)".into(),
     })?;
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {

@@ -46,12 +46,13 @@ impl Anchor {
     /// [`Error::Roster`] if the file is unreadable (naming it).
     pub fn load(repo: &Repo) -> Result<Option<Anchor>> {
         let path = anchor_path(repo);
+        let _ = fs::remove_file(path.with_extension("tmp")); // a save cut short
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("reading", path, e)),
         };
-        let bad = |problem: &str| Error::Roster {
+        let bad = |problem: &str| Error::BadFile {
             file: path.display().to_string(),
             problem: problem.into(),
         };

@@ -80,6 +80,22 @@ pub fn catch_interrupts() {
     }
 }
 
+extern "C" fn on_file_too_large(_: libc::c_int) {
+    vault::history::FILE_SIZE_LIMIT_HIT.store(true, Ordering::SeqCst);
+}
+
+/// A write past the file size limit fails with EFBIG instead of killing vault mid-change, and
+/// the error can say so.
+pub fn catch_file_size_limit() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGXFSZ,
+            on_file_too_large as *const () as libc::sighandler_t,
+        );
+    }
+}
+
 /// From now on, Ctrl-C asks the running change to stop instead of ending the process.
 pub fn begin_change() {
     IN_CHANGE.store(true, Ordering::SeqCst);

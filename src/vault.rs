@@ -136,7 +136,7 @@ fn load_keys(repo: &Repo, layout: &Layout) -> Result<BTreeMap<Fingerprint, Membe
     let mut keys = BTreeMap::new();
     for (name, blob) in &layout.public_keys {
         let file = format!("{PUBLIC_KEYS}/{name}");
-        let fpr = Fingerprint::parse(name).ok_or_else(|| Error::Roster {
+        let fpr = Fingerprint::parse(name).ok_or_else(|| Error::BadFile {
             file: file.clone(),
             problem: "the file name is not a key fingerprint".into(),
         })?;
@@ -145,7 +145,7 @@ fn load_keys(repo: &Repo, layout: &Layout) -> Result<BTreeMap<Fingerprint, Membe
             problem,
         })?;
         if key.fingerprint() != fpr {
-            return Err(Error::Roster {
+            return Err(Error::BadFile {
                 file,
                 problem: format!(
                     "it holds key {}, not the one its name says",
@@ -487,7 +487,7 @@ impl Vault {
             ],
             recipients,
             changed: BTreeSet::from([folder]),
-            key_writes: vec![(format!("{PUBLIC_KEYS}/{fpr}"), key.armored())],
+            key_writes: vec![(format!("{PUBLIC_KEYS}/{fpr}"), key.armored().to_vec())],
             key_deletes: Vec::new(),
             roster,
             removed_key_ids: Vec::new(),
@@ -631,6 +631,20 @@ impl Vault {
                 })
         };
         let sign = |data: &[u8]| sign_with(data, true);
+        // An entry vault cannot rewrite (a symbolic link, perhaps out of the store) would keep
+        // its old readers: refuse rather than leave it readable by someone who lost access.
+        for path in &self.layout.skipped {
+            let governed = Layout::governing_in(&plan.recipients, Layout::folder_of(path));
+            if governed.is_some_and(|g| plan.changed.contains(&g)) {
+                return Err(Error::Entry {
+                    entry: path.clone(),
+                    problem:
+                        "it is a symbolic link or not a regular file: vault never follows links \
+                              (they may point out of the store) and cannot re-encrypt it"
+                            .into(),
+                });
+            }
+        }
         // Which entries does the change govern, and to whom must each be encrypted?
         let mut work: Vec<(&Entry, &Folder)> = Vec::new();
         for e in &self.layout.entries {
@@ -675,8 +689,12 @@ impl Vault {
             targets.insert(folder, (recipients, ids));
         }
 
-        let total = work.len();
+        // Phase 1, in parallel, writes nothing: read every affected entry, unlock its session key,
+        // and decrypt what will be re-encrypted (the plaintext is dropped at once), so that an
+        // unreadable, corrupt or tampered entry stops the change before anything is written.
+        let total = 2 * work.len();
         let done = AtomicUsize::new(0);
+        let tick = || (monitor.progress)(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         let failed = AtomicBool::new(false);
         let failures: Mutex<Vec<(String, Failure)>> = Mutex::new(Vec::new());
         let fail = |name: &str, f: Failure| {
@@ -686,72 +704,36 @@ impl Vault {
                 .expect("no panics hold this lock")
                 .push((name.to_string(), f));
         };
-
         let root = self.repo.root();
-        let results: Vec<Rewritten> = work
+        let checked: Vec<Option<Checked>> = work
             .par_iter()
             .map_init(
                 || (Objects::open(root), identity.cloned()),
                 |(objects, identity), (entry, folder)| {
-                    let (recipients, wanted) = &targets[folder];
-                    let result = rewrite_entry(
+                    let wanted = &targets[folder].1;
+                    let result = check_entry(
                         entry,
                         objects,
                         identity.as_mut(),
-                        recipients,
                         wanted,
                         &plan.removed_key_ids,
                         failed.load(Ordering::Relaxed),
                         monitor,
                     );
-                    (monitor.progress)(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                    match result {
-                        Ok(r) => Some(r),
-                        Err(f) => {
-                            fail(&entry.name, f);
-                            None
-                        }
-                    }
+                    tick();
+                    result.map_err(|f| fail(&entry.name, f)).ok()
                 },
             )
-            .flatten()
             .collect();
-
         let failures = failures.into_inner().expect("no panics hold this lock");
         if !failures.is_empty() {
             return Err(summarise_failures(failures, identity));
         }
-
-        let mut change = Change {
-            writes: Vec::new(),
-            deletes: plan.key_deletes.clone(),
-            message: String::new(),
-            action: plan.action.to_string(),
-        };
-        let (mut rewrapped, mut reencrypted, mut unchanged, mut exposed) = (0, 0, 0, Vec::new());
-        for r in results {
-            if r.exposed {
-                exposed.push(r.name.clone());
-            }
-            match r.how {
-                How::Unchanged => unchanged += 1,
-                How::Rewrapped(blob) => {
-                    rewrapped += 1;
-                    change.writes.push((r.path, blob));
-                }
-                How::Reencrypted(blob) => {
-                    reencrypted += 1;
-                    change.writes.push((r.path, blob));
-                }
-            }
-        }
-        exposed.sort();
+        // The store's own files, signatures included, are made before anything is written.
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for folder in &plan.changed {
             let text = render_gpg_id(&plan.recipients[folder]);
             let path = gpg_id_path(folder);
-            change
-                .writes
-                .push((path.clone(), self.repo.write_blob(text.as_bytes())?));
             // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
             let sig_path = format!("{path}.sig");
             if self.layout.signatures.contains_key(&sig_path) || !plan.pass_signing_keys.is_empty()
@@ -764,36 +746,92 @@ impl Vault {
                         operator.fingerprint()
                     )));
                 }
-                let sig = sign_with(text.as_bytes(), false)?;
-                change.writes.push((sig_path, self.repo.write_blob(&sig)?));
+                files.push((sig_path, sign_with(text.as_bytes(), false)?));
             }
+            files.push((path, text.into_bytes()));
         }
-        for (path, bytes) in &plan.key_writes {
-            change
-                .writes
-                .push((path.clone(), self.repo.write_blob(bytes)?));
-        }
-        change.writes.push((
-            MEMBERS.into(),
-            self.repo.write_blob(plan.roster.render().as_bytes())?,
-        ));
+        files.extend(plan.key_writes.iter().cloned());
+        files.push((MEMBERS.into(), plan.roster.render().into_bytes()));
+        self.repo.check_writable(
+            work.iter()
+                .map(|(e, _)| e.path.as_str())
+                .chain(plan.key_deletes.iter().map(String::as_str))
+                .chain([MEMBERS]),
+        )?;
 
-        let mut trailers = plan.trailers.clone();
-        trailers.push((
-            "Vault-Reencrypted".into(),
-            (rewrapped + reencrypted).to_string(),
-        ));
-        change.message = commit_message(&plan.subject, &plan.body, &trailers);
-        let commit = self
-            .repo
-            .commit(&change, false, Some(&sign), monitor.interrupted)?;
-        Ok(Outcome {
-            commit,
-            rewrapped,
-            reencrypted,
-            unchanged,
-            exposed,
-            changed_gpg_ids: plan.changed_gpg_ids(),
+        // Phase 2 rewrites, with the session keys unlocked in phase 1. A blob this run creates is
+        // removed again if the change does not happen.
+        let created: Mutex<Vec<BlobId>> = Mutex::new(Vec::new());
+        let rewritten: Vec<std::result::Result<Rewritten, Error>> = work
+            .par_iter()
+            .zip(checked)
+            .map_init(
+                || Objects::open(root),
+                |objects, ((entry, folder), check)| {
+                    let check = check.expect("phase 1 succeeded for every entry");
+                    let result =
+                        rewrite_entry(entry, check, objects, &targets[folder].0, monitor, &created);
+                    tick();
+                    result
+                },
+            )
+            .collect();
+        let created = created.into_inner().expect("no panics hold this lock");
+        let finish = || -> Result<Outcome> {
+            let results = rewritten.into_iter().collect::<Result<Vec<Rewritten>>>()?;
+            let mut change = Change {
+                writes: Vec::new(),
+                deletes: plan.key_deletes.clone(),
+                message: String::new(),
+                action: plan.action.to_string(),
+            };
+            let (mut rewrapped, mut reencrypted, mut unchanged, mut exposed) =
+                (0, 0, 0, Vec::new());
+            for r in results {
+                if r.exposed {
+                    exposed.push(r.name.clone());
+                }
+                match r.how {
+                    How::Unchanged => unchanged += 1,
+                    How::Rewrapped(blob) => {
+                        rewrapped += 1;
+                        change.writes.push((r.path, blob));
+                    }
+                    How::Reencrypted(blob) => {
+                        reencrypted += 1;
+                        change.writes.push((r.path, blob));
+                    }
+                }
+            }
+            exposed.sort();
+            for (path, bytes) in &files {
+                change
+                    .writes
+                    .push((path.clone(), self.repo.write_blob(bytes)?));
+            }
+            let mut trailers = plan.trailers.clone();
+            trailers.push((
+                "Vault-Reencrypted".into(),
+                (rewrapped + reencrypted).to_string(),
+            ));
+            change.message = commit_message(&plan.subject, &plan.body, &trailers);
+            let commit = self
+                .repo
+                .commit(&change, false, Some(&sign), monitor.interrupted)?;
+            Ok(Outcome {
+                commit,
+                rewrapped,
+                reencrypted,
+                unchanged,
+                exposed,
+                changed_gpg_ids: plan.changed_gpg_ids(),
+            })
+        };
+        finish().inspect_err(|e| {
+            // Before the commit point nothing happened: remove what this run added to .git.
+            if !matches!(e, Error::Unfinished { .. }) {
+                self.repo.discard(&created);
+            }
         })
     }
 }
@@ -880,28 +918,46 @@ struct Rewritten {
     exposed: bool,
 }
 
-/// The work for one entry. Once any entry has failed (`checking_only`), it only checks whether
-/// the operator can decrypt, so the error can list every such entry without wasted work.
-#[allow(clippy::too_many_arguments)]
-fn rewrite_entry(
+/// What phase 1 found out about an entry.
+enum Checked {
+    /// Its readers are already right: left byte-identical.
+    Unchanged { exposed: bool },
+    /// New readers only: keep the data, add PKESKs for `missing`.
+    Rewrap {
+        unlocked: crypto::Unlocked,
+        missing: Vec<KeyId>,
+        exposed: bool,
+    },
+    /// Someone loses access (or the message is not one to keep): fresh session key.
+    Reencrypt {
+        unlocked: crypto::Unlocked,
+        exposed: bool,
+    },
+}
+
+fn open_objects(objects: &Result<Objects>) -> std::result::Result<&Objects, Error> {
+    objects.as_ref().map_err(|e| Error::Git {
+        what: "opening the repository".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Phase 1 for one entry: decides what it needs and proves the operator can do it. Once any
+/// entry has failed (`checking_only`), it only checks whether the operator can decrypt, so the
+/// error can list every such entry without wasted work.
+fn check_entry(
     entry: &Entry,
-    objects: &mut Result<Objects>,
+    objects: &Result<Objects>,
     identity: Option<&mut Identity>,
-    recipients: &Recipients,
     wanted: &BTreeSet<KeyId>,
     removed: &[KeyId],
     checking_only: bool,
     monitor: &Monitor,
-) -> std::result::Result<Rewritten, Failure> {
+) -> std::result::Result<Checked, Failure> {
     if (monitor.interrupted)() {
         return Err(Failure::Other(Error::Interrupted));
     }
-    let objects = objects.as_ref().map_err(|e| {
-        Failure::Other(Error::Git {
-            what: "opening the repository".into(),
-            message: e.to_string(),
-        })
-    })?;
+    let objects = open_objects(objects).map_err(Failure::Other)?;
     let bytes = objects.read(entry.blob).map_err(Failure::Other)?;
     let env = Envelope::parse(&bytes).map_err(Failure::Corrupt)?;
     let readers = env.readers();
@@ -911,41 +967,82 @@ fn rewrite_entry(
     let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
     let all_named = readers.iter().all(Option::is_some) && env.password_session_keys() == 0;
     if all_named && actual == *wanted && readers.len() == wanted.len() {
-        return Ok(Rewritten {
-            name: entry.name.clone(),
-            path: entry.path.clone(),
-            how: How::Unchanged,
-            exposed,
-        });
+        return Ok(Checked::Unchanged { exposed });
     }
     let identity = identity.ok_or(Failure::NoIdentity)?;
     let unlocked = identity.unlock(&env).ok_or(Failure::CannotDecrypt)?;
     if checking_only {
         // Another entry failed: the change will not happen; only the decryption check matters.
-        return Ok(Rewritten {
-            name: entry.name.clone(),
-            path: entry.path.clone(),
-            how: How::Unchanged,
+        return Ok(Checked::Unchanged { exposed });
+    }
+    if all_named && actual.is_subset(wanted) && env.is_seipd_v1() {
+        let missing = wanted.difference(&actual).copied().collect();
+        return Ok(Checked::Rewrap {
+            unlocked,
+            missing,
             exposed,
         });
     }
-    let corrupt = |e: String| Failure::Corrupt(e);
-    let how = if all_named && actual.is_subset(wanted) && env.is_seipd_v1() {
-        let missing: Vec<KeyId> = wanted.difference(&actual).copied().collect();
-        let ct =
-            crypto::add_readers(&env, &unlocked, &recipients.only(&missing)).map_err(corrupt)?;
-        How::Rewrapped(objects.write(&ct).map_err(Failure::Other)?)
-    } else {
-        let plain = crypto::decrypt(&env, &unlocked).map_err(corrupt)?;
-        let ct = crypto::encrypt(&plain, recipients).map_err(corrupt)?;
-        How::Reencrypted(objects.write(&ct).map_err(Failure::Other)?)
+    // Prove the data decrypts (and its integrity check holds) before anything is written.
+    crypto::decrypt(&env, &unlocked).map_err(Failure::Corrupt)?;
+    Ok(Checked::Reencrypt { unlocked, exposed })
+}
+
+/// Phase 2 for one entry: the new ciphertext, written as a blob (recorded in `created` when
+/// this run made it).
+fn rewrite_entry(
+    entry: &Entry,
+    check: Checked,
+    objects: &Result<Objects>,
+    recipients: &Recipients,
+    monitor: &Monitor,
+    created: &Mutex<Vec<BlobId>>,
+) -> Result<Rewritten> {
+    let done = |how, exposed| {
+        Ok(Rewritten {
+            name: entry.name.clone(),
+            path: entry.path.clone(),
+            how,
+            exposed,
+        })
     };
-    Ok(Rewritten {
-        name: entry.name.clone(),
-        path: entry.path.clone(),
-        how,
-        exposed,
-    })
+    if let Checked::Unchanged { exposed } = check {
+        return done(How::Unchanged, exposed);
+    }
+    if (monitor.interrupted)() {
+        return Err(Error::Interrupted);
+    }
+    let objects = open_objects(objects)?;
+    let bytes = objects.read(entry.blob)?;
+    let corrupt = |problem: String| Error::Entry {
+        entry: entry.name.clone(),
+        problem,
+    };
+    let env = Envelope::parse(&bytes).map_err(corrupt)?;
+    let write = |ct: &[u8]| -> Result<BlobId> {
+        let (blob, new) = objects.write(ct)?;
+        if new {
+            created.lock().expect("no panics hold this lock").push(blob);
+        }
+        Ok(blob)
+    };
+    match check {
+        Checked::Unchanged { .. } => unreachable!("handled above"),
+        Checked::Rewrap {
+            unlocked,
+            missing,
+            exposed,
+        } => {
+            let ct = crypto::add_readers(&env, &unlocked, &recipients.only(&missing))
+                .map_err(corrupt)?;
+            done(How::Rewrapped(write(&ct)?), exposed)
+        }
+        Checked::Reencrypt { unlocked, exposed } => {
+            let plain = crypto::decrypt(&env, &unlocked).map_err(corrupt)?;
+            let ct = crypto::encrypt(&plain, recipients).map_err(corrupt)?;
+            done(How::Reencrypted(write(&ct)?), exposed)
+        }
+    }
 }
 
 /// Adopts an existing pass store: resolves every `.gpg-id` recipient to a key (from
@@ -1043,7 +1140,7 @@ pub fn adopt(
         if !layout.public_keys.contains_key(&fpr.to_string()) {
             change.writes.push((
                 format!("{PUBLIC_KEYS}/{fpr}"),
-                repo.write_blob(&key.armored())?,
+                repo.write_blob(key.armored())?,
             ));
         }
         members.push((name, *fpr));
@@ -1125,7 +1222,7 @@ pub fn create(
             ),
             (
                 format!("{PUBLIC_KEYS}/{fpr}"),
-                repo.write_blob(&key.armored())?,
+                repo.write_blob(key.armored())?,
             ),
             (MEMBERS.into(), repo.write_blob(roster.render().as_bytes())?),
         ],

@@ -165,6 +165,8 @@ pub struct MemberKey {
     all_key_ids: Vec<KeyId>,
     expiry: Option<SystemTime>,
     problem: Option<KeyProblem>,
+    /// The certificate as vault writes it: checked at parse time that it can be written back.
+    armored: Vec<u8>,
 }
 
 impl fmt::Debug for MemberKey {
@@ -223,7 +225,13 @@ impl MemberKey {
             .filter_map(|u| u.userid().email_normalized().ok().flatten())
             .collect();
 
+        // A certificate that parses but cannot be written back (e.g. a signature subpacket of an
+        // unknown kind) is refused here, not found out when it is stored.
+        let armored = cert.armored().to_vec().map_err(|e| {
+            KeyProblem::NotOpenPgp(format!("it cannot be written back: {}", root_cause(&e)))
+        })?;
         let mut key = MemberKey {
+            armored,
             cert,
             fingerprint,
             user_ids,
@@ -375,11 +383,8 @@ impl MemberKey {
     }
 
     /// The public certificate, ASCII-armored (what `.public-keys/<FINGERPRINT>` holds).
-    pub fn armored(&self) -> Vec<u8> {
-        self.cert
-            .armored()
-            .to_vec()
-            .expect("serialising a parsed certificate to memory cannot fail")
+    pub fn armored(&self) -> &[u8] {
+        &self.armored
     }
 }
 
