@@ -65,7 +65,7 @@ fn ctrl_c_during_remove_member_leaves_a_consistent_store() {
     let full = timed.elapsed();
 
     // Interrupt the real run a third of the way in.
-    let mut child = vault_command(&team, store.path_str())
+    let child = vault_command(&team, store.path_str())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
