@@ -178,7 +178,42 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
     let mut reports = Vec::new();
     let mut paths: HashMap<String, usize> = HashMap::new();
     let mut readable: BTreeMap<String, usize> = BTreeMap::new();
-    for e in layout.entries.iter().filter(|e| in_folder(&e.path)) {
+    // Reading and parsing the ciphertexts is the bulk of the work: spread it over the cores.
+    type Parsed = std::result::Result<
+        std::result::Result<(Vec<Option<KeyId>>, usize, bool), String>,
+        crate::Error,
+    >;
+    let selected: Vec<&crate::store::Entry> = layout
+        .entries
+        .iter()
+        .filter(|e| in_folder(&e.path))
+        .collect();
+    let root = vault.root();
+    let parsed: Vec<Parsed> = {
+        use rayon::prelude::*;
+        selected
+            .par_iter()
+            .map_init(
+                || Objects::open(root),
+                |objects, e| {
+                    let objects = objects.as_ref().map_err(|err| crate::Error::Git {
+                        what: "opening the repository".into(),
+                        message: err.to_string(),
+                    })?;
+                    objects.read(e.blob).map(|b| {
+                        Envelope::parse(&b).map(|env| {
+                            (
+                                env.readers(),
+                                env.password_session_keys(),
+                                env.is_seipd_v1(),
+                            )
+                        })
+                    })
+                },
+            )
+            .collect()
+    };
+    for (e, parsed) in selected.into_iter().zip(parsed) {
         let expected_fprs = e
             .governed_by
             .as_ref()
@@ -187,15 +222,7 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         let expected: Vec<String> = expected_fprs.iter().map(name_of).collect();
         let mut problems = Vec::new();
         let mut readers: BTreeSet<Who> = BTreeSet::new();
-        match objects.read(e.blob).map(|b| {
-            Envelope::parse(&b).map(|env| {
-                (
-                    env.readers(),
-                    env.password_session_keys(),
-                    env.is_seipd_v1(),
-                )
-            })
-        }) {
+        match parsed {
             Ok(Ok((ids, skesks, v1))) => {
                 for r in ids {
                     readers.insert(match r {
