@@ -1,7 +1,9 @@
 //! The only module that imports git2.
 //!
 //! The committed git state is the truth. A change is built entirely in the object database
-//! (blobs written from memory, then trees, then the commit) without touching the work tree. Then,
+//! without touching the work tree: its new blobs streamed from memory into one pack file (which
+//! joins the object database only once complete, so a change that stops adds nothing), then the
+//! trees and the commit. Then,
 //! in order: a journal naming the old and new commits is made durable, the branch moves from the
 //! old commit to the new one (the commit point), the changed files are written into the work tree
 //! atomically (temporary file, then rename) and the index is updated from their stat data (no
@@ -127,14 +129,49 @@ pub struct Change {
     pub action: String,
 }
 
-fn write_new_blob(repo: &Repository, data: &[u8]) -> Result<(BlobId, bool)> {
-    let oid = Oid::hash_object(ObjectType::Blob, data).map_err(ge("hashing a blob"))?;
-    let existed = repo
-        .odb()
-        .map(|odb| odb.exists(oid))
-        .map_err(ge("reading the object database"))?;
-    repo.blob(data).map_err(ge("writing a blob"))?;
-    Ok((BlobId(oid), !existed))
+/// A blob framed for a pack file: its id and its pack entry (type and size header, then the
+/// zlib stream). Made on any thread; written by [`Repo::write_pack`].
+pub struct PackedBlob {
+    blob: BlobId,
+    entry: Vec<u8>,
+}
+
+impl PackedBlob {
+    /// Hashes and frames `data`. Ciphertext does not compress, so its zlib stream only stores;
+    /// other files (`compress`) are deflated.
+    pub fn new(data: &[u8], compress: bool) -> Result<PackedBlob> {
+        let oid = Oid::hash_object(ObjectType::Blob, data).map_err(ge("hashing a blob"))?;
+        let mut entry = Vec::with_capacity(data.len() + 32);
+        let mut size = data.len();
+        let mut byte = (3u8 << 4) | (size & 0x0f) as u8; // 3: blob
+        size >>= 4;
+        while size > 0 {
+            entry.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        entry.push(byte);
+        let level = if compress {
+            flate2::Compression::fast()
+        } else {
+            flate2::Compression::none()
+        };
+        let mut z = flate2::write::ZlibEncoder::new(entry, level);
+        z.write_all(data)
+            .and_then(|_| z.finish())
+            .map(|entry| PackedBlob {
+                blob: BlobId(oid),
+                entry,
+            })
+            .map_err(|e| Error::Git {
+                what: "framing a blob".into(),
+                message: e.to_string(),
+            })
+    }
+
+    pub fn id(&self) -> BlobId {
+        self.blob
+    }
 }
 
 /// Makes an ASCII-armored detached signature over a commit's content.
@@ -144,11 +181,9 @@ pub type Signer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a;
 pub struct Repo {
     repo: Repository,
     root: PathBuf,
-    /// Blobs this run created through [`Repo::write_blob`].
-    created: std::cell::RefCell<Vec<BlobId>>,
 }
 
-/// Reads and writes blobs from a worker thread (each worker holds its own repository handle).
+/// Reads blobs from a worker thread (each worker holds its own repository handle).
 pub struct Objects(Repository);
 
 impl Objects {
@@ -164,14 +199,6 @@ impl Objects {
             .find_blob(blob.0)
             .map(|b| b.content().to_vec())
             .map_err(|e| Error::git("reading a blob", e))
-    }
-
-    /// Writes a blob; also says whether this call created it (it did not exist before), so that
-    /// a change that does not happen can remove exactly what it added.
-    pub fn write(&self, data: &[u8]) -> Result<(BlobId, bool)> {
-        let id = write_new_blob(&self.0, data)?;
-        fault_point("blob written");
-        Ok(id)
     }
 }
 
@@ -209,11 +236,7 @@ impl Repo {
             Some(Ok(w)) if w == root => {}
             _ => return Err(Error::NotGitRepo(root)),
         }
-        Ok(Repo {
-            repo,
-            root,
-            created: Default::default(),
-        })
+        Ok(Repo { repo, root })
     }
 
     /// Makes `store` a git repository (branch `main`) if it is not one yet, and opens it.
@@ -337,24 +360,82 @@ impl Repo {
 
     /// Writes a blob from memory into the object database.
     pub fn write_blob(&self, data: &[u8]) -> Result<BlobId> {
-        let (blob, new) = write_new_blob(&self.repo, data)?;
-        if new {
-            self.created.borrow_mut().push(blob);
-        }
-        Ok(blob)
+        self.repo
+            .blob(data)
+            .map(BlobId)
+            .map_err(ge("writing a blob"))
     }
 
-    /// Removes the loose objects of blobs this run created (`blobs`, and those written through
-    /// [`Repo::write_blob`]) when the change they were for does not happen, so that a refused
-    /// change leaves `.git` as it was. Best effort: what cannot be removed is unreachable and
-    /// `git gc` prunes it.
-    pub fn discard(&self, blobs: &[BlobId]) {
-        let own = std::mem::take(&mut *self.created.borrow_mut());
-        for blob in blobs.iter().chain(&own) {
-            let hex = blob.0.to_string();
-            let dir = self.repo.path().join("objects").join(&hex[..2]);
-            let _ = fs::remove_file(dir.join(&hex[2..]));
-            let _ = fs::remove_dir(&dir); // only if it is now empty
+    /// Streams exactly `count` blobs into one new pack file. `fill` gets a sink for the
+    /// [`PackedBlob`]s; the pack joins the object database only if `fill` succeeds with `count`
+    /// blobs written. Otherwise, or if vault dies meanwhile, only a temporary file is left, which
+    /// libgit2 removes (or `git gc` prunes): a change that does not happen adds no object.
+    pub fn write_pack<T>(
+        &self,
+        count: usize,
+        fill: impl FnOnce(&mut dyn FnMut(PackedBlob) -> Result<()>) -> Result<T>,
+    ) -> Result<(T, Vec<PathBuf>)> {
+        let odb = self.repo.odb().map_err(ge("opening the object database"))?;
+        let packs_before = self.pack_files();
+        let mut writer = odb.packwriter().map_err(ge("starting a pack"))?;
+        let mut sha = sha1_smol::Sha1::new();
+        let io = |e: std::io::Error| Error::Git {
+            what: format!(
+                "writing a pack into {}",
+                self.repo.path().join("objects/pack").display()
+            ),
+            message: if FILE_SIZE_LIMIT_HIT.load(std::sync::atomic::Ordering::SeqCst) {
+                format!("File too large: the file size limit (ulimit -f) was exceeded ({e})")
+            } else {
+                e.to_string()
+            },
+        };
+        let mut header = Vec::with_capacity(12);
+        header.extend_from_slice(b"PACK");
+        header.extend_from_slice(&2u32.to_be_bytes());
+        header.extend_from_slice(
+            &u32::try_from(count)
+                .expect("fewer than 4 billion objects")
+                .to_be_bytes(),
+        );
+        sha.update(&header);
+        writer.write_all(&header).map_err(io)?;
+        let mut written = 0usize;
+        let value = fill(&mut |packed: PackedBlob| {
+            sha.update(&packed.entry);
+            writer.write_all(&packed.entry).map_err(io)?;
+            written += 1;
+            Ok(())
+        })?;
+        if written != count {
+            return Err(Error::Git {
+                what: "writing a pack".into(),
+                message: format!("{written} objects written, {count} announced"),
+            });
+        }
+        writer.write_all(&sha.digest().bytes()).map_err(io)?;
+        writer.commit().map_err(ge("finishing the pack"))?;
+        drop(writer);
+        odb.refresh().map_err(ge("reading the new pack"))?;
+        fault_point("pack written");
+        let new = self
+            .pack_files()
+            .into_iter()
+            .filter(|p| !packs_before.contains(p))
+            .collect();
+        Ok((value, new))
+    }
+
+    fn pack_files(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.repo.path().join("objects/pack"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes the files of packs this run wrote for a change that then did not happen.
+    pub fn discard_packs(&self, files: &[PathBuf]) {
+        for f in files {
+            let _ = fs::remove_file(f);
         }
     }
 

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::crypto::{self, Envelope, Fingerprint, Identity, KeyId, MemberKey, Recipients};
 use crate::error::{Error, Result};
-use crate::history::{BlobId, Change, CommitId, Objects, Recovery, Repo, TreeFile};
+use crate::history::{BlobId, Change, CommitId, Objects, PackedBlob, Recovery, Repo, TreeFile};
 use crate::roster::Roster;
 use crate::store::{
     gpg_id_path, parse_gpg_id, render_gpg_id, show_folder, Entry, Folder, Layout, MemberName, Spec,
@@ -759,26 +759,62 @@ impl Vault {
                 .chain([MEMBERS]),
         )?;
 
-        // Phase 2 rewrites, with the session keys unlocked in phase 1. A blob this run creates is
-        // removed again if the change does not happen.
-        let created: Mutex<Vec<BlobId>> = Mutex::new(Vec::new());
-        let rewritten: Vec<std::result::Result<Rewritten, Error>> = work
-            .par_iter()
-            .zip(checked)
-            .map_init(
-                || Objects::open(root),
-                |objects, ((entry, folder), check)| {
-                    let check = check.expect("phase 1 succeeded for every entry");
-                    let result =
-                        rewrite_entry(entry, check, objects, &targets[folder].0, monitor, &created);
-                    tick();
-                    result
-                },
-            )
-            .collect();
-        let created = created.into_inner().expect("no panics hold this lock");
+        // Phase 2 rewrites, with the session keys unlocked in phase 1. Workers frame each new
+        // blob; this thread streams them, and the store's own files, into one pack, which joins
+        // the object database only when complete: a change that stops adds nothing to .git.
+        let rewrites = checked
+            .iter()
+            .filter(|c| !matches!(c, Some(Checked::Unchanged { .. })))
+            .count();
+        let pack = self.repo.write_pack(rewrites + files.len(), |sink| {
+            let (results, sent) = std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<PackedBlob>(256);
+                let workers = scope.spawn(|| {
+                    let tx = tx;
+                    work.par_iter()
+                        .zip(checked)
+                        .map_init(
+                            || (Objects::open(root), tx.clone()),
+                            |(objects, tx), ((entry, folder), check)| {
+                                let check = check.expect("phase 1 succeeded for every entry");
+                                let r = rewrite_entry(
+                                    entry,
+                                    check,
+                                    objects,
+                                    &targets[folder].0,
+                                    monitor,
+                                    tx,
+                                );
+                                tick();
+                                r
+                            },
+                        )
+                        .collect::<Vec<Result<Rewritten>>>()
+                });
+                let mut sent: Result<()> = Ok(());
+                for packed in rx.iter() {
+                    if let Err(e) = sink(packed) {
+                        sent = Err(e);
+                        break; // dropping the receiver stops the workers
+                    }
+                    crate::history::fault_point("blob written");
+                }
+                drop(rx); // so that workers blocked on a full channel stop
+                (workers.join().expect("a worker panicked"), sent)
+            });
+            sent?;
+            let results = results.into_iter().collect::<Result<Vec<Rewritten>>>()?;
+            let mut ids = Vec::new();
+            for (path, bytes) in &files {
+                let packed = PackedBlob::new(bytes, true)?;
+                ids.push((path.clone(), packed.id()));
+                sink(packed)?;
+            }
+            Ok((results, ids))
+        });
+        let ((results, file_ids), new_packs) = pack?;
+
         let finish = || -> Result<Outcome> {
-            let results = rewritten.into_iter().collect::<Result<Vec<Rewritten>>>()?;
             let mut change = Change {
                 writes: Vec::new(),
                 deletes: plan.key_deletes.clone(),
@@ -804,11 +840,7 @@ impl Vault {
                 }
             }
             exposed.sort();
-            for (path, bytes) in &files {
-                change
-                    .writes
-                    .push((path.clone(), self.repo.write_blob(bytes)?));
-            }
+            change.writes.extend(file_ids);
             let mut trailers = plan.trailers.clone();
             trailers.push((
                 "Vault-Reencrypted".into(),
@@ -828,9 +860,9 @@ impl Vault {
             })
         };
         finish().inspect_err(|e| {
-            // Before the commit point nothing happened: remove what this run added to .git.
+            // Before the commit point nothing happened: remove the pack this run added.
             if !matches!(e, Error::Unfinished { .. }) {
-                self.repo.discard(&created);
+                self.repo.discard_packs(&new_packs);
             }
         })
     }
@@ -988,15 +1020,14 @@ fn check_entry(
     Ok(Checked::Reencrypt { unlocked, exposed })
 }
 
-/// Phase 2 for one entry: the new ciphertext, written as a blob (recorded in `created` when
-/// this run made it).
+/// Phase 2 for one entry: the new ciphertext, framed as a blob and sent to the pack writer.
 fn rewrite_entry(
     entry: &Entry,
     check: Checked,
     objects: &Result<Objects>,
     recipients: &Recipients,
     monitor: &Monitor,
-    created: &Mutex<Vec<BlobId>>,
+    pack: &std::sync::mpsc::SyncSender<PackedBlob>,
 ) -> Result<Rewritten> {
     let done = |how, exposed| {
         Ok(Rewritten {
@@ -1020,10 +1051,10 @@ fn rewrite_entry(
     };
     let env = Envelope::parse(&bytes).map_err(corrupt)?;
     let write = |ct: &[u8]| -> Result<BlobId> {
-        let (blob, new) = objects.write(ct)?;
-        if new {
-            created.lock().expect("no panics hold this lock").push(blob);
-        }
+        let packed = PackedBlob::new(ct, false)?;
+        let blob = packed.id();
+        // The receiver goes away only when writing the pack failed: stop quietly.
+        pack.send(packed).map_err(|_| Error::Interrupted)?;
         Ok(blob)
     };
     match check {
