@@ -286,44 +286,29 @@ impl Vault {
     /// Everything [`Repo::open`] and [`Repo::head`] report; [`Error::NotAdopted`] for a pass store
     /// without `.members.toml`; key, `.gpg-id` and roster errors naming the file.
     pub fn open(store: &Path) -> Result<(Vault, Option<Recovery>)> {
-        let repo = Repo::open(store)?;
-        let recovery = repo.recover()?;
-        let head = repo.head()?;
-        let layout = Layout::new(repo.files(head)?);
-        let Some(members) = layout.members else {
-            return Err(Error::NotAdopted(repo.root().to_path_buf()));
-        };
-        let roster = Roster::parse(&repo.read(members)?)?;
-        let mut keys = load_keys(&repo, &layout)?;
-        let (recipients, _) = resolve_gpg_ids(&repo, &layout, &mut keys, None, false)?;
-        Ok((
-            Vault {
-                repo,
-                head,
-                layout,
-                roster,
-                keys,
-                recipients,
-                gpg_id_problems: Vec::new(),
-            },
-            recovery,
-        ))
+        Self::load(store, false)
     }
 
     /// Like [`Vault::open`], for reading only: `.gpg-id` lines that resolve to no key are kept as
     /// [`Vault::gpg_id_problems`] instead of failing, and a pass store that vault has not adopted
     /// is read with no member names.
     pub fn open_lenient(store: &Path) -> Result<(Vault, Option<Recovery>)> {
+        Self::load(store, true)
+    }
+
+    fn load(store: &Path, lenient: bool) -> Result<(Vault, Option<Recovery>)> {
         let repo = Repo::open(store)?;
         let recovery = repo.recover()?;
         let head = repo.head()?;
         let layout = Layout::new(repo.files(head)?);
         let roster = match layout.members {
             Some(m) => Roster::parse(&repo.read(m)?)?,
-            None => Roster::default(),
+            None if lenient => Roster::default(),
+            None => return Err(Error::NotAdopted(repo.root().to_path_buf())),
         };
         let mut keys = load_keys(&repo, &layout)?;
-        let (recipients, gpg_id_problems) = resolve_gpg_ids(&repo, &layout, &mut keys, None, true)?;
+        let (recipients, gpg_id_problems) =
+            resolve_gpg_ids(&repo, &layout, &mut keys, None, lenient)?;
         Ok((
             Vault {
                 repo,
