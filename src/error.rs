@@ -141,6 +141,15 @@ impl Error {
             {
                 "the store is not writable there (permissions, or a read-only file system): make it writable, then run vault again".into()
             }
+            Io { cause, what, .. }
+                if what.starts_with("writing")
+                    && cause.kind() == std::io::ErrorKind::FileTooLarge =>
+            {
+                "a file size limit (`ulimit -f`) stopped the write: raise it, then run vault again".into()
+            }
+            Io { cause, .. } if cause.kind() == std::io::ErrorKind::StorageFull => {
+                "the disk is full: free some space, then run vault again".into()
+            }
             Io { cause, .. } if cause.kind() == std::io::ErrorKind::PermissionDenied => {
                 "check the permissions of that path".into()
             }

@@ -1,15 +1,18 @@
 //! The only module that imports git2.
 //!
-//! The committed git state is the truth. A change is built entirely in the object database
-//! without touching the work tree: its new blobs streamed from memory into one pack file (which
-//! joins the object database only once complete, so a change that stops adds nothing), then the
-//! trees and the commit. Then,
-//! in order: a journal naming the old and new commits is made durable, the branch moves from the
-//! old commit to the new one (the commit point), the changed files are written into the work tree
-//! atomically (temporary file, then rename) and the index is updated from their stat data (no
-//! re-hashing), and the journal is removed. An interruption before the branch moves leaves the old
-//! commit and an untouched work tree; after it, [`Repo::recover`] finishes the work-tree update
-//! from the new commit. Either way the store is wholly before or wholly after.
+//! The committed git state is the truth. A change is built entirely beside the store's files:
+//! a journal saying a change is under way is made durable ([`Repo::begin`]); the new blobs are
+//! streamed from memory into one pack file (which joins the object database only once complete,
+//! so a change that stops adds nothing) while each changed file's new content is written next to
+//! it as a hidden temporary (`.NAME.vault-tmp`, see [`Staging`]); then the trees and the commit.
+//! Then, in order: one flush makes all of it durable, the journal is completed with the new
+//! commit, the branch moves from the old commit to the new one (the commit point), each temporary
+//! whose content hashes to the committed blob is renamed over its file (anything else is written
+//! from the object database), the index is updated from their stat data (no re-hashing), and the
+//! journal is removed. An interruption before the branch moves leaves the old commit, and
+//! [`Repo::recover`] removes the temporaries; after it, [`Repo::recover`] finishes the work-tree
+//! update from the new commit. Either way the store is wholly before or wholly after, and every
+//! file is replaced by a rename, so a reader (pass, git) never sees half a file.
 
 use std::fs;
 use std::io::Write;
@@ -127,6 +130,23 @@ pub struct Change {
     pub message: String,
     /// A short name of what is being done, for the journal and recovery messages.
     pub action: String,
+}
+
+/// Writes the new content of a change's files next to them, as hidden temporaries, from any
+/// thread, before the commit point (see the module documentation). Made by [`Repo::begin`].
+#[derive(Clone, Debug)]
+pub struct Staging {
+    root: PathBuf,
+}
+
+impl Staging {
+    /// Writes `data` as the temporary of the store file `path` (mode 0600; folders 0700).
+    pub fn write(&self, path: &str, data: &[u8]) -> Result<()> {
+        let full = self.root.join(path);
+        write_temporary(&full, data)?;
+        fault_point("temporary written");
+        Ok(())
+    }
 }
 
 /// A blob framed for a pack file: its id and its pack entry (type and size header, then the
@@ -468,6 +488,40 @@ impl Repo {
         })
     }
 
+    /// Starts a change: makes a journal saying one is under way durable, so that if vault dies
+    /// before the commit point the next run removes what it staged. Returns where to stage files.
+    pub fn begin(&self, action: &str) -> Result<Staging> {
+        let journal = Journal {
+            refname: self.branch()?,
+            old: self.head().ok().map(|c| c.0),
+            new: None,
+            action: action.to_string(),
+        };
+        journal.write(&self.journal_path())?;
+        fault_point("journal begun");
+        Ok(Staging {
+            root: self.root.clone(),
+        })
+    }
+
+    /// Undoes a change that stopped before its commit point: removes the temporaries of `paths`
+    /// and the journal. Best effort: whatever is left, the next run's [`Repo::recover`] removes.
+    pub fn abandon<'p>(&self, paths: impl IntoIterator<Item = &'p str>) {
+        for path in paths {
+            let _ = fs::remove_file(temporary_for(&self.root.join(path)));
+        }
+        let _ = fs::remove_file(self.journal_path());
+    }
+
+    /// The branch HEAD names.
+    fn branch(&self) -> Result<String> {
+        self.repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+            .ok_or(Error::BadHead("detached (not on a branch)"))
+    }
+
     /// Makes `change` one commit on the current branch and brings the work tree and index up to
     /// it, crash-safely (see the module documentation). With `import_worktree`, the commit also
     /// takes every non-ignored file of the work tree (adopting a folder that was not a repository).
@@ -482,12 +536,7 @@ impl Repo {
         sign: Option<&Signer<'_>>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<CommitId> {
-        let refname = self
-            .repo
-            .find_reference("HEAD")
-            .ok()
-            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
-            .ok_or(Error::BadHead("detached (not on a branch)"))?;
+        let refname = self.branch()?;
         let parent = if self.is_unborn() {
             None
         } else {
@@ -570,13 +619,14 @@ impl Repo {
                 .map(|(p, _)| p.as_str())
                 .chain(change.deletes.iter().map(String::as_str)),
         )?;
-        // Everything the new commit needs must be on disk before the branch may point to it.
-        sync_fs(self.repo.path())?;
+        // Everything the new commit needs (objects and staged files) must be on disk before the
+        // branch may point to it.
+        self.sync()?;
         fault_point("objects synced");
         let journal = Journal {
             refname: refname.clone(),
             old: parent.map(|p| p.0),
-            new,
+            new: Some(new),
             action: change.action.clone(),
         };
         journal.write(&self.journal_path())?;
@@ -601,7 +651,7 @@ impl Repo {
         };
         self.update_worktree(parent.map(|p| p.0), new, import_worktree)
             .map_err(unfinished)?;
-        sync_fs(self.repo.path()).map_err(unfinished)?;
+        self.sync().map_err(unfinished)?;
         fault_point("work tree synced");
         fs::remove_file(self.journal_path())
             .map_err(|e| unfinished(Error::io("removing", self.journal_path(), e)))?;
@@ -686,11 +736,16 @@ impl Repo {
                     if file.mode() == git2::FileMode::Link {
                         continue; // vault never writes symlinks
                     }
-                    let blob = self
-                        .repo
-                        .find_blob(file.id())
-                        .map_err(ge("reading a new blob"))?;
-                    write_atomically(&full, blob.content())?;
+                    let staged = temporary_for(&full);
+                    if Oid::hash_file(ObjectType::Blob, &staged).ok() == Some(file.id()) {
+                        fs::rename(&staged, &full).map_err(|e| Error::io("replacing", &full, e))?;
+                    } else {
+                        let blob = self
+                            .repo
+                            .find_blob(file.id())
+                            .map_err(ge("reading a new blob"))?;
+                        write_atomically(&full, blob.content())?;
+                    }
                     fault_point("work-tree file written");
                     let meta = fs::metadata(&full).map_err(|e| Error::io("reading", &full, e))?;
                     index
@@ -747,11 +802,11 @@ impl Repo {
             .find_reference(&journal.refname)
             .ok()
             .and_then(|r| r.target());
-        let outcome = if current == Some(journal.new) {
-            self.update_worktree(journal.old, journal.new, journal.old.is_none())?;
+        let outcome = if let Some(new) = journal.new.filter(|n| current == Some(*n)) {
+            self.update_worktree(journal.old, new, journal.old.is_none())?;
             Recovery::Finished {
                 action: journal.action.clone(),
-                commit: journal.new.to_string()[..10].to_string(),
+                commit: new.to_string()[..10].to_string(),
             }
         } else if current == journal.old {
             Recovery::RolledBack {
@@ -765,31 +820,25 @@ impl Repo {
                     .old
                     .map(|o| o.to_string())
                     .unwrap_or_else(|| "none".into()),
-                journal.new,
+                journal
+                    .new
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "not made yet".into()),
                 journal.action
             )));
         };
-        self.remove_temporaries(journal.old, journal.new)?;
-        sync_fs(self.repo.path())?;
+        remove_temporaries(&self.root)?;
+        self.sync()?;
         fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
         Ok(Some(outcome))
     }
 
-    fn remove_temporaries(&self, old: Option<Oid>, new: Oid) -> Result<()> {
-        let tree = |o: Oid| self.repo.find_commit(o).and_then(|c| c.tree());
-        let old_tree = old
-            .map(tree)
-            .transpose()
-            .map_err(ge("reading the old tree"))?;
-        let new_tree = tree(new).map_err(ge("reading the new tree"))?;
-        let diff = self
-            .repo
-            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)
-            .map_err(ge("comparing the trees"))?;
-        for delta in diff.deltas() {
-            if let Some(p) = delta.new_file().path() {
-                let _ = fs::remove_file(temporary_for(&self.root.join(p)));
-            }
+    /// Flushes the file systems holding the git folder and the work tree (one call each).
+    fn sync(&self) -> Result<()> {
+        sync_fs(self.repo.path())?;
+        let device = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        if device(self.repo.path()) != device(&self.root) {
+            sync_fs(&self.root)?;
         }
         Ok(())
     }
@@ -1015,9 +1064,42 @@ fn temporary_for(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}{TMP_SUFFIX}"))
 }
 
-/// Replaces `path` with `data` so that a reader sees the old or the new file, never a mix:
-/// a temporary file in the same folder (mode 0600), then a rename. Folders are made 0700.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+/// Removes every temporary (`.NAME.vault-tmp`) in the work tree under `root` (not in `.git`).
+fn remove_temporaries(root: &Path) -> Result<()> {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let items = match fs::read_dir(&dir) {
+            Ok(items) => items,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("reading", &dir, e)),
+        };
+        for item in items {
+            let item = item.map_err(|e| Error::io("reading", &dir, e))?;
+            let name = item.file_name();
+            let kind = item
+                .file_type()
+                .map_err(|e| Error::io("reading", &dir, e))?;
+            if kind.is_dir() {
+                if !(dir == root && name == ".git") {
+                    dirs.push(item.path());
+                }
+            } else if name.as_encoded_bytes().starts_with(b".")
+                && name.as_encoded_bytes().ends_with(TMP_SUFFIX.as_bytes())
+            {
+                let path = item.path();
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("removing", path, e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` as the temporary of `path` (mode 0600), making missing folders (0700).
+fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         if !dir.exists() {
             fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
@@ -1034,7 +1116,13 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("writing", &tmp, e))?;
     f.write_all(data)
         .map_err(|e| Error::io("writing", &tmp, e))?;
-    drop(f);
+    Ok(tmp)
+}
+
+/// Replaces `path` with `data` so that a reader sees the old or the new file, never a mix:
+/// a temporary file in the same folder (mode 0600), then a rename. Folders are made 0700.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = write_temporary(path, data)?;
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         Error::io("replacing", path, e)
@@ -1052,30 +1140,34 @@ fn sync_fs(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `.git/vault-journal`: a change under way. `new` is `none` until the new commit exists and
+/// everything it needs is durable; only then may the branch move.
 struct Journal {
     refname: String,
     old: Option<Oid>,
-    new: Oid,
+    new: Option<Oid>,
     action: String,
 }
 
 impl Journal {
     fn write(&self, path: &Path) -> Result<()> {
+        let id = |o: Option<Oid>| o.map(|o| o.to_string()).unwrap_or_else(|| "none".into());
         let text = format!(
             "vault-journal 1\nref {}\nold {}\nnew {}\naction {}\n",
             self.refname,
-            self.old
-                .map(|o| o.to_string())
-                .unwrap_or_else(|| "none".into()),
-            self.new,
+            id(self.old),
+            id(self.new),
             self.action.replace('\n', " ")
         );
         let tmp = path.with_extension("tmp");
         let mut f = fs::File::create(&tmp).map_err(|e| Error::io("writing", &tmp, e))?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io("writing", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io("writing", path, e))?;
+            .and_then(|_| fs::rename(&tmp, path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                Error::io("writing", path, e)
+            })?;
         if let Some(dir) = path.parent() {
             fs::File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -1100,14 +1192,14 @@ impl Journal {
         let old = field("old")?;
         let new = field("new")?;
         let action = field("action")?;
+        let id = |text: &str| match text {
+            "none" => Some(None),
+            hex => Oid::from_str(hex).ok().map(Some),
+        };
         Some(Journal {
             refname,
-            old: if old == "none" {
-                None
-            } else {
-                Some(Oid::from_str(&old).ok()?)
-            },
-            new: Oid::from_str(&new).ok()?,
+            old: id(&old)?,
+            new: id(&new)?,
             action,
         })
     }

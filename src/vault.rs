@@ -17,7 +17,9 @@ use rayon::prelude::*;
 
 use crate::crypto::{self, Envelope, Fingerprint, Identity, KeyId, MemberKey, Recipients};
 use crate::error::{Error, Result};
-use crate::history::{BlobId, Change, CommitId, Objects, PackedBlob, Recovery, Repo, TreeFile};
+use crate::history::{
+    BlobId, Change, CommitId, Objects, PackedBlob, Recovery, Repo, Staging, TreeFile,
+};
 use crate::roster::Roster;
 use crate::store::{
     gpg_id_path, parse_gpg_id, render_gpg_id, show_folder, Entry, Folder, Layout, MemberName, Spec,
@@ -744,9 +746,12 @@ impl Vault {
                 .chain([MEMBERS]),
         )?;
 
-        // Phase 2 rewrites, with the session keys unlocked in phase 1. Workers frame each new
-        // blob; this thread streams them, and the store's own files, into one pack, which joins
-        // the object database only when complete: a change that stops adds nothing to .git.
+        // Phase 2 rewrites, with the session keys unlocked in phase 1. Workers stage each new
+        // file beside the old one and frame its blob; this thread streams the blobs, and the
+        // store's own files, into one pack, which joins the object database only when complete.
+        // A change that stops before its commit point leaves neither the pack nor the staged files.
+        let staging = self.repo.begin(plan.action)?;
+        let staged = || work.iter().map(|(e, _)| e.path.as_str());
         let rewrites = checked
             .iter()
             .filter(|c| !matches!(c, Some(Checked::Unchanged { .. })))
@@ -768,7 +773,7 @@ impl Vault {
                                     objects,
                                     &targets[folder].0,
                                     monitor,
-                                    tx,
+                                    (&staging, tx),
                                 );
                                 tick();
                                 r
@@ -797,7 +802,7 @@ impl Vault {
             }
             Ok((results, ids))
         });
-        let ((results, file_ids), new_packs) = pack?;
+        let ((results, file_ids), new_packs) = pack.inspect_err(|_| self.repo.abandon(staged()))?;
 
         let finish = || -> Result<Outcome> {
             let mut change = Change {
@@ -845,9 +850,10 @@ impl Vault {
             })
         };
         finish().inspect_err(|e| {
-            // Before the commit point nothing happened: remove the pack this run added.
+            // Before the commit point nothing happened: remove what this run added.
             if !matches!(e, Error::Unfinished { .. }) {
                 self.repo.discard_packs(&new_packs);
+                self.repo.abandon(staged());
             }
         })
     }
@@ -1005,14 +1011,15 @@ fn check_entry(
     Ok(Checked::Reencrypt { unlocked, exposed })
 }
 
-/// Phase 2 for one entry: the new ciphertext, framed as a blob and sent to the pack writer.
+/// Phase 2 for one entry: the new ciphertext, staged in the work tree, and framed as a blob and
+/// sent to the pack writer.
 fn rewrite_entry(
     entry: &Entry,
     check: Checked,
     objects: &Result<Objects>,
     recipients: &Recipients,
     monitor: &Monitor,
-    pack: &std::sync::mpsc::SyncSender<PackedBlob>,
+    (staging, pack): (&Staging, &std::sync::mpsc::SyncSender<PackedBlob>),
 ) -> Result<Rewritten> {
     let done = |how, exposed| {
         Ok(Rewritten {
@@ -1036,6 +1043,7 @@ fn rewrite_entry(
     };
     let env = Envelope::parse(&bytes).map_err(corrupt)?;
     let write = |ct: &[u8]| -> Result<BlobId> {
+        staging.write(&entry.path, ct)?;
         let packed = PackedBlob::new(ct, false)?;
         let blob = packed.id();
         // The receiver goes away only when writing the pack failed: stop quietly.

@@ -45,6 +45,7 @@ const VAULT: &str = env!("CARGO_BIN_EXE_vault");
 
 /// The names of the commit-phase steps, in order (see src/history.rs).
 const COMMIT_STEPS: &[&str] = &[
+    "journal begun",
     "objects synced",
     "journal written",
     "branch moved",
@@ -591,6 +592,11 @@ fn chosen_points(steps: &[(usize, String)]) -> Vec<usize> {
     for i in [0, blobs.len() / 3, 2 * blobs.len() / 3, blobs.len() - 1] {
         out.insert(blobs[i]);
     }
+    let staged = of("temporary written");
+    assert_eq!(staged.len(), ENTRIES, "each re-encrypted entry is staged");
+    for i in [0, staged.len() / 2, staged.len() - 1] {
+        out.insert(staged[i]);
+    }
     out.into_iter().collect()
 }
 
@@ -618,7 +624,7 @@ fn remove_member_crashing_at_each_step_of_the_commit_loses_nothing() {
 
     let step_of = |name: &str| steps.iter().find(|(_, n)| n == name).unwrap().0;
     let (journal, moved_at, removed) = (
-        step_of("journal written"),
+        step_of("journal begun"),
         step_of("branch moved"),
         step_of("journal removed"),
     );
@@ -921,10 +927,10 @@ fn remove_member_on_a_store_that_cannot_be_written() {
         "fixture sizes: blob {biggest_blob}, tree {big_tree}, index {index}"
     );
 
-    // (2) Writes fail before the commit point: the new objects go into one pack, which is the
-    // first thing a tight file size limit stops (tiny, or between a blob's and the tree's size).
+    // (2) Writes fail before the commit point: a tiny limit stops the journal that starts the
+    // change; one between a blob's and the tree's size stops the pack of new objects.
     for (limit, fails) in [
-        (1, "writing a pack"),
+        (1, "vault-journal"),
         ((biggest_blob + big_tree) / 2, "writing a pack"),
     ] {
         let what = format!("file size limit {limit} bytes");
