@@ -676,9 +676,11 @@ impl Vault {
             targets.insert(folder, (recipients, ids));
         }
 
-        // Phase 1, in parallel, writes nothing: read every affected entry, unlock its session key,
-        // and decrypt what will be re-encrypted (the plaintext is dropped at once), so that an
-        // unreadable, corrupt or tampered entry stops the change before anything is written.
+        // Phase 1, in parallel, writes nothing: read every affected entry and unlock its session
+        // key, so that an entry the operator cannot read (or a malformed one) stops the change
+        // before anything is written, with every such entry named. Whether the data of an entry
+        // to re-encrypt is intact (its integrity check) is proven in phase 2, when it is
+        // decrypted, still before the commit point: a tampered entry stops the change there.
         let total = 2 * work.len();
         let done = AtomicUsize::new(0);
         let tick = || (monitor.progress)(done.fetch_add(1, Ordering::Relaxed) + 1, total);
@@ -1006,8 +1008,6 @@ fn check_entry(
             exposed,
         });
     }
-    // Prove the data decrypts (and its integrity check holds) before anything is written.
-    crypto::decrypt(&env, &unlocked).map_err(Failure::Corrupt)?;
     Ok(Checked::Reencrypt { unlocked, exposed })
 }
 
