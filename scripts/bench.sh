@@ -585,6 +585,13 @@ NR == 1 { next }
   else if ($5 == "pass") { p[$1, key] = $6 }
   else if ($5 ~ /^gpg-loop/) { g[key] = $6; gest[key] = ($5 == "gpg-loop-est"); gn[key] = $8 }
 }
+# table(TITLE, HEADER): a section heading (unless TITLE is "") and a Markdown table header.
+function table(title, header,    n, cols, sep, i) {
+  if (title != "") { print "## " title; print "" }
+  n = split(header, cols, "|") - 2
+  sep = "|"; for (i = 1; i <= n; i++) sep = sep "---|"
+  print header; print sep
+}
 function fmt(x) { return (x == "") ? "–" : sprintf("%.2f", x) }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "–" : sprintf("%.0fx", a / b) }
 function ratio1(a, b) { return (a == "" || b == "" || b == 0) ? "–" : sprintf("%.2fx", a / b) }
@@ -598,10 +605,7 @@ function pass_time(op, s, r, N,    k, best, bn, parts) {
   est = 1; return best / bn * N
 }
 function change_table(op, title,    i, parts, s, r, N, k, vt, pt, ft, c, flk, e) {
-  print "## " title
-  print ""
-  print "| keys | R | N | pass / vault | vault / floor | vault (s) | pass init (s) | floor (s) | pass per entry (ms) |"
-  print "|---|---|---|---|---|---|---|---|---|"
+  table(title, "| keys | R | N | pass / vault | vault / floor | vault (s) | pass init (s) | floor (s) | pass per entry (ms) |")
   for (i = 1; i <= n; i++) {
     split(order[i], parts, SUBSEP); if (parts[1] != op) continue
     s = parts[2]; r = parts[3]; N = parts[4]; k = s SUBSEP r SUBSEP N
@@ -616,10 +620,7 @@ END {
   printf "Interference check: during the runs kept, other processes used at most %.2f cores (vault runs), %.2f (pass), %.2f (gpg loop), %.2f (floor); vault runs are repeated above 0.25, pass and the gpg loop once above 0.5.\n\n", mf["vault"], mf["pass"], (mf["gpg-loop"] > mf["gpg-loop-est"]) ? mf["gpg-loop"] : mf["gpg-loop-est"], mf["us_per_entry"]
   change_table("add", "add-member: vault add-member vs pass init with the new id")
   change_table("remove", "remove-member: vault remove-member vs pass init without the member")
-  print "## audit: vault audit vs one `gpg --list-only --list-packets` per file"
-  print ""
-  print "| keys | R | N | gpg loop / vault | vault (s) | gpg loop (s) | gpg loop per file (ms) |"
-  print "|---|---|---|---|---|---|---|"
+  table("audit: vault audit vs one `gpg --list-only --list-packets` per file", "| keys | R | N | gpg loop / vault | vault (s) | gpg loop (s) | gpg loop per file (ms) |")
   for (i = 1; i <= n; i++) {
     split(order[i], parts, SUBSEP); if (parts[1] != "audit") continue
     k = parts[2] SUBSEP parts[3] SUBSEP parts[4]
@@ -636,20 +637,14 @@ END {
   }
   print line
   print ""
-  print "## Crypto floor per entry (sequoia alone, one thread; benches/crypto_floor.rs)"
-  print ""
-  print "| keys | R | add-member (µs) | remove-member (µs) | audit parse (µs) | cores | rayon speed-up add / remove |"
-  print "|---|---|---|---|---|---|---|"
+  table("Crypto floor per entry (sequoia alone, one thread; benches/crypto_floor.rs)", "| keys | R | add-member (µs) | remove-member (µs) | audit parse (µs) | cores | rayon speed-up add / remove |")
   for (j = 1; j <= nf; j++) {
     k = forder[j]
     split(k, parts, SUBSEP)
     printf "| %s | %s | %.0f | %.0f | %.1f | %s | %.2fx / %.2fx |\n", parts[1], parts[2], fl["floor_add", k], fl["floor_remove", k], fl["floor_audit", k], cores[k], fl["floor_add", k] / fl["floor_par_add", k], fl["floor_remove", k] / fl["floor_par_remove", k]
   }
   print ""
-  print "## Peak RSS of vault (MiB, max over the runs)"
-  print ""
-  print "| keys | R | N | add-member | remove-member | audit |"
-  print "|---|---|---|---|---|---|"
+  table("Peak RSS of vault (MiB, max over the runs)", "| keys | R | N | add-member | remove-member | audit |")
   for (i = 1; i <= n; i++) {
     split(order[i], parts, SUBSEP); if (parts[1] != "audit") continue
     k = parts[2] SUBSEP parts[3] SUBSEP parts[4]
@@ -659,18 +654,14 @@ END {
   print ""
   k = "cv25519" SUBSEP 10 SUBSEP 1000
   if (("members", k) in v) {
-    print "## Where the time goes (Cv25519, R = 10, N = 1000; medians, s)"
-    print ""
-    print "| vault members (open + load) | vault verify | add-member | add-member, 1 thread | remove-member | remove-member, 1 thread |"
-    print "|---|---|---|---|---|---|"
+    table("Where the time goes (Cv25519, R = 10, N = 1000; medians, s)", "| vault members (open + load) | vault verify | add-member | add-member, 1 thread | remove-member | remove-member, 1 thread |")
     printf "| %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", v["members", k], v["verify", k], v["add", k], v["add-1thread", k], v["remove", k], v["remove-1thread", k]
     print ""
     if (("add-tmpfs", k) in v) printf "With the store on tmpfs (no disk): add-member %.3f s, remove-member %.3f s.\n\n", v["add-tmpfs", k], v["remove-tmpfs", k]
     if (ntl > 0) {
       print "Timelines of single runs on disk (perf samples at 2 kHz; seconds from the start):"
       print ""
-      print "| change | start-up (load, trust check, plan) | per-entry work, blobs, commit, sync | work tree, index, sync | finish | total | CPU main thread | CPU worker threads |"
-      print "|---|---|---|---|---|---|---|---|"
+      table("", "| change | start-up (load, trust check, plan) | per-entry work, blobs, commit, sync | work tree, index, sync | finish | total | CPU main thread | CPU worker threads |")
       for (i = 1; i <= ntl; i++) { split(tl[i], x, " "); sub(/-timeline/, "", tlop[i]); printf "| %s-member | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", tlop[i], x[1], x[2] - x[1], x[3] - x[2], x[4] - x[3], x[4], x[5], x[6] }
       print ""
     }
