@@ -196,10 +196,7 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
             .map_init(
                 || Objects::open(root),
                 |objects, e| {
-                    let objects = objects.as_ref().map_err(|err| crate::Error::Git {
-                        what: "opening the repository".into(),
-                        message: err.to_string(),
-                    })?;
+                    let objects = Objects::opened(objects)?;
                     objects.read(e.blob).map(|b| {
                         Envelope::parse(&b).map(|env| {
                             (

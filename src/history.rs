@@ -34,13 +34,19 @@ const JOURNAL: &str = "vault-journal";
 pub static FILE_SIZE_LIMIT_HIT: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// `detail`, explained, if a write has hit the file size limit ([`FILE_SIZE_LIMIT_HIT`]).
+fn size_limit_message(detail: impl std::fmt::Display) -> Option<String> {
+    FILE_SIZE_LIMIT_HIT
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .then(|| format!("File too large: the file size limit (ulimit -f) was exceeded ({detail})"))
+}
+
 /// Adds the OS's reason to a failed write, when libgit2 gave none.
 fn write_failure(what: String, e: git2::Error) -> Error {
     let os = std::io::Error::last_os_error();
     let mut message = e.message().to_string();
-    if FILE_SIZE_LIMIT_HIT.load(std::sync::atomic::Ordering::SeqCst) {
-        message =
-            format!("File too large: the file size limit (ulimit -f) was exceeded ({message})");
+    if let Some(explained) = size_limit_message(&message) {
+        message = explained;
     } else if os.raw_os_error().unwrap_or(0) != 0 {
         message = format!("{os} ({message})");
     }
@@ -212,6 +218,15 @@ impl Objects {
         Repository::open(root)
             .map(Objects)
             .map_err(ge("opening the repository"))
+    }
+
+    /// The handle a worker opened with [`Objects::open`], or the error opening it gave (said
+    /// again for each use, as the worker's error is not consumed).
+    pub fn opened(objects: &Result<Objects>) -> Result<&Objects> {
+        objects.as_ref().map_err(|e| Error::Git {
+            what: "opening the repository".into(),
+            message: e.to_string(),
+        })
     }
 
     pub fn read(&self, blob: BlobId) -> Result<Vec<u8>> {
@@ -404,11 +419,7 @@ impl Repo {
                 "writing a pack into {}",
                 self.repo.path().join("objects/pack").display()
             ),
-            message: if FILE_SIZE_LIMIT_HIT.load(std::sync::atomic::Ordering::SeqCst) {
-                format!("File too large: the file size limit (ulimit -f) was exceeded ({e})")
-            } else {
-                e.to_string()
-            },
+            message: size_limit_message(&e).unwrap_or_else(|| e.to_string()),
         };
         let mut header = Vec::with_capacity(12);
         header.extend_from_slice(b"PACK");

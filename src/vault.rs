@@ -161,7 +161,7 @@ fn load_keys(repo: &Repo, layout: &Layout) -> Result<BTreeMap<Fingerprint, Membe
 }
 
 /// Which of `keys` a `.gpg-id` line means: exactly one, or a reason.
-fn matching<'k>(
+pub(crate) fn matching<'k>(
     spec: &Spec,
     keys: impl Iterator<Item = &'k MemberKey>,
 ) -> std::result::Result<Fingerprint, (usize, String)> {
@@ -960,13 +960,6 @@ enum Checked {
     },
 }
 
-fn open_objects(objects: &Result<Objects>) -> std::result::Result<&Objects, Error> {
-    objects.as_ref().map_err(|e| Error::Git {
-        what: "opening the repository".into(),
-        message: e.to_string(),
-    })
-}
-
 /// Phase 1 for one entry: decides what it needs and proves the operator can do it. Once any
 /// entry has failed (`checking_only`), it only checks whether the operator can decrypt, so the
 /// error can list every such entry without wasted work.
@@ -982,7 +975,7 @@ fn check_entry(
     if (monitor.interrupted)() {
         return Err(Failure::Other(Error::Interrupted));
     }
-    let objects = open_objects(objects).map_err(Failure::Other)?;
+    let objects = Objects::opened(objects).map_err(Failure::Other)?;
     let bytes = objects.read(entry.blob).map_err(Failure::Other)?;
     let env = Envelope::parse(&bytes).map_err(Failure::Corrupt)?;
     let readers = env.readers();
@@ -1035,7 +1028,7 @@ fn rewrite_entry(
     if (monitor.interrupted)() {
         return Err(Error::Interrupted);
     }
-    let objects = open_objects(objects)?;
+    let objects = Objects::opened(objects)?;
     let bytes = objects.read(entry.blob)?;
     let corrupt = |problem: String| Error::Entry {
         entry: entry.name.clone(),
