@@ -19,6 +19,7 @@ use crate::crypto::{format_time, verify_detached, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
 use crate::history::{BlobId, CommitId, Repo};
 use crate::store::{gpg_id_path, parse_gpg_id, Layout, Spec, GPG_ID, MEMBERS, PUBLIC_KEYS};
+use crate::vault::matching;
 
 const ANCHOR_FILE: &str = "vault-anchor";
 
@@ -159,18 +160,9 @@ impl Reader<'_> {
             match parse_gpg_id(&file, &bytes) {
                 Ok(lines) => {
                     for line in lines {
-                        let found: Vec<Fingerprint> = keys
-                            .values()
-                            .filter(|k| match &line.spec {
-                                Spec::Fingerprint(f) => k.fingerprint() == *f,
-                                Spec::KeyId(id) => k.has_key_id(*id),
-                                Spec::Email(e) => k.emails().contains(e),
-                            })
-                            .map(|k| k.fingerprint())
-                            .collect();
-                        let who = match (&line.spec, found.as_slice()) {
-                            (_, [one]) => one.to_string(),
-                            (Spec::Fingerprint(f), _) => f.to_string(),
+                        let who = match (matching(&line.spec, keys.values()), &line.spec) {
+                            (Ok(one), _) => one.to_string(),
+                            (Err(_), Spec::Fingerprint(f)) => f.to_string(),
                             _ => format!("line: {}", line.text),
                         };
                         pairs.insert((folder.clone(), who));
@@ -181,14 +173,13 @@ impl Reader<'_> {
                 }
             }
         }
-        let signatures = layout.signatures.clone();
         Ok(State {
             pairs,
             keys,
-            key_files: layout.public_keys.clone(),
+            key_files: layout.public_keys,
             members: layout.members,
-            gpg_ids: layout.gpg_ids.clone(),
-            signatures,
+            gpg_ids: layout.gpg_ids,
+            signatures: layout.signatures,
         })
     }
 }

@@ -16,7 +16,7 @@ use vault::crypto::{Identity, IdentityError};
 use vault::history::Recovery;
 use vault::history::Repo;
 use vault::secret::Secret;
-use vault::trust::{anchor_at, verify, Anchor, Verification};
+use vault::trust::{anchor_at, verify, Anchor};
 use vault::vault::{Monitor, Vault};
 use vault::Error;
 
@@ -85,7 +85,7 @@ pub fn identity(global: &Global, members_of: Option<&Vault>) -> anyhow::Result<O
             .collect();
         let interactive = ui::interactive() && !global.yes;
         let passphrase = passphrase_file(global)?;
-        return Identity::from_agent(&members, None, interactive, passphrase.as_ref())
+        return Identity::from_agent(&members, interactive, passphrase.as_ref())
             .map(Some)
             .map_err(|problem| {
                 Error::Identity {
@@ -207,13 +207,12 @@ pub fn check_trust(
     let bad: Vec<(String, String)> = v
         .unverified
         .iter()
-        .filter(|(r, _)| after.iter().any(|f| f.to_string() == **r))
-        .map(|(r, c)| {
-            let f = vault::crypto::Fingerprint::parse(r).expect("filtered on fingerprints");
-            match vault.roster().name_of(f) {
+        .filter_map(|(r, c)| {
+            let f = vault::crypto::Fingerprint::parse(r).filter(|f| after.contains(f))?;
+            Some(match vault.roster().name_of(f) {
                 Some(name) => (format!("{name} ({r})"), c.clone()),
                 None => (r.clone(), c.clone()),
-            }
+            })
         })
         .collect();
     if !bad.is_empty() {
@@ -236,16 +235,16 @@ pub fn advance_anchor(
     repo: &Repo,
     anchor: &Anchor,
     head: vault::history::CommitId,
-) -> anyhow::Result<Verification> {
+) -> anyhow::Result<()> {
     let v = verify(repo, anchor, head)?;
     if v.violations.is_empty() {
         Anchor {
             commit: head,
-            trusted: v.trusted.clone(),
+            trusted: v.trusted,
         }
         .save(repo)?;
     }
-    Ok(v)
+    Ok(())
 }
 
 /// pass's `PASSWORD_STORE_SIGNING_KEY`: the fingerprints allowed to sign `.gpg-id` files.

@@ -3,7 +3,7 @@
 //! tokio runtime serve the whole run; the agent does one operation at a time, so workers take
 //! turns on it for the session keys and do the rest of the work in parallel.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use gpg_agent::sequoia_ipc::sexp::Sexp;
 use gpg_agent::sequoia_ipc::Keygrip;
 use gpg_agent::{Agent, PinentryMode};
 
-use super::{openpgp, Fingerprint, KeyId, MemberKey, PublicKey};
+use super::{openpgp, Backend, Identity, KeyId, MemberKey, PublicKey};
 use crate::secret::Secret;
 use openpgp::crypto::{mpi, Decryptor, Password, SessionKey};
 
@@ -34,11 +34,10 @@ fn agent_err(e: impl std::fmt::Display) -> String {
 }
 
 impl Session {
-    /// Connects (starting the agent if needed) to the agent of `homedir`, or of `$GNUPGHOME` /
-    /// `~/.gnupg`. Without `interactive`, the agent is told never to ask for a passphrase: it fails
+    /// Connects (starting the agent if needed) to the agent of `$GNUPGHOME` / `~/.gnupg`.
+    /// Without `interactive`, the agent is told never to ask for a passphrase: it fails
     /// at once if the key is locked. With `passphrase`, it is given through loopback.
     pub(super) fn connect(
-        homedir: Option<&Path>,
         interactive: bool,
         passphrase: Option<&Secret>,
     ) -> Result<Session, String> {
@@ -46,11 +45,7 @@ impl Session {
             .enable_io()
             .build()
             .map_err(agent_err)?;
-        let ctx = match homedir {
-            Some(h) => gpg_agent::gnupg::Context::with_homedir(h),
-            None => gpg_agent::gnupg::Context::new(),
-        }
-        .map_err(agent_err)?;
+        let ctx = gpg_agent::gnupg::Context::new().map_err(agent_err)?;
         let socket = ctx.socket("agent").map_err(agent_err)?.to_path_buf();
         let mut agent = rt.block_on(Agent::connect(&ctx)).map_err(agent_err)?;
         let mut options = Vec::new();
@@ -226,27 +221,16 @@ impl Decryptor for AgentDecryptor<'_> {
     }
 }
 
-/// What the agent holds for the operator: which member they are, and their keys.
-pub(super) struct AgentKeys {
-    pub(super) session: Arc<Mutex<Session>>,
-    pub(super) member: Fingerprint,
-    pub(super) user_id: String,
-    pub(super) decryption: Vec<(KeyId, PublicKey)>,
-    pub(super) signing: Option<PublicKey>,
-    pub(super) on_card: bool,
-}
-
-/// Finds which member's encryption subkeys the agent holds.
+/// Finds which member's encryption subkeys the agent holds: that member is the operator.
 ///
 /// # Errors
 /// A message listing the fingerprints looked for, or the connection problem.
 pub(super) fn find_operator(
     members: &[&MemberKey],
-    homedir: Option<&Path>,
     interactive: bool,
     passphrase: Option<&Secret>,
-) -> Result<AgentKeys, String> {
-    let mut session = Session::connect(homedir, interactive, passphrase)
+) -> Result<Identity, String> {
+    let mut session = Session::connect(interactive, passphrase)
         .map_err(|e| format!("cannot talk to gpg-agent: {e}"))?;
     for m in members {
         let candidates: Vec<PublicKey> = m
@@ -274,13 +258,15 @@ pub(super) fn find_operator(
             continue;
         }
         let signing = m.signing_key().filter(|k| session.has_key(k));
-        return Ok(AgentKeys {
-            session: Arc::new(Mutex::new(session)),
-            member: m.fingerprint(),
+        return Ok(Identity {
+            fingerprint: m.fingerprint(),
             user_id: m.user_ids().first().cloned().unwrap_or_default(),
-            decryption,
-            signing,
-            on_card,
+            backend: Backend::Agent {
+                session: Arc::new(Mutex::new(session)),
+                keys: decryption,
+                signer: signing,
+                on_card,
+            },
         });
     }
     let looked: Vec<String> = members

@@ -735,7 +735,7 @@ impl Identity {
         })
     }
 
-    /// The operator as the user's gpg-agent knows them (`homedir`, else `$GNUPGHOME`): the
+    /// The operator as the user's gpg-agent knows them (`$GNUPGHOME`, else `~/.gnupg`): the
     /// member whose encryption subkey the agent holds. Without `interactive` the agent never asks
     /// for a passphrase; `passphrase` is given to it through loopback.
     ///
@@ -743,21 +743,10 @@ impl Identity {
     /// A message naming the members' fingerprints looked for, or the agent's problem.
     pub fn from_agent(
         members: &[&MemberKey],
-        homedir: Option<&std::path::Path>,
         interactive: bool,
         passphrase: Option<&Secret>,
     ) -> Result<Self, String> {
-        let found = agent::find_operator(members, homedir, interactive, passphrase)?;
-        Ok(Identity {
-            fingerprint: found.member,
-            user_id: found.user_id,
-            backend: Backend::Agent {
-                session: found.session,
-                keys: found.decryption,
-                signer: found.signing,
-                on_card: found.on_card,
-            },
-        })
+        agent::find_operator(members, interactive, passphrase)
     }
 
     /// Whether the operator's key is on a smartcard (each decryption may need a touch).
