@@ -73,16 +73,7 @@ fn team_with_dave() -> (Team, Person) {
     let dave = protected_person("dave", "correct horse");
     introduce(&[&team.alice, &team.bob, &team.carol, &dave]);
     team.lab
-        .vault_as(
-            &team.store,
-            &team.alice,
-            &[
-                "add-member",
-                dave.public.to_str().unwrap(),
-                "--fingerprint",
-                &dave.fpr,
-            ],
-        )
+        .vault_as(&team.store, &team.alice, &dave.add_member_args())
         .ok();
     (team, dave)
 }
@@ -92,16 +83,7 @@ fn an_unprotected_key_in_the_agent_is_the_operator() {
     let team = adopted_team();
     let (lab, store) = (&team.lab, &team.store);
     // No --identity: alice's own GnuPG home holds her secret key.
-    let out = lab.vault(
-        store,
-        &team.alice,
-        &[
-            "add-member",
-            team.carol.public.to_str().unwrap(),
-            "--fingerprint",
-            &team.carol.fpr,
-        ],
-    );
+    let out = lab.vault(store, &team.alice, &team.carol.add_member_args());
     out.ok();
     lab.assert_reads(store, &team.carol, ROOT_ENTRIES);
     store.assert_clean();

@@ -24,7 +24,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -40,8 +39,6 @@ const ENTRIES: usize = 200;
 const BIG_FOLDER: usize = 150;
 /// Longest a single vault run may take before the test fails instead of hanging.
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-const VAULT: &str = env!("CARGO_BIN_EXE_vault");
 
 /// The names of the commit-phase steps, in order (see src/history.rs).
 const COMMIT_STEPS: &[&str] = &[
@@ -174,31 +171,12 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// A copy of the whole pristine store (work tree and .git), as `cp -a` makes it.
     fn copy(&self, name: &str) -> Store {
-        let store = self.lab.store(name);
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(&self.pristine.path)
-            .arg(&store.path)
-            .status()
-            .unwrap();
-        assert!(st.success(), "cp -a failed");
-        store
+        self.lab.copy_store(&self.pristine, name)
     }
 
     /// `vault --store STORE ARGS` as alice (her GNUPGHOME), with a clean environment.
     fn vault(&self, store: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(VAULT);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.lab.home())
-            .env("GNUPGHOME", self.alice.gpg.home())
-            .env("LC_ALL", "C")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .arg("--store")
-            .arg(store)
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
+        self.lab.clean_vault(self.alice.gpg.home(), store, args)
     }
 
     /// `vault remove-member bob` as alice, confirmed.
@@ -240,36 +218,6 @@ fn worktree(root: &Path) -> BTreeMap<String, Vec<u8>> {
                 out.insert(rel, format!("symlink -> {}", t.display()).into_bytes());
             } else {
                 out.insert(rel, fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Every file and folder under `root`, `.git` included: path -> (mode, bytes or link target).
-fn everything(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let path = e.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode();
-            if meta.is_dir() {
-                out.insert(format!("{rel}/"), (mode, Vec::new()));
-                walk(root, &path, out);
-            } else if meta.file_type().is_symlink() {
-                let t = fs::read_link(&path).unwrap();
-                out.insert(rel, (mode, t.to_str().unwrap().as_bytes().to_vec()));
-            } else {
-                out.insert(rel, (mode, fs::read(&path).unwrap()));
             }
         }
     }
@@ -354,15 +302,6 @@ fn run(mut cmd: Command) -> Output {
         .spawn()
         .expect("running vault");
     wait_output(child)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `fault-point N NAME` lines of a traced run.

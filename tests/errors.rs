@@ -163,16 +163,7 @@ fn changes_need_an_operator_key_that_can_decrypt() {
         keyless.import(&p.public);
     }
     refused(store, "add-member WITHOUT AN OPERATOR KEY", || {
-        lab.vault_with(
-            store,
-            keyless.home(),
-            &[
-                "add-member",
-                t.carol.public_str(),
-                "--fingerprint",
-                &t.carol.fpr,
-            ],
-        )
+        lab.vault_with(store, keyless.home(), &t.carol.add_member_args())
     })
     .stderr_has("--identity");
     refused(store, "remove-member WITHOUT AN OPERATOR KEY", || {
@@ -249,16 +240,7 @@ fn a_dirty_work_tree_is_refused() {
     fs::write(&bank, bytes).unwrap();
 
     refused(store, "add-member ON A DIRTY TREE", || {
-        lab.vault_as(
-            store,
-            alice,
-            &[
-                "add-member",
-                t.carol.public_str(),
-                "--fingerprint",
-                &t.carol.fpr,
-            ],
-        )
+        lab.vault_as(store, alice, &t.carol.add_member_args())
     })
     .stderr_has("bank.gpg");
     refused(store, "remove-member ON A DIRTY TREE", || {

@@ -17,8 +17,6 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 
-const VAULT: &str = env!("CARGO_BIN_EXE_vault");
-
 /// The hostile key files, generated once per test run by `tests/data/hostile/make-keys.sh` (with
 /// GnuPG, in under a second) so that no secret key is committed outside `keys/`.
 fn data(file: &str) -> PathBuf {
@@ -142,31 +140,14 @@ impl Ctx {
 
     /// A fresh copy of the base store (`cp -a`, .git included).
     fn case(&self, name: &str) -> Store {
-        let store = self.lab.store(name);
-        let ok = Command::new("cp")
-            .arg("-a")
-            .arg(&self.base.path)
-            .arg(&store.path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        store
+        self.lab.copy_store(&self.base, name)
     }
 
     fn vault(&self, store: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new(VAULT);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.lab.home())
-            .env("GNUPGHOME", self.gpg.home())
-            .env("LC_ALL", "C")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .arg("--store")
-            .arg(store)
-            .args(args)
-            .stdin(Stdio::null());
-        cmd.output().expect("running vault")
+        self.lab
+            .clean_vault(self.gpg.home(), store, args)
+            .output()
+            .expect("running vault")
     }
 
     fn as_alice(&self, store: &Path, args: &[&str]) -> Output {
@@ -186,15 +167,6 @@ impl Ctx {
     }
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Commits everything in the work tree with plain git (no vault involved).
 fn commit(store: &Store, msg: &str) {
     store.git_ok(&["add", "-A"]);
@@ -202,42 +174,17 @@ fn commit(store: &Store, msg: &str) {
     store.assert_clean();
 }
 
-/// Every file and folder under `root`, `.git` included: path -> (mode, bytes or link target).
-/// `None` if `root` does not exist.
-fn everything(root: &Path) -> Option<BTreeMap<String, (u32, Vec<u8>)>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let path = e.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode();
-            if meta.is_dir() {
-                out.insert(format!("{rel}/"), (mode, Vec::new()));
-                walk(root, &path, out);
-            } else if meta.file_type().is_symlink() {
-                let t = fs::read_link(&path).unwrap();
-                out.insert(rel, (mode, t.to_str().unwrap().as_bytes().to_vec()));
-            } else {
-                out.insert(rel, (mode, fs::read(&path).unwrap()));
-            }
-        }
-    }
+/// [`everything`] under `root`, which may also be a file (its mode and bytes, under ""), or
+/// `None` if it does not exist.
+fn everything_or_file(root: &Path) -> Option<BTreeMap<String, (u32, Vec<u8>)>> {
     let meta = fs::symlink_metadata(root).ok()?;
-    let mut out = BTreeMap::new();
     if meta.is_dir() {
-        walk(root, root, &mut out);
-    } else {
-        out.insert(
-            String::new(),
-            (meta.permissions().mode(), fs::read(root).unwrap()),
-        );
+        return Some(everything(root));
     }
-    Some(out)
+    Some(BTreeMap::from([(
+        String::new(),
+        (meta.permissions().mode(), fs::read(root).unwrap()),
+    )]))
 }
 
 fn head_of(root: &Path) -> Option<String> {
@@ -263,7 +210,7 @@ impl Report {
     /// success), an `error:` on stderr containing every one of `needles`, and every file and
     /// folder (`.git` included) and HEAD exactly as before.
     fn refused(&self, what: &str, root: &Path, run: impl FnOnce() -> Output, needles: &[&str]) {
-        let before = everything(root);
+        let before = everything_or_file(root);
         let head = head_of(root);
         let out = run();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -282,7 +229,7 @@ impl Report {
                 problems.push(format!("the error should name {n:?}"));
             }
         }
-        let after = everything(root);
+        let after = everything_or_file(root);
         if before != after {
             let (b, a) = (before.unwrap_or_default(), after.unwrap_or_default());
             let mut diffs = Vec::new();
@@ -1171,7 +1118,7 @@ fn broken_repositories_are_refused_by_name() {
             .is_ok_and(|s| s.success())
     };
     if lock(true) && fs::write(store.path.join("probe"), b"x").is_err() {
-        let before = everything(&store.path);
+        let before = everything_or_file(&store.path);
         let out = ctx.remove_bob(&store.path);
         let add = ctx.add_key(&store.path, &data_str("carol.asc"));
         lock(false);
@@ -1191,7 +1138,7 @@ fn broken_repositories_are_refused_by_name() {
             );
         }
         assert!(
-            before == everything(&store.path),
+            before == everything_or_file(&store.path),
             "read-only store: changed"
         );
     } else {

@@ -169,17 +169,7 @@ fn init_resolves_emails_and_key_ids_in_gpg_id() {
     assert_eq!(members["robert"].as_str(), Some(bob.fpr.as_str()), "{toml}");
     assert!(store.file(&format!(".public-keys/{}", bob.fpr)).is_file());
 
-    lab.vault_as(
-        &store,
-        &alice,
-        &[
-            "add-member",
-            carol.public_str(),
-            "--fingerprint",
-            &carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault_as(&store, &alice, &carol.add_member_args()).ok();
     // vault writes only full fingerprints.
     let mut ids = store.gpg_ids("");
     ids.sort();
@@ -261,16 +251,7 @@ fn add_member_reads_root_entries_not_ops_and_pass_init_agrees() {
     let ops_before = bytes_of(store, OPS_ENTRIES);
     let ops_ids = store.read("ops/.gpg-id");
 
-    let out = lab.vault_as(
-        store,
-        &t.alice,
-        &[
-            "add-member",
-            t.carol.public_str(),
-            "--fingerprint",
-            &t.carol.fpr,
-        ],
-    );
+    let out = lab.vault_as(store, &t.alice, &t.carol.add_member_args());
     out.ok();
 
     assert_eq!(
@@ -440,17 +421,8 @@ fn add_member_to_a_folder_without_gpg_id_creates_one_from_inherited_recipients()
 fn remove_member_locks_them_out_and_lists_what_to_rotate() {
     let t = adopted_team();
     let (lab, store) = (&t.lab, &t.store);
-    lab.vault_as(
-        store,
-        &t.alice,
-        &[
-            "add-member",
-            t.carol.public_str(),
-            "--fingerprint",
-            &t.carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault_as(store, &t.alice, &t.carol.add_member_args())
+        .ok();
     lab.assert_reads(store, &t.bob, ROOT_ENTRIES);
     let bob_subkeys = t.bob.encryption_subkeys();
     let session_keys: Vec<String> = ROOT_ENTRIES
@@ -583,12 +555,7 @@ fn rsa3072_member_and_operator() {
     let store = pass_store(&lab, &alice, &[&alice], &[&alice]);
     lab.vault(&store, &alice, &["init"]).ok();
 
-    lab.vault_as(
-        &store,
-        &alice,
-        &["add-member", rob.public_str(), "--fingerprint", &rob.fpr],
-    )
-    .ok();
+    lab.vault_as(&store, &alice, &rob.add_member_args()).ok();
     lab.assert_reads(&store, &rob, ROOT_ENTRIES);
     lab.assert_cannot_read(&store, &rob, OPS_ENTRIES);
     assert_pkesks(
@@ -600,12 +567,7 @@ fn rsa3072_member_and_operator() {
     lab.assert_pass_init_reencrypts_nothing(&store, &alice, "");
 
     // rob, with his RSA key, operates vault.
-    lab.vault_as(
-        &store,
-        &rob,
-        &["add-member", dave.public_str(), "--fingerprint", &dave.fpr],
-    )
-    .ok();
+    lab.vault_as(&store, &rob, &dave.add_member_args()).ok();
     for p in [&alice, &rob, &dave] {
         lab.assert_reads(&store, p, ROOT_ENTRIES);
     }
@@ -630,12 +592,7 @@ fn key_with_two_encryption_subkeys_gets_a_pkesk_for_each() {
     let store = pass_store(&lab, &alice, &[&alice], &[&alice]);
     lab.vault(&store, &alice, &["init"]).ok();
 
-    lab.vault_as(
-        &store,
-        &alice,
-        &["add-member", tess.public_str(), "--fingerprint", &tess.fpr],
-    )
-    .ok();
+    lab.vault_as(&store, &alice, &tess.add_member_args()).ok();
 
     for (e, _) in ROOT_ENTRIES {
         let ids = alice.gpg.pkesk_key_ids(&store.entry_file(e));
@@ -794,12 +751,7 @@ fn sequoia_default_keys_advertising_seipdv2_still_get_seipdv1() {
         .ok();
     insert_entries(&lab, &store, &sam, ROOT_ENTRIES);
 
-    lab.vault_as(
-        &store,
-        &sam,
-        &["add-member", uma.public_str(), "--fingerprint", &uma.fpr],
-    )
-    .ok();
+    lab.vault_as(&store, &sam, &uma.add_member_args()).ok();
     for p in [&sam, &uma] {
         lab.assert_reads(&store, p, ROOT_ENTRIES);
     }
@@ -829,12 +781,7 @@ fn store_and_identity_from_the_environment() {
             ("PASSWORD_STORE_DIR", &store.path),
             ("VAULT_IDENTITY", &t.alice.secret),
         ],
-        &[
-            "add-member",
-            t.carol.public_str(),
-            "--fingerprint",
-            &t.carol.fpr,
-        ],
+        &t.carol.add_member_args(),
     )
     .ok();
     lab.assert_reads(store, &t.carol, ROOT_ENTRIES);
@@ -846,17 +793,7 @@ fn store_and_identity_from_the_environment() {
 fn operator_key_from_gpg_agent() {
     let t = adopted_team();
     let (lab, store) = (&t.lab, &t.store);
-    lab.vault(
-        store,
-        &t.alice,
-        &[
-            "add-member",
-            t.carol.public_str(),
-            "--fingerprint",
-            &t.carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault(store, &t.alice, &t.carol.add_member_args()).ok();
     lab.assert_reads(store, &t.carol, ROOT_ENTRIES);
     lab.assert_pass_init_reencrypts_nothing(store, &t.alice, "");
 

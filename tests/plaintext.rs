@@ -14,8 +14,6 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 
-const VAULT: &str = env!("CARGO_BIN_EXE_vault");
-
 /// Random hex from the kernel, so that a match can only come from this run's secrets.
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -39,23 +37,19 @@ struct Setup {
 
 impl Setup {
     fn vault(&self, store: &Store, args: &[&str]) -> Output {
-        let mut cmd = Command::new(VAULT);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.lab.home())
-            .env("GNUPGHOME", self.alice_gpg.home())
+        let mut all = vec![
+            "--identity",
+            self.identity.to_str().unwrap(),
+            "--passphrase-file",
+            self.passphrase_file.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let out = self
+            .lab
+            .clean_vault(self.alice_gpg.home(), &store.path, &all)
             .env("TMPDIR", &self.tmp)
-            .env("LC_ALL", "C")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .arg("--store")
-            .arg(&store.path)
-            .arg("--identity")
-            .arg(&self.identity)
-            .arg("--passphrase-file")
-            .arg(&self.passphrase_file)
-            .args(args)
-            .stdin(Stdio::null());
-        let out = cmd.output().expect("running vault");
+            .output()
+            .expect("running vault");
         // `audit` exits 3 when something needs attention (here: entries bob could read).
         let ok = out.status.success() || (args == ["audit"] && out.status.code() == Some(3));
         assert!(

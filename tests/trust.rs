@@ -71,17 +71,8 @@ fn signature_status(team: &Team, who: &Person, n: usize) -> Vec<String> {
 fn a_chain_of_vault_changes_verifies_and_git_accepts_the_signatures() {
     let team = adopted_team();
     let (lab, store) = (&team.lab, &team.store);
-    lab.vault_as(
-        store,
-        &team.alice,
-        &[
-            "add-member",
-            team.carol.public.to_str().unwrap(),
-            "--fingerprint",
-            &team.carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault_as(store, &team.alice, &team.carol.add_member_args())
+        .ok();
     lab.vault_as(store, &team.alice, &["--yes", "remove-member", "bob"])
         .ok();
     let v = lab.vault(store, &team.alice, &["verify"]);
@@ -119,16 +110,7 @@ fn a_plain_commit_by_a_non_member_adding_a_key_is_reported_and_blocks_changes() 
 
     // Any re-encryption now refuses to encrypt to mallory, naming the commit; nothing changes.
     let before = store.snapshot();
-    let out = lab.vault_as(
-        store,
-        &team.alice,
-        &[
-            "add-member",
-            team.carol.public.to_str().unwrap(),
-            "--fingerprint",
-            &team.carol.fpr,
-        ],
-    );
+    let out = lab.vault_as(store, &team.alice, &team.carol.add_member_args());
     out.fails()
         .stderr_has(&mallory.fpr)
         .stderr_has(&bad)
@@ -164,17 +146,8 @@ fn a_trusted_member_can_vouch_for_a_hand_added_key() {
     store.git_ok(&["commit", "-q", "-m", "add carol"]);
     assert_eq!(lab.vault(store, &team.alice, &["verify"]).code, Some(3));
     // alice checks carol's fingerprint and adds her with vault: the signed commit vouches.
-    lab.vault_as(
-        store,
-        &team.alice,
-        &[
-            "add-member",
-            team.carol.public.to_str().unwrap(),
-            "--fingerprint",
-            &team.carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault_as(store, &team.alice, &team.carol.add_member_args())
+        .ok();
     lab.vault(store, &team.alice, &["verify"]).ok();
     lab.assert_reads(store, &team.carol, ROOT_ENTRIES);
 }
@@ -227,18 +200,9 @@ fn a_commit_signed_by_a_removed_member_is_rejected() {
     let v = lab.vault(store, &team.alice, &["verify"]);
     assert_eq!(v.code, Some(3), "{v}");
     v.stdout_has(&team.bob.fpr);
-    lab.vault_as(
-        store,
-        &team.alice,
-        &[
-            "add-member",
-            team.carol.public.to_str().unwrap(),
-            "--fingerprint",
-            &team.carol.fpr,
-        ],
-    )
-    .fails()
-    .stderr_has(&team.bob.fpr);
+    lab.vault_as(store, &team.alice, &team.carol.add_member_args())
+        .fails()
+        .stderr_has(&team.bob.fpr);
 }
 
 #[test]
@@ -304,12 +268,7 @@ fn pass_signing_keeps_working_after_vault_changes_members() {
         String::from_utf8_lossy(&out.stderr)
     );
     let old_sig = std::fs::read(store.file(".gpg-id.sig")).unwrap();
-    let out = vault(&[
-        "add-member",
-        carol.public.to_str().unwrap(),
-        "--fingerprint",
-        &carol.fpr,
-    ]);
+    let out = vault(&carol.add_member_args());
     assert!(
         out.status.success(),
         "{}",

@@ -544,6 +544,11 @@ impl Person {
         Person::from_files(name, &public, Some(&secret))
     }
 
+    /// `add-member KEYFILE --fingerprint FPR` for this person (the fingerprint asserted).
+    pub fn add_member_args(&self) -> [&str; 4] {
+        ["add-member", self.public_str(), "--fingerprint", &self.fpr]
+    }
+
     pub fn public_str(&self) -> &str {
         s(&self.public)
     }
@@ -618,6 +623,37 @@ impl Lab {
             path: self.path(rel),
             home: self.home.clone(),
         }
+    }
+
+    /// A copy of the whole store `from` (work tree and .git), as `cp -a` makes it, at `lab/<rel>`.
+    pub fn copy_store(&self, from: &Store, rel: &str) -> Store {
+        let store = self.store(rel);
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&from.path)
+            .arg(&store.path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp -a failed");
+        store
+    }
+
+    /// `vault --store STORE ARGS` as a command to spawn, with a cleared environment: only PATH,
+    /// the lab's HOME, `gnupg` as GNUPGHOME, LC_ALL=C and GIT_CONFIG_NOSYSTEM; stdin is empty.
+    /// For tests that spawn, signal or limit the process themselves.
+    pub fn clean_vault(&self, gnupg: &Path, store: &Path, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vault"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("GNUPGHOME", gnupg)
+            .env("LC_ALL", "C")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .arg("--store")
+            .arg(store)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        cmd
     }
 
     /// Runs `pass ARGS` on `store` as `who` (their GNUPGHOME), with `stdin`.
@@ -941,6 +977,46 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<Vec<u8>>>) {
             out.insert(rel, Some(fs::read(&path).unwrap()));
         }
     }
+}
+
+/// A finished process's status, stdout and stderr, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file and folder under `root`, `.git` included: path -> (mode, bytes or link target).
+/// Panics on anything it cannot read.
+pub fn everything(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                out.insert(format!("{rel}/"), (mode, Vec::new()));
+                walk(root, &path, out);
+            } else if meta.file_type().is_symlink() {
+                let t = fs::read_link(&path).unwrap();
+                out.insert(rel, (mode, t.to_str().unwrap().as_bytes().to_vec()));
+            } else {
+                out.insert(rel, (mode, fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
