@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::crypto::{format_time, Envelope, Fingerprint, KeyId};
+use crate::crypto::{Envelope, Fingerprint, KeyId};
 use crate::error::Result;
-use crate::history::{Changes, CommitInfo, Objects};
-use crate::store::{gpg_id_path, show_folder, Layout, MemberName};
+use crate::history::{trailers, Changes, CommitInfo, Objects};
+use crate::store::{entry_name, gpg_id_path, show_folder, Layout, MemberName};
+use crate::text::{escape, format_time, format_unix};
 use crate::vault::Vault;
 
 /// The whole report; this is the `--json` document (see docs/audit-json.md).
@@ -23,8 +24,13 @@ pub struct Audit {
     pub entries: Vec<EntryReport>,
     pub members: Vec<MemberReport>,
     pub former_members: Vec<FormerReport>,
-    /// Problems of the store itself: unresolvable `.gpg-id` lines, skipped files.
+    /// Problems of the store itself: unresolvable `.gpg-id` lines, files vault cannot read
+    /// (links out of the store or to nothing, submodules, names that are not UTF-8), committed
+    /// files named like vault's temporaries.
     pub store_problems: Vec<String>,
+    /// Symbolic links inside the store, which pass follows: `LINK -> TARGET`. Not problems, but
+    /// shown, since a link makes one file serve under two names.
+    pub links: Vec<String>,
     pub summary: Summary,
 }
 
@@ -117,24 +123,18 @@ impl Who {
     }
 }
 
-/// Whether a commit only re-encrypted (same plaintexts, new recipients): vault's own, pass's and
-/// gopass's re-encryption commits.
+/// Whether a commit only re-encrypted (same plaintexts, new recipients): vault's own (its
+/// `Vault-Action` trailer, read from the trailer block by git's rules only), pass's and gopass's
+/// re-encryption commits (by their subject lines).
 pub fn is_reencryption(message: &str) -> bool {
-    let vault = message.lines().any(|l| {
-        matches!(
-            l.trim(),
-            "Vault-Action: add-member" | "Vault-Action: remove-member" | "Vault-Action: reencrypt"
-        )
+    let vault = trailers(message).iter().any(|(k, v)| {
+        k == "Vault-Action" && matches!(v.as_str(), "add-member" | "remove-member" | "reencrypt")
     });
     let subject = message.lines().next().unwrap_or("");
     vault
         || subject.starts_with("Reencrypt password store using new GPG id")
         || subject.contains("Re-encrypt Store for Recipient")
         || subject.contains("Re-encrypted Store for Recipient")
-}
-
-fn is_entry_path(p: &str) -> bool {
-    p.len() > 4 && p[p.len() - 4..].eq_ignore_ascii_case(".gpg")
 }
 
 const SOON: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -243,7 +243,10 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         if e.governed_by.is_none() {
             problems.push("it is outside any .gpg-id".into());
         }
-        let gpg_id = e.governed_by.as_deref().map(gpg_id_path);
+        let gpg_id = e
+            .governed_by
+            .as_deref()
+            .map(|g| escape(&gpg_id_path(g)).into_owned());
         for r in &readers {
             match r {
                 Who::Former(n) => problems.push(format!("former member {n} can read it")),
@@ -374,9 +377,23 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         .collect();
     for s in &layout.skipped {
         store_problems.push(format!(
-            "{s} is not a regular file (a symlink?) and was skipped"
+            "{}: {}; vault cannot read it",
+            escape(&s.path),
+            s.why
         ));
     }
+    for t in &layout.temporaries {
+        store_problems.push(format!(
+            "{} is named like vault's own temporaries, which are never committed: every change \
+             refuses until it is removed (`git rm`)",
+            escape(t)
+        ));
+    }
+    let links = layout
+        .links
+        .iter()
+        .map(|(from, to)| format!("{} -> {}", escape(from), escape(to)))
+        .collect();
 
     let summary = Summary {
         entries: reports.len(),
@@ -397,6 +414,7 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         members,
         former_members,
         store_problems,
+        links,
         summary,
     })
 }
@@ -440,7 +458,7 @@ fn history(
                 reports[i].last_changed = Some(LastChanged {
                     commit: commit.id.short(),
                     author: commit.author.clone(),
-                    date: format_time(commit.time),
+                    date: format_unix(commit.time),
                 });
                 open.remove(path.as_str());
             }
@@ -449,7 +467,7 @@ fn history(
     };
     vault.repo().walk_changes(
         vault.head(),
-        &|p| is_entry_path(p) && paths.contains_key(p),
+        &|p| entry_name(p).is_some() && paths.contains_key(p),
         &mut visit,
     )?;
     for (r, set) in reports.iter_mut().zip(rotate) {

@@ -110,6 +110,14 @@ pub enum Error {
     Unfinished { commit: String, cause: String },
     #[error("an earlier vault change could not be finished: {0}")]
     Journal(String),
+    #[error("{} in the work tree is a symbolic link (or a file) where vault needs a folder: vault never writes through a link, which could lead out of the store", .path.display())]
+    Link { path: PathBuf },
+    #[error("another vault command{} is changing this store", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Busy { pid: Option<u32> },
+    #[error("the folder holds files that are not part of a password store, which vault will not commit: {}", .0.join(", "))]
+    ForeignFiles(Vec<String>),
+    #[error("committed files are named like vault's own temporaries (.NAME….vault-tmp), which nobody but vault should make: {}", .0.join(", "))]
+    Temporaries(Vec<String>),
 }
 
 impl Error {
@@ -159,7 +167,7 @@ impl Error {
             NotGitRepo(_) => "run `vault init` to adopt the store (it becomes a git repository)".into(),
             NotRepoTop { top, .. } => format!("point --store at {}, or give the store a repository of its own", top.display()),
             BadHead(_) => "check out a branch (`git -C STORE switch main`) with at least one commit; `vault init` makes the first one".into(),
-            Dirty(_) => "commit or discard those changes first (`git -C STORE status`), then run vault again".into(),
+            Dirty(_) => "commit or discard those changes first (`git -C STORE status`), then run vault again; move files that are not part of the store out of it, or list them in .gitignore".into(),
             KeyFile { problem, .. } => key_hint(problem).into(),
             GpgIdLine { .. } => "fix that line: vault reads full fingerprints, 16-digit key ids and e-mail addresses whose key is in .public-keys/".into(),
             BadFile { file, .. } => format!("fix {file} (or restore it from git history: `git -C STORE log -- {file}`)"),
@@ -180,6 +188,10 @@ impl Error {
             Interrupted => "run the command again when ready".into(),
             Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
             Unfinished { .. } => "fix the cause (disk space, permissions), then run any vault command: it finishes the change first".into(),
+            Link { .. } => "replace the link with a real folder (or remove it), then run vault again".into(),
+            Busy { .. } => "wait until it has finished, then run vault again ($VAULT_LOCK_WAIT sets how many seconds to wait)".into(),
+            ForeignFiles(_) => "move those files out of the store, or list them in .gitignore, then run vault again".into(),
+            Temporaries(_) => "someone with push access committed them: check who (`git -C STORE log --stat -- FILE`), remove them with `git rm`, commit, then run vault again".into(),
             Journal(_) => "inspect the store with `git -C STORE status` and `git log`; remove .git/vault-journal once the store is consistent".into(),
             Git { .. } => "check that the store and its .git folder are writable and the disk is not full, then run vault again (it finishes or undoes an interrupted change first)".into(),
         })

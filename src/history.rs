@@ -4,7 +4,8 @@
 //! a journal saying a change is under way is made durable ([`Repo::begin`]); the new blobs are
 //! streamed from memory into one pack file (which joins the object database only once complete,
 //! so a change that stops adds nothing) while each changed file's new content is written next to
-//! it as a hidden temporary (`.NAME.vault-tmp`, see [`Staging`]); then the trees and the commit.
+//! it as a hidden temporary (`.NAME.XXXXXXXX.vault-tmp`, see [`Staging`]); then the trees and
+//! the commit.
 //! Then, in order: one flush makes all of it durable, the journal is completed with the new
 //! commit, the branch moves from the old commit to the new one (the commit point), each temporary
 //! whose content hashes to the committed blob is renamed over its file (anything else is written
@@ -13,19 +14,25 @@
 //! [`Repo::recover`] removes the temporaries; after it, [`Repo::recover`] finishes the work-tree
 //! update from the new commit. Either way the store is wholly before or wholly after, and every
 //! file is replaced by a rename, so a reader (pass, git) never sees half a file.
+//!
+//! Whatever is committed is hostile input: temporaries are created exclusively (`O_EXCL`, so a
+//! planted link at that name is never followed) under unpredictable names, and vault never writes
+//! or deletes through a folder that is a symbolic link. One writer at a time: [`Repo::lock`].
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use git2::{
     Delta, DiffOptions, ErrorCode, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository,
-    RepositoryInitOptions, Signature, StatusOptions, TreeWalkMode, TreeWalkResult,
+    RepositoryInitOptions, Signature, StatusOptions,
 };
 
 use crate::error::{Error, Result};
+use crate::store::{is_store_file, is_temporary_name, TMP_SUFFIX};
 
 const JOURNAL: &str = "vault-journal";
 
@@ -55,9 +62,18 @@ fn write_failure(what: String, e: git2::Error) -> Error {
 
 /// Fault injection for the crash-safety tests, in debug builds only: with
 /// `VAULT_FAULT_TRACE=1` each step of a change is named on stderr as `fault-point N NAME`; with
-/// `VAULT_FAULT_POINT=N` the process aborts (no clean-up, like SIGKILL) on reaching step N.
+/// `VAULT_FAULT_POINT=N` the process aborts (no clean-up, like SIGKILL) on reaching step N; with
+/// `VAULT_FAULT_STALL=NAME` it pauses for 8 seconds the first time it reaches the step NAME (for
+/// the tests of two runs at once).
 #[cfg(debug_assertions)]
 pub(crate) fn fault_point(name: &str) {
+    static STALLED: std::sync::Once = std::sync::Once::new();
+    if std::env::var("VAULT_FAULT_STALL").is_ok_and(|s| s == name) {
+        STALLED.call_once(|| {
+            eprintln!("fault-point stalled at {name}");
+            std::thread::sleep(Duration::from_secs(8));
+        });
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::OnceLock;
     static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -82,11 +98,18 @@ pub(crate) fn fault_point(name: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub(crate) fn fault_point(_: &str) {}
-const TMP_SUFFIX: &str = ".vault-tmp";
 
 /// A blob in the store's object database.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct BlobId(Oid);
+
+impl BlobId {
+    /// The id git gives a blob holding `data` (SHA-1 of `blob LEN\0DATA`), whether or not it is
+    /// in any repository.
+    pub fn hash(data: &[u8]) -> BlobId {
+        BlobId(Oid::hash_object(ObjectType::Blob, data).expect("hashing memory cannot fail"))
+    }
+}
 
 /// A commit in the store's history.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -99,24 +122,36 @@ impl std::fmt::Display for CommitId {
 }
 
 impl CommitId {
+    /// The first ten hex digits, as people quote a commit.
     pub fn short(&self) -> String {
-        self.0.to_string()[..10].to_string()
+        short_id(self.0)
     }
+}
+
+fn short_id(oid: Oid) -> String {
+    oid.to_string().chars().take(10).collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FileKind {
     Regular,
     Symlink,
+    /// A git submodule (a commit of another repository, mode 160000).
+    Submodule,
     Other,
 }
 
 /// A file of a committed tree, with its path relative to the store ('/'-separated).
 #[derive(Clone, Debug)]
 pub struct TreeFile {
+    /// The path; a name that is not UTF-8 has U+FFFD in place of its bad bytes (see `utf8`).
     pub path: String,
+    /// Whether the committed path is UTF-8 (vault reads only those).
+    pub utf8: bool,
     pub blob: BlobId,
     pub kind: FileKind,
+    /// For a symbolic link, its target as committed (the blob's bytes).
+    pub link: Option<Vec<u8>>,
 }
 
 /// What an interrupted change turned into when the next command looked at it.
@@ -140,18 +175,32 @@ pub struct Change {
 
 /// Writes the new content of a change's files next to them, as hidden temporaries, from any
 /// thread, before the commit point (see the module documentation). Made by [`Repo::begin`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Staging {
     root: PathBuf,
+    /// Store path -> its temporary.
+    staged: Mutex<std::collections::HashMap<String, PathBuf>>,
 }
 
 impl Staging {
-    /// Writes `data` as the temporary of the store file `path` (mode 0600; folders 0700).
+    /// Writes `data` as a new temporary beside the store file `path` (mode 0600; missing folders
+    /// are made 0700), created exclusively under an unpredictable name.
+    ///
+    /// # Errors
+    /// [`Error::Link`] if a folder on the way is a symbolic link; [`Error::Io`] naming the file.
     pub fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        let full = self.root.join(path);
-        write_temporary(&full, data)?;
+        let (dir, name) = real_folder(&self.root, path, true)?;
+        let tmp = new_temporary(&dir.expect("made when missing"), name, data)?;
+        self.staged
+            .lock()
+            .expect("no panics hold this lock")
+            .insert(path.to_string(), tmp);
         fault_point("temporary written");
         Ok(())
+    }
+
+    fn take(&self) -> std::collections::HashMap<String, PathBuf> {
+        std::mem::take(&mut *self.staged.lock().expect("no panics hold this lock"))
     }
 }
 
@@ -297,6 +346,12 @@ impl Repo {
         self.repo.path().join(JOURNAL)
     }
 
+    /// Whether a journal says a change is under way (or was interrupted): then, and only then,
+    /// there may be something to recover.
+    pub fn change_under_way(&self) -> bool {
+        self.journal_path().exists() || self.journal_path().with_extension("tmp").exists()
+    }
+
     /// The commit the current branch points to.
     ///
     /// # Errors
@@ -324,7 +379,9 @@ impl Repo {
     }
 
     /// Tracked files whose work-tree or index state differs from HEAD, and untracked files that
-    /// would matter to a membership change (entries, `.gpg-id`, vault's own files).
+    /// git does not ignore: store files (entries, `.gpg-id`, vault's own files) because a change
+    /// would not account for them, any other file because vault commits only store files
+    /// ([`is_store_file`]) and will not leave one behind unexplained.
     pub fn dirty_paths(&self) -> Result<Vec<String>> {
         let mut opts = StatusOptions::new();
         opts.include_untracked(true)
@@ -342,6 +399,8 @@ impl Repo {
             if st == git2::Status::WT_NEW {
                 if is_store_file(&path) {
                     out.push(format!("{path} (untracked)"));
+                } else {
+                    out.push(format!("{path} (untracked, not a store file)"));
                 }
             } else if !st.is_ignored() {
                 out.push(path);
@@ -360,28 +419,43 @@ impl Repo {
         self.tree_files(&tree)
     }
 
+    /// Every file under `tree`, walked by hand from the raw names (git2's own walk gives up on
+    /// a folder whose name is not UTF-8, and such a name is anyone's to commit).
     fn tree_files(&self, tree: &git2::Tree) -> Result<Vec<TreeFile>> {
         let mut out = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() != Some(ObjectType::Blob) {
-                return TreeWalkResult::Ok;
+        let mut todo: Vec<(Vec<u8>, git2::Tree)> = vec![(Vec::new(), tree.clone())];
+        while let Some((prefix, tree)) = todo.pop() {
+            for entry in tree.iter() {
+                let mut raw = prefix.clone();
+                raw.extend_from_slice(entry.name_bytes());
+                let kind = match entry.filemode() {
+                    0o100644 | 0o100755 => FileKind::Regular,
+                    0o120000 => FileKind::Symlink,
+                    0o160000 => FileKind::Submodule,
+                    0o040000 => {
+                        let sub = self
+                            .repo
+                            .find_tree(entry.id())
+                            .map_err(ge("reading the committed tree"))?;
+                        raw.push(b'/');
+                        todo.push((raw, sub));
+                        continue;
+                    }
+                    _ => FileKind::Other,
+                };
+                let link = match kind {
+                    FileKind::Symlink => Some(self.read(BlobId(entry.id()))?),
+                    _ => None,
+                };
+                out.push(TreeFile {
+                    utf8: std::str::from_utf8(&raw).is_ok(),
+                    path: String::from_utf8_lossy(&raw).into_owned(),
+                    blob: BlobId(entry.id()),
+                    kind,
+                    link,
+                });
             }
-            let Ok(name) = entry.name() else {
-                return TreeWalkResult::Ok; // not UTF-8: not something vault manages
-            };
-            let kind = match entry.filemode() {
-                0o100644 | 0o100755 => FileKind::Regular,
-                0o120000 => FileKind::Symlink,
-                _ => FileKind::Other,
-            };
-            out.push(TreeFile {
-                path: format!("{dir}{name}"),
-                blob: BlobId(entry.id()),
-                kind,
-            });
-            TreeWalkResult::Ok
-        })
-        .map_err(ge("walking the committed tree"))?;
+        }
         Ok(out)
     }
 
@@ -470,12 +544,37 @@ impl Repo {
         }
     }
 
-    /// The files of the work tree as they would be committed (every non-ignored file), for
-    /// adopting a folder whose files are not committed yet. Writes their blobs.
+    /// Files of the work tree that git does not ignore and that are not store files
+    /// ([`is_store_file`]): what `vault init` would otherwise have to commit in a folder that is
+    /// not a repository yet (a plaintext export beside the entries, say).
+    pub fn foreign_files(&self) -> Result<Vec<String>> {
+        let mut opts = StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false)
+            .exclude_submodules(true);
+        let statuses = self
+            .repo
+            .statuses(Some(&mut opts))
+            .map_err(ge("reading the status of the store"))?;
+        Ok(statuses
+            .iter()
+            .filter(|s| s.status() == git2::Status::WT_NEW)
+            .map(|s| String::from_utf8_lossy(s.path_bytes()).into_owned())
+            .filter(|p| !is_store_file(p))
+            .collect())
+    }
+
+    /// The store files of the work tree ([`is_store_file`], not ignored) as they would be
+    /// committed, for adopting a folder whose files are not committed yet. Writes their blobs.
     pub fn worktree_files(&self) -> Result<Vec<TreeFile>> {
         let mut index = self.repo.index().map_err(ge("reading the index"))?;
         index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .add_all(
+                ["*"],
+                git2::IndexAddOption::DEFAULT,
+                Some(&mut store_files_only),
+            )
             .map_err(ge("reading the store's files"))?;
         let tree_id = index.write_tree().map_err(ge("writing the tree"))?;
         index.read(true).map_err(ge("reading the index"))?; // forget the in-memory additions
@@ -501,6 +600,7 @@ impl Repo {
 
     /// Starts a change: makes a journal saying one is under way durable, so that if vault dies
     /// before the commit point the next run removes what it staged. Returns where to stage files.
+    /// The caller holds the store's lock ([`Repo::lock`]).
     pub fn begin(&self, action: &str) -> Result<Staging> {
         let journal = Journal {
             refname: self.branch()?,
@@ -512,14 +612,15 @@ impl Repo {
         fault_point("journal begun");
         Ok(Staging {
             root: self.root.clone(),
+            staged: Mutex::default(),
         })
     }
 
-    /// Undoes a change that stopped before its commit point: removes the temporaries of `paths`
-    /// and the journal. Best effort: whatever is left, the next run's [`Repo::recover`] removes.
-    pub fn abandon<'p>(&self, paths: impl IntoIterator<Item = &'p str>) {
-        for path in paths {
-            let _ = fs::remove_file(temporary_for(&self.root.join(path)));
+    /// Undoes a change that stopped before its commit point: removes what `staging` staged and
+    /// the journal. Best effort: whatever is left, the next run's [`Repo::recover`] removes.
+    pub fn abandon(&self, staging: &Staging) {
+        for tmp in staging.take().into_values() {
+            let _ = fs::remove_file(tmp);
         }
         let _ = fs::remove_file(self.journal_path());
     }
@@ -539,12 +640,15 @@ impl Repo {
     /// `interrupted` is consulted up to the commit point; after it the change always completes.
     ///
     /// With `sign`, the commit carries an OpenPGP signature (`gpgsig`) over its content, as
-    /// `git commit -S` makes it; `sign` returns an ASCII-armored detached signature.
+    /// `git commit -S` makes it; `sign` returns an ASCII-armored detached signature. `staging`
+    /// holds the files staged since [`Repo::begin`], renamed into place after the commit point.
+    /// The caller holds the store's lock ([`Repo::lock`]).
     pub fn commit(
         &self,
         change: &Change,
         import_worktree: bool,
         sign: Option<&Signer<'_>>,
+        staging: Option<&Staging>,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<CommitId> {
         let refname = self.branch()?;
@@ -565,8 +669,12 @@ impl Repo {
         }
         if import_worktree {
             let mut disk = self.repo.index().map_err(ge("reading the index"))?;
-            disk.add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-                .map_err(ge("adding the store's files"))?;
+            disk.add_all(
+                ["*"],
+                git2::IndexAddOption::DEFAULT,
+                Some(&mut store_files_only),
+            )
+            .map_err(ge("adding the store's files"))?;
             for e in disk.iter() {
                 index.add(&e).map_err(ge("adding the store's files"))?;
             }
@@ -657,10 +765,11 @@ impl Repo {
 
         // Past the commit point, a failure leaves the journal: the next run finishes the change.
         let unfinished = |cause: Error| Error::Unfinished {
-            commit: new.to_string()[..10].to_string(),
+            commit: short_id(new),
             cause: cause.to_string(),
         };
-        self.update_worktree(parent.map(|p| p.0), new, import_worktree)
+        let staged = staging.map(Staging::take).unwrap_or_default();
+        self.update_worktree(parent.map(|p| p.0), new, import_worktree, &staged)
             .map_err(unfinished)?;
         self.sync().map_err(unfinished)?;
         fault_point("work tree synced");
@@ -671,17 +780,27 @@ impl Repo {
     }
 
     /// Checks, before the commit point, that every folder the work-tree update writes to (or
-    /// deletes from) and the git folder are writable, so that a read-only store fails with nothing
+    /// deletes from) and the git folder are writable, and that none of those folders is reached
+    /// through a symbolic link, so that a read-only store (or a planted link) fails with nothing
     /// changed instead of half-way through.
+    ///
+    /// # Errors
+    /// [`Error::Link`] naming the link; [`Error::Io`] naming the folder that is not writable.
     pub fn check_writable<'p>(&self, paths: impl IntoIterator<Item = &'p str>) -> Result<()> {
         let mut dirs = std::collections::BTreeSet::new();
         dirs.insert(self.repo.path().to_path_buf());
         dirs.insert(self.repo.path().join("objects"));
-        for path in paths {
+        let paths: Vec<&str> = paths.into_iter().collect();
+        for path in paths.iter().copied() {
             // The nearest existing folder: new folders are created inside it.
             let mut dir = self.root.join(path);
             while dir.pop() && !dir.exists() {}
             dirs.insert(dir);
+        }
+        for path in &paths {
+            // A folder on the way that is a link (committed, or planted and ignored) would lead
+            // the work-tree update out of the store: refuse now, while nothing has happened.
+            real_folder(&self.root, path, false)?;
         }
         for dir in dirs {
             let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
@@ -698,9 +817,17 @@ impl Repo {
         Ok(())
     }
 
-    /// Writes into the work tree every file that differs between `old` and `new`, and brings the
-    /// index up to `new`. Idempotent, so recovery can run it again.
-    fn update_worktree(&self, old: Option<Oid>, new: Oid, fresh_index: bool) -> Result<()> {
+    /// Writes into the work tree every file that differs between `old` and `new` (a file in
+    /// `staged` whose content is the new blob is renamed into place; anything else is written from
+    /// the object database), and brings the index up to `new`. Idempotent, so recovery can run it
+    /// again. Never writes or deletes through a folder that is a symbolic link.
+    fn update_worktree(
+        &self,
+        old: Option<Oid>,
+        new: Oid,
+        fresh_index: bool,
+        staged: &std::collections::HashMap<String, PathBuf>,
+    ) -> Result<()> {
         let new_tree = self
             .repo
             .find_commit(new)
@@ -736,10 +863,13 @@ impl Repo {
             let full = self.root.join(path);
             match delta.status() {
                 Delta::Deleted => {
-                    match fs::remove_file(&full) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::io("removing", full, e)),
+                    if let (Some(dir), name) = real_folder(&self.root, &rel, false)? {
+                        let full = dir.join(name);
+                        match fs::remove_file(&full) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io("removing", full, e)),
+                        }
                     }
                     let _ = index.remove_path(path);
                 }
@@ -747,15 +877,17 @@ impl Repo {
                     if file.mode() == git2::FileMode::Link {
                         continue; // vault never writes symlinks
                     }
-                    let staged = temporary_for(&full);
-                    if Oid::hash_file(ObjectType::Blob, &staged).ok() == Some(file.id()) {
-                        fs::rename(&staged, &full).map_err(|e| Error::io("replacing", &full, e))?;
+                    let staged = staged.get(&rel).filter(|tmp| {
+                        Oid::hash_file(ObjectType::Blob, tmp).ok() == Some(file.id())
+                    });
+                    if let Some(tmp) = staged {
+                        fs::rename(tmp, &full).map_err(|e| Error::io("replacing", &full, e))?;
                     } else {
                         let blob = self
                             .repo
                             .find_blob(file.id())
                             .map_err(ge("reading a new blob"))?;
-                        write_atomically(&full, blob.content())?;
+                        write_atomically(&self.root, &rel, blob.content())?;
                     }
                     fault_point("work-tree file written");
                     let meta = fs::metadata(&full).map_err(|e| Error::io("reading", &full, e))?;
@@ -814,10 +946,10 @@ impl Repo {
             .ok()
             .and_then(|r| r.target());
         let outcome = if let Some(new) = journal.new.filter(|n| current == Some(*n)) {
-            self.update_worktree(journal.old, new, journal.old.is_none())?;
+            self.update_worktree(journal.old, new, journal.old.is_none(), &Default::default())?;
             Recovery::Finished {
                 action: journal.action.clone(),
-                commit: new.to_string()[..10].to_string(),
+                commit: short_id(new),
             }
         } else if current == journal.old {
             Recovery::RolledBack {
@@ -838,7 +970,7 @@ impl Repo {
                 journal.action
             )));
         };
-        remove_temporaries(&self.root)?;
+        self.remove_temporaries()?;
         self.sync()?;
         fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
         Ok(Some(outcome))
@@ -852,28 +984,6 @@ impl Repo {
             sync_fs(&self.root)?;
         }
         Ok(())
-    }
-
-    /// The author, time and message of commits on the first-parent line from HEAD back, newest
-    /// first, stopping after `limit` commits.
-    pub fn log(&self, limit: usize) -> Result<Vec<LogEntry>> {
-        let mut walk = self.repo.revwalk().map_err(ge("walking history"))?;
-        walk.push_head().map_err(ge("walking history"))?;
-        walk.simplify_first_parent()
-            .map_err(ge("walking history"))?;
-        let mut out = Vec::new();
-        for oid in walk.take(limit) {
-            let oid = oid.map_err(ge("walking history"))?;
-            let c = self.repo.find_commit(oid).map_err(ge("reading a commit"))?;
-            out.push(LogEntry {
-                id: CommitId(oid),
-                author: c.author().name().unwrap_or("?").to_string(),
-                time: SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_secs(c.time().seconds().max(0) as u64),
-                message: c.message().unwrap_or("").to_string(),
-            });
-        }
-        Ok(out)
     }
 }
 
@@ -932,16 +1042,7 @@ impl Repo {
             let Ok(parent) = commit.parent_id(0) else {
                 return Ok(None);
             };
-            out.push((
-                CommitInfo {
-                    id: CommitId(cur),
-                    author: commit.author().name().unwrap_or("?").to_string(),
-                    time: SystemTime::UNIX_EPOCH
-                        + std::time::Duration::from_secs(commit.time().seconds().max(0) as u64),
-                    message: commit.message().unwrap_or("").to_string(),
-                },
-                CommitId(parent),
-            ));
+            out.push((CommitInfo::of(&commit), CommitId(parent)));
             cur = parent;
         }
     }
@@ -954,9 +1055,38 @@ pub type Changes = [(String, Option<BlobId>)];
 #[derive(Debug, Clone)]
 pub struct CommitInfo {
     pub id: CommitId,
+    /// The author's name, escaped for display ([`crate::text::escape`]): anyone can commit any.
     pub author: String,
-    pub time: SystemTime,
+    /// The commit date, in seconds since 1970 UTC, as committed (any value: format it with
+    /// [`crate::text::format_unix`]).
+    pub time: i64,
+    /// The raw message: read machine fields with [`trailers`], escape anything shown.
     pub message: String,
+}
+
+impl CommitInfo {
+    fn of(commit: &git2::Commit) -> CommitInfo {
+        let author = commit.author();
+        CommitInfo {
+            id: CommitId(commit.id()),
+            author: crate::text::escape(&String::from_utf8_lossy(author.name_bytes())).into_owned(),
+            time: commit.time().seconds(),
+            message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
+        }
+    }
+}
+
+/// The trailers of a commit message (`Key: value` lines of its last paragraph), parsed by git's
+/// own rules (libgit2's `git_message_trailers`, as `git interpret-trailers` reads them), in order.
+/// A `Key: value` line anywhere else in the message is not a trailer.
+pub fn trailers(message: &str) -> Vec<(String, String)> {
+    git2::message_trailers_strs(message)
+        .map(|t| {
+            t.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Repo {
@@ -1004,37 +1134,13 @@ impl Repo {
             if changes.is_empty() {
                 continue;
             }
-            let info = CommitInfo {
-                id: CommitId(oid),
-                author: commit.author().name().unwrap_or("?").to_string(),
-                time: SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_secs(commit.time().seconds().max(0) as u64),
-                message: commit.message().unwrap_or("").to_string(),
-            };
+            let info = CommitInfo::of(&commit);
             if !visit(&info, &changes)? {
                 break;
             }
         }
         Ok(())
     }
-}
-
-/// One commit of the history.
-#[derive(Debug, Clone)]
-pub struct LogEntry {
-    pub id: CommitId,
-    pub author: String,
-    pub time: SystemTime,
-    pub message: String,
-}
-
-/// Whether a path is one that a membership change reads or writes.
-fn is_store_file(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    path.to_ascii_lowercase().ends_with(".gpg")
-        || name == ".gpg-id"
-        || path.starts_with(".public-keys/")
-        || path == ".members.toml"
 }
 
 fn index_entry(path: &str, id: Oid, meta: Option<&fs::Metadata>) -> IndexEntry {
@@ -1067,77 +1173,166 @@ fn index_entry(path: &str, id: Oid, meta: Option<&fs::Metadata>) -> IndexEntry {
     }
 }
 
-fn temporary_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}{TMP_SUFFIX}"))
+/// The `add_all` filter that adds store files only ([`is_store_file`]): 0 adds, 1 skips.
+fn store_files_only(path: &Path, _spec: &[u8]) -> i32 {
+    match path.to_str() {
+        Some(p) if is_store_file(p) => 0,
+        _ => 1,
+    }
 }
 
-/// Removes every temporary (`.NAME.vault-tmp`) in the work tree under `root` (not in `.git`).
-fn remove_temporaries(root: &Path) -> Result<()> {
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let items = match fs::read_dir(&dir) {
-            Ok(items) => items,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("reading", &dir, e)),
-        };
-        for item in items {
-            let item = item.map_err(|e| Error::io("reading", &dir, e))?;
-            let name = item.file_name();
-            let kind = item
-                .file_type()
-                .map_err(|e| Error::io("reading", &dir, e))?;
-            if kind.is_dir() {
-                if !(dir == root && name == ".git") {
-                    dirs.push(item.path());
-                }
-            } else if name.as_encoded_bytes().starts_with(b".")
-                && name.as_encoded_bytes().ends_with(TMP_SUFFIX.as_bytes())
-            {
-                let path = item.path();
-                match fs::remove_file(&path) {
+/// The real folder that holds the store file `rel` (relative to `root`), and the file's name.
+/// Every folder on the way must be a folder, not a symbolic link: a committed or planted link
+/// could otherwise lead a write or a delete out of the store. A missing folder is made (mode
+/// 0700) when `create`, else the folder is `None`.
+///
+/// # Errors
+/// [`Error::Link`] naming the first folder that is a link (or a file); [`Error::Io`].
+fn real_folder<'r>(root: &Path, rel: &'r str, create: bool) -> Result<(Option<PathBuf>, &'r str)> {
+    let (folders, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let mut dir = root.to_path_buf();
+    for part in folders.split('/').filter(|p| !p.is_empty()) {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Link {
+                    path: dir.strip_prefix(root).unwrap_or(&dir).to_path_buf(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                match fs::DirBuilder::new().mode(0o700).create(&dir) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("removing", path, e)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // Made meanwhile: check it again on the next pass.
+                        dir.pop();
+                        return real_folder(root, rel, create);
+                    }
+                    Err(e) => return Err(Error::io("creating", &dir, e)),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, name)),
+            Err(e) => return Err(Error::io("reading", &dir, e)),
+        }
+    }
+    Ok((Some(dir), name))
+}
+
+/// Creates a temporary for the file `name` in `dir` holding `data`: a hidden file
+/// `.NAME.XXXXXXXX.vault-tmp` (mode 0600) whose random part comes from the `tempfile` crate,
+/// created with `O_CREAT | O_EXCL`, so an existing file or link at that name is never opened.
+fn new_temporary(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf> {
+    // Keep the whole name within NAME_MAX (255 bytes), on a character boundary.
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{}.", &name[..cut]))
+        .suffix(TMP_SUFFIX)
+        .rand_bytes(8)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("writing a temporary in", dir, e))?;
+    file.write_all(data)
+        .map_err(|e| Error::io("writing", file.path(), e))?;
+    let (_, path) = file
+        .keep()
+        .map_err(|e| Error::io("writing", e.file.path(), e.error))?;
+    Ok(path)
+}
+
+impl Repo {
+    /// Removes every temporary of vault's ([`is_temporary_name`]) from the work tree, except
+    /// committed files (those are a problem to report, not vault's to delete). Folders that are
+    /// symbolic links are not entered.
+    fn remove_temporaries(&self) -> Result<()> {
+        let root = self.root.as_path();
+        let mut found = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            let items = match fs::read_dir(&dir) {
+                Ok(items) => items,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading", &dir, e)),
+            };
+            for item in items {
+                let item = item.map_err(|e| Error::io("reading", &dir, e))?;
+                let name = item.file_name();
+                let kind = item
+                    .file_type()
+                    .map_err(|e| Error::io("reading", &dir, e))?;
+                if kind.is_dir() {
+                    if !(dir == root && name == ".git") {
+                        dirs.push(item.path());
+                    }
+                } else if name.to_str().is_some_and(is_temporary_name) {
+                    found.push(item.path());
                 }
             }
         }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let tracked: std::collections::HashSet<PathBuf> = match self.head() {
+            Ok(head) => self
+                .files(head)?
+                .into_iter()
+                .map(|f| root.join(f.path))
+                .collect(),
+            Err(_) => Default::default(),
+        };
+        for path in found.into_iter().filter(|p| !tracked.contains(p)) {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", path, e)),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Writes `data` as the temporary of `path` (mode 0600), making missing folders (0700).
-fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-        }
-    }
-    let tmp = temporary_for(path);
-    let mut f = fs::OpenOptions::new()
+/// Replaces the store file `rel` under `root` with `data` so that a reader sees the old or the
+/// new file, never a mix: a new temporary in the same real folder ([`real_folder`], made 0700
+/// when missing), then a rename.
+fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
+    let (dir, name) = real_folder(root, rel, true)?;
+    let dir = dir.expect("made when missing");
+    let tmp = new_temporary(&dir, name, data)?;
+    let path = dir.join(name);
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("replacing", path, e)
+    })
+}
+
+/// Replaces a file of vault's own bookkeeping in `.git` (the journal, the trust anchor) durably:
+/// write `PATH.tmp`, flush it, rename it over `path`, flush the folder. After a crash the file is
+/// wholly old or wholly new; a `PATH.tmp` left behind is the reader's to ignore.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn write_file_durably(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let written = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| Error::io("writing", &tmp, e))?;
-    f.write_all(data)
-        .map_err(|e| Error::io("writing", &tmp, e))?;
-    Ok(tmp)
-}
-
-/// Replaces `path` with `data` so that a reader sees the old or the new file, never a mix:
-/// a temporary file in the same folder (mode 0600), then a rename. Folders are made 0700.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = write_temporary(path, data)?;
-    fs::rename(&tmp, path).map_err(|e| {
+        .and_then(|mut f| f.write_all(data).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, path));
+    written.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        Error::io("replacing", path, e)
-    })
+        Error::io("writing", path, e)
+    })?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("flushing", dir, e))?;
+    }
+    Ok(())
 }
 
 /// Flushes the file system holding `path` (one call for all the objects of a change).
@@ -1170,21 +1365,7 @@ impl Journal {
             id(self.new),
             self.action.replace('\n', " ")
         );
-        let tmp = path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).map_err(|e| Error::io("writing", &tmp, e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .and_then(|_| fs::rename(&tmp, path))
-            .map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                Error::io("writing", path, e)
-            })?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("flushing", dir, e))?;
-        }
-        Ok(())
+        write_file_durably(path, text.as_bytes())
     }
 
     fn parse(text: &str) -> Option<Journal> {
@@ -1213,5 +1394,73 @@ impl Journal {
             new: id(&new)?,
             action,
         })
+    }
+}
+
+/// This store's writer lock, held until dropped (see [`Repo::lock`]). The operating system
+/// releases it when the process ends, however it ends, so it can never be left stale.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: fs::File,
+}
+
+const LOCK_FILE: &str = "vault.lock";
+
+impl Repo {
+    fn lock_file(&self) -> Result<fs::File> {
+        let path = self.repo.path().join(LOCK_FILE);
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("opening", path, e))
+    }
+
+    /// Takes the store's writer lock: an exclusive `flock` on `.git/vault.lock`, which then holds
+    /// this process's id for the next one to name. Every command that may write, or finish an
+    /// interrupted change, holds it from before it reads the journal until it is done, so two runs
+    /// never take each other's live change for a crashed one. Waits up to `wait` for another
+    /// holder (checking every 50 ms).
+    ///
+    /// # Errors
+    /// [`Error::Busy`] with the other process's id when it still holds the lock after `wait`;
+    /// [`Error::Io`].
+    pub fn lock(&self, wait: Duration) -> Result<StoreLock> {
+        let start = Instant::now();
+        loop {
+            if let Some(lock) = self.try_lock()? {
+                return Ok(lock);
+            }
+            if start.elapsed() >= wait {
+                let pid = fs::read_to_string(self.repo.path().join(LOCK_FILE))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                return Err(Error::Busy { pid });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// [`Repo::lock`] without waiting: `None` while another process holds it.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn try_lock(&self) -> Result<Option<StoreLock>> {
+        let mut file = self.lock_file()?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::io("locking", self.repo.path().join(LOCK_FILE), e))
+            }
+        }
+        // Best effort: the id only makes another run's message more helpful.
+        let _ = file
+            .set_len(0)
+            .and_then(|_| write!(file, "{}", std::process::id()));
+        Ok(Some(StoreLock { _file: file }))
     }
 }

@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod roster;
 pub mod secret;
 pub mod store;
+pub mod text;
 pub mod trust;
 pub mod vault;
 

@@ -55,13 +55,16 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
+            // Errors quote names from the store (entries, folders, user ids): each line is
+            // escaped so none of them can add a line or move the cursor.
+            let escape = |s: String| vault::text::escape(&s).into_owned();
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {e}");
+            let _ = writeln!(stderr, "error: {}", escape(e.to_string()));
             for cause in e.chain().skip(1) {
-                let _ = writeln!(stderr, "  caused by: {cause}");
+                let _ = writeln!(stderr, "  caused by: {}", escape(cause.to_string()));
             }
             if let Some(hint) = e.downcast_ref::<vault::Error>().and_then(|v| v.hint()) {
-                let _ = writeln!(stderr, "hint: {hint}");
+                let _ = writeln!(stderr, "hint: {}", escape(hint));
             }
             ExitCode::FAILURE
         }

@@ -1,7 +1,7 @@
 //! The pass layout: which files are entries, which `.gpg-id` governs each entry, what a `.gpg-id`
 //! says, and the names people type. Pure logic over a list of committed files; no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::crypto::{Fingerprint, KeyId};
@@ -15,12 +15,13 @@ pub const MEMBERS: &str = ".members.toml";
 /// A folder of the store, relative to its root: `""` for the root, else `"ops"`, `"ops/dns"`.
 pub type Folder = String;
 
-/// How a folder is shown to people: `/` for the root, `ops/` otherwise.
+/// How a folder is shown to people: `/` for the root, `ops/` otherwise, escaped
+/// ([`crate::text::escape`]: folder names come from the tree, and anyone can commit one).
 pub fn show_folder(f: &str) -> String {
     if f.is_empty() {
         "/".into()
     } else {
-        format!("{f}/")
+        format!("{}/", crate::text::escape(f))
     }
 }
 
@@ -101,37 +102,54 @@ impl fmt::Display for MemberName {
     }
 }
 
-/// Checks a folder given on the command line (`--folder ops/dns`) and normalises it.
+/// Why a path (relative to the store, `/`-separated) cannot name an entry or a folder, if it
+/// cannot: it is empty or absolute, holds NUL, a `.`, `..` or empty component, or a `.git`
+/// component (in any case: git refuses those, and a crafted tree may still hold them). The one
+/// rule for entry paths from the tree, `.gpg-id` folders, and folders typed on the command line.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        Some("it is empty")
+    } else if path.starts_with('/') {
+        Some("it is absolute: give it relative to the store")
+    } else if path.contains('\0') {
+        Some("it contains NUL")
+    } else if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        Some("it must not contain '..', '.' or empty components")
+    } else if path.split('/').any(|c| c.eq_ignore_ascii_case(".git")) {
+        Some("it is inside a .git folder, which is not part of the password store")
+    } else {
+        None
+    }
+}
+
+/// Checks a folder given on the command line (`--folder ops/dns`) and normalises it (no trailing
+/// `/`; `""`, `.` and `/` alone are the root).
 ///
 /// # Errors
-/// [`Error::InvalidName`] for absolute paths, `..`, empty components or NUL.
+/// [`Error::InvalidName`] for what [`path_problem`] refuses, and for `.public-keys`.
 pub fn parse_folder(s: &str) -> Result<Folder> {
     let bad = |why| Error::InvalidName {
         what: "folder",
-        value: s.to_string(),
+        value: crate::text::escape(s).into_owned(),
         why,
     };
     let trimmed = s.trim_end_matches('/');
-    if trimmed.is_empty() || trimmed == "." {
+    if trimmed.is_empty() && !s.is_empty() || trimmed.is_empty() || trimmed == "." {
         return Ok(String::new());
     }
-    if trimmed.starts_with('/') {
+    if s.starts_with('/') {
         return Err(bad("give it relative to the store"));
     }
-    if trimmed.contains('\0') {
-        return Err(bad("it contains NUL"));
+    if let Some(why) = path_problem(trimmed) {
+        return Err(bad(why));
     }
-    let parts: Vec<&str> = trimmed.split('/').collect();
-    if parts
-        .iter()
-        .any(|p| *p == ".." || p.is_empty() || *p == ".")
-    {
-        return Err(bad("it must not contain '..', '.' or empty components"));
-    }
-    if parts[0] == ".git" || parts[0] == PUBLIC_KEYS {
+    if trimmed.split('/').next() == Some(PUBLIC_KEYS) {
         return Err(bad("that folder is not part of the password store"));
     }
-    Ok(parts.join("/"))
+    Ok(trimmed.to_string())
 }
 
 /// One recipient line of a `.gpg-id`, as written.
@@ -234,45 +252,215 @@ pub struct Entry {
     pub governed_by: Option<Folder>,
 }
 
+/// A committed file vault does not read, and why. A membership change refuses to run when one
+/// lies in a folder whose readers it changes: vault could not re-encrypt it, and it would keep
+/// its old readers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path as committed (not UTF-8 bytes shown as U+FFFD); escape it before showing it.
+    pub path: String,
+    /// Why, for people: "a symbolic link to /etc/passwd, outside the store", …
+    pub why: String,
+}
+
 /// The committed layout of a store, classified.
 #[derive(Debug, Default)]
 pub struct Layout {
     pub entries: Vec<Entry>,
-    /// Folder -> blob of its `.gpg-id`.
+    /// Folder -> the blob pass reads as its `.gpg-id`: the file itself or, for a symbolic link
+    /// inside the store, the regular `.gpg-id` it leads to.
     pub gpg_ids: BTreeMap<Folder, BlobId>,
+    /// Folders whose `.gpg-id` is a symbolic link -> the folder whose regular `.gpg-id` it leads
+    /// to. Both folders share one recipient file: changing one changes the other.
+    pub gpg_id_links: BTreeMap<Folder, Folder>,
+    /// Folders with a `.gpg-id` vault cannot read (a link out of the store or to nothing, a path
+    /// that is not UTF-8 or not valid) -> why. They still govern their folder, as in pass.
+    pub broken_gpg_ids: BTreeMap<Folder, String>,
     /// `.public-keys/<name>` files: name -> blob.
     pub public_keys: BTreeMap<String, BlobId>,
     pub members: Option<BlobId>,
-    /// Entries that are symlinks or otherwise not regular files: skipped, reported.
-    pub skipped: Vec<String>,
-    /// `.gpg-id.sig` files (pass's signed recipients): path -> blob.
+    /// Entries and links vault cannot read: reported by audit, refused by changes near them.
+    pub skipped: Vec<Skipped>,
+    /// Symbolic links inside the store, which pass follows: link path -> the path it leads to.
+    /// A linked entry is read through its target, which is itself an entry.
+    pub links: BTreeMap<String, String>,
+    /// Committed files named like vault's own temporaries (`.NAME….vault-tmp`): a plant (see
+    /// docs/threat-model.md). Every change refuses while one is committed.
+    pub temporaries: Vec<String>,
+    /// `.gpg-id.sig` files (pass's signed recipients): path -> blob (through a link inside the
+    /// store, its target's).
     pub signatures: BTreeMap<String, BlobId>,
+}
+
+/// The name suffix of vault's temporaries (`.NAME.XXXXXX.vault-tmp`, see `history::Staging`).
+pub const TMP_SUFFIX: &str = ".vault-tmp";
+
+/// Whether a file name is one vault gives its temporaries: hidden, ending in [`TMP_SUFFIX`].
+pub fn is_temporary_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TMP_SUFFIX)
+}
+
+/// The entry name of an entry file path (`ops/dns.gpg` -> `ops/dns`): pass's `*.gpg`, matched
+/// without regard to case as pass's `find -iname '*.gpg'` does. Boundary-safe on any string.
+pub fn entry_name(path: &str) -> Option<&str> {
+    let cut = path.len().checked_sub(4)?;
+    let suffix = path.as_bytes().get(cut..)?;
+    // The four bytes are ASCII, so `cut` is a character boundary.
+    (cut > 0 && suffix.eq_ignore_ascii_case(b".gpg")).then(|| &path[..cut])
+}
+
+/// Whether vault may commit the file at `path`: entries (`*.gpg`), `.gpg-id`, `.gpg-id.sig`,
+/// `.public-keys/*`, `.members.toml`, `.gitattributes` and `.gitignore`
+/// (docs/store-format.md). Anything else in the work tree stays out of vault's commits.
+pub fn is_store_file(path: &str) -> bool {
+    let name = file_name(path);
+    entry_name(path).is_some()
+        || matches!(
+            name,
+            GPG_ID | ".gpg-id.sig" | ".gitattributes" | ".gitignore"
+        )
+        || path.starts_with(".public-keys/")
+        || path == MEMBERS
 }
 
 fn folder_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
 }
 
-/// Checks an entry path as it comes from the tree: no `..`, no leading `/`, no NUL.
-fn valid_entry_path(path: &str) -> bool {
-    !path.starts_with('/')
-        && !path.contains('\0')
-        && path
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
+}
+
+/// Where a symbolic link leads, inside the committed tree.
+enum Resolved {
+    File(String),
+    Folder(String),
+}
+
+/// At most this many links are followed for one path (Linux's own limit is 40).
+const MAX_HOPS: usize = 40;
+
+/// The committed tree as paths, for following links the way the kernel would in a checkout.
+struct Tree<'a> {
+    kinds: BTreeMap<&'a str, (FileKind, Option<&'a [u8]>)>,
+    folders: BTreeSet<&'a str>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(files: &'a [TreeFile]) -> Self {
+        let mut kinds = BTreeMap::new();
+        let mut folders = BTreeSet::from([""]);
+        for f in files {
+            kinds.insert(f.path.as_str(), (f.kind, f.link.as_deref()));
+            let mut p = f.path.as_str();
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                folders.insert(parent);
+                p = parent;
+            }
+        }
+        Tree { kinds, folders }
+    }
+
+    /// Follows the symbolic link at `path` (and every link on the way) to a committed file or
+    /// folder, or says why it cannot: it leaves the store (absolute, too many `..`, into `.git`),
+    /// leads to nothing, loops, or is not UTF-8.
+    fn resolve(&self, path: &str) -> std::result::Result<Resolved, String> {
+        let target = |p: &str| -> std::result::Result<String, String> {
+            let bytes = self.kinds.get(p).and_then(|(_, t)| *t).unwrap_or_default();
+            let t = std::str::from_utf8(bytes)
+                .map_err(|_| "a symbolic link whose target is not UTF-8".to_string())?;
+            if t.starts_with('/') {
+                return Err(format!(
+                    "a symbolic link to {}, outside the store",
+                    crate::text::escape(t)
+                ));
+            }
+            Ok(t.to_string())
+        };
+        let first = target(path)?;
+        let mut done: Vec<String> = folder_of(path)
             .split('/')
-            .all(|c| !c.is_empty() && c != ".." && c != ".")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut rest: std::collections::VecDeque<String> =
+            first.split('/').map(str::to_string).collect();
+        let outside = || {
+            format!(
+                "a symbolic link to {}, outside the store",
+                crate::text::escape(&first)
+            )
+        };
+        let mut hops = 1;
+        while let Some(c) = rest.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    done.pop().ok_or_else(outside)?;
+                    continue;
+                }
+                _ => done.push(c),
+            }
+            if done[0].eq_ignore_ascii_case(".git") {
+                return Err(outside());
+            }
+            let here = done.join("/");
+            if let Some((FileKind::Symlink, _)) = self.kinds.get(here.as_str()) {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err("a symbolic link that loops".into());
+                }
+                let next = target(&here)?;
+                done.pop();
+                for part in next.split('/').rev() {
+                    rest.push_front(part.to_string());
+                }
+            } else if !rest.iter().all(|c| c.is_empty() || c == ".")
+                && self.kinds.contains_key(here.as_str())
+            {
+                return Err(format!(
+                    "a symbolic link to {}, which passes through a file",
+                    crate::text::escape(&first)
+                ));
+            }
+        }
+        let end = done.join("/");
+        match self.kinds.get(end.as_str()) {
+            Some((FileKind::Regular, _)) => Ok(Resolved::File(end)),
+            Some(_) => Err(format!(
+                "a symbolic link to {}, which is not a regular file",
+                crate::text::escape(&first)
+            )),
+            None if self.folders.contains(end.as_str()) => Ok(Resolved::Folder(end)),
+            None => Err(format!(
+                "a symbolic link to {}, which does not exist in the store",
+                crate::text::escape(&first)
+            )),
+        }
+    }
 }
 
 impl Layout {
-    /// Classifies the files of a committed tree the way pass does: every `*.gpg` outside `.git`,
-    /// `.extensions` and `.public-keys` is an entry.
+    /// Classifies the files of a committed tree the way pass reads them: every `*.gpg` outside
+    /// `.git`, `.extensions` and `.public-keys` is an entry; the nearest `.gpg-id` governs it,
+    /// followed through symbolic links as pass follows them. Whatever vault does not read is
+    /// recorded with the reason ([`Layout::skipped`], [`Layout::broken_gpg_ids`],
+    /// [`Layout::temporaries`]), never dropped. Pure: takes any list of paths, never panics.
     pub fn new(files: Vec<TreeFile>) -> Layout {
+        let tree = Tree::new(&files);
         let mut layout = Layout::default();
-        for f in files {
-            let path = f.path;
+        let skip = |layout: &mut Layout, path: &str, why: String| {
+            layout.skipped.push(Skipped {
+                path: path.to_string(),
+                why,
+            })
+        };
+        for f in &files {
+            let path = f.path.as_str();
+            let name = file_name(path);
             let top = path.split('/').next().unwrap_or("");
-            let name = path.rsplit('/').next().unwrap_or(&path);
             if top == PUBLIC_KEYS && path.matches('/').count() == 1 {
-                if f.kind == FileKind::Regular {
+                if f.kind == FileKind::Regular && f.utf8 {
                     layout.public_keys.insert(name.to_string(), f.blob);
                 }
                 continue;
@@ -280,25 +468,107 @@ impl Layout {
             if top == ".git" || top == ".extensions" || top == PUBLIC_KEYS {
                 continue;
             }
+            let problem = if !f.utf8 {
+                Some("its name is not UTF-8".to_string())
+            } else {
+                path_problem(path).map(|p| format!("its path is not valid ({p})"))
+            };
+            if name == GPG_ID {
+                let folder = folder_of(path).to_string();
+                let read = match (&problem, f.kind) {
+                    (Some(p), _) => Err(p.clone()),
+                    (None, FileKind::Regular) => Ok((f.blob, None)),
+                    (None, FileKind::Symlink) => match tree.resolve(path) {
+                        Ok(Resolved::File(t)) if file_name(&t) == GPG_ID => {
+                            let blob = files.iter().find(|g| g.path == t).map(|g| g.blob);
+                            Ok((blob.unwrap_or(f.blob), Some(folder_of(&t).to_string())))
+                        }
+                        Ok(Resolved::File(t) | Resolved::Folder(t)) => Err(format!(
+                            "a symbolic link to {}, which is not a folder's .gpg-id",
+                            crate::text::escape(&t)
+                        )),
+                        Err(why) => Err(why),
+                    },
+                    (None, _) => Err("not a regular file".into()),
+                };
+                match read {
+                    Ok((blob, link)) => {
+                        layout.gpg_ids.insert(folder.clone(), blob);
+                        if let Some(to) = link {
+                            layout.links.insert(path.to_string(), gpg_id_path(&to));
+                            layout.gpg_id_links.insert(folder, to);
+                        }
+                    }
+                    Err(why) => {
+                        layout.broken_gpg_ids.insert(folder, why);
+                    }
+                }
+                continue;
+            }
             if path == MEMBERS {
                 layout.members = Some(f.blob);
-            } else if name == GPG_ID {
-                if f.kind == FileKind::Regular {
-                    layout.gpg_ids.insert(folder_of(&path).to_string(), f.blob);
+                continue;
+            }
+            if name == ".gpg-id.sig" {
+                match f.kind {
+                    FileKind::Regular => {
+                        layout.signatures.insert(path.to_string(), f.blob);
+                    }
+                    FileKind::Symlink => {
+                        if let Ok(Resolved::File(t)) = tree.resolve(path) {
+                            if let Some(g) = files.iter().find(|g| g.path == t) {
+                                layout.signatures.insert(path.to_string(), g.blob);
+                                layout.links.insert(path.to_string(), t);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-            } else if name == ".gpg-id.sig" {
-                layout.signatures.insert(path, f.blob);
-            } else if path.len() > 4 && path[path.len() - 4..].eq_ignore_ascii_case(".gpg") {
-                if f.kind != FileKind::Regular || !valid_entry_path(&path) {
-                    layout.skipped.push(path);
-                    continue;
-                }
-                layout.entries.push(Entry {
-                    name: path[..path.len() - 4].to_string(),
+                continue;
+            }
+            if is_temporary_name(name) {
+                layout.temporaries.push(path.to_string());
+                continue;
+            }
+            let entry = entry_name(path);
+            match (f.kind, problem) {
+                (FileKind::Submodule, _) => skip(
+                    &mut layout,
                     path,
-                    blob: f.blob,
-                    governed_by: None,
-                });
+                    "a git submodule: vault cannot read or re-encrypt what it holds".into(),
+                ),
+                (_, Some(why)) if entry.is_some() => skip(&mut layout, path, why),
+                (FileKind::Regular, None) => {
+                    if let Some(name) = entry {
+                        layout.entries.push(Entry {
+                            name: name.to_string(),
+                            path: path.to_string(),
+                            blob: f.blob,
+                            governed_by: None,
+                        });
+                    }
+                }
+                (FileKind::Symlink, _) => match tree.resolve(path) {
+                    Ok(Resolved::File(t)) if entry.is_none() || entry_name(&t).is_some() => {
+                        layout.links.insert(path.to_string(), t);
+                    }
+                    Ok(Resolved::Folder(t)) if entry.is_none() => {
+                        layout.links.insert(path.to_string(), t);
+                    }
+                    Ok(Resolved::File(t) | Resolved::Folder(t)) => skip(
+                        &mut layout,
+                        path,
+                        format!(
+                            "a symbolic link to {}, which is not an entry",
+                            crate::text::escape(&t)
+                        ),
+                    ),
+                    Err(why) => skip(&mut layout, path, why),
+                },
+                (FileKind::Other, _) if entry.is_some() => {
+                    skip(&mut layout, path, "not a regular file".into())
+                }
+                _ => {}
             }
         }
         let mut entries = std::mem::take(&mut layout.entries);
@@ -307,14 +577,17 @@ impl Layout {
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         layout.entries = entries;
+        layout.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        layout.temporaries.sort();
         layout
     }
 
-    /// The folder whose `.gpg-id` governs `folder`: its own, else the nearest parent's.
+    /// The folder whose `.gpg-id` governs `folder`: its own, else the nearest parent's. A
+    /// `.gpg-id` vault cannot read still governs (pass would use it, or fail).
     pub fn governing(&self, folder: &str) -> Option<Folder> {
         let mut f = Some(folder);
         while let Some(cur) = f {
-            if self.gpg_ids.contains_key(cur) {
+            if self.gpg_ids.contains_key(cur) || self.broken_gpg_ids.contains_key(cur) {
                 return Some(cur.to_string());
             }
             f = parent(cur);
@@ -335,6 +608,25 @@ impl Layout {
         None
     }
 
+    /// The folders that share `folder`'s recipient file: `folder` itself, the folder whose
+    /// `.gpg-id` it links to, and every folder whose `.gpg-id` links to the same file (pass
+    /// reads one file for all of them). Sorted; `folder` alone when it has no link.
+    pub fn sharing(&self, folder: &str) -> Vec<Folder> {
+        let source = self
+            .gpg_id_links
+            .get(folder)
+            .map(String::as_str)
+            .unwrap_or(folder);
+        let mut out: BTreeSet<Folder> = BTreeSet::from([folder.to_string(), source.to_string()]);
+        out.extend(
+            self.gpg_id_links
+                .iter()
+                .filter(|(_, to)| to.as_str() == source)
+                .map(|(from, _)| from.clone()),
+        );
+        out.into_iter().collect()
+    }
+
     /// The folder of an entry path.
     pub fn folder_of(path: &str) -> &str {
         folder_of(path)
@@ -344,6 +636,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{BlobId, FileKind, TreeFile};
 
     #[test]
     fn member_names() {
@@ -371,6 +664,111 @@ mod tests {
         let err = parse_gpg_id("ops/.gpg-id", b"ABCD1234\n").unwrap_err();
         assert!(err.to_string().contains("ops/.gpg-id line 1"), "{err}");
         assert!(parse_gpg_id(".gpg-id", b"some group\n").is_err());
+    }
+
+    fn file(path: &[u8], kind: FileKind, link: Option<&str>) -> TreeFile {
+        TreeFile {
+            path: String::from_utf8_lossy(path).into_owned(),
+            utf8: std::str::from_utf8(path).is_ok(),
+            blob: BlobId::hash(path),
+            kind,
+            link: link.map(|l| l.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn layout_follows_gpg_id_links_like_pass() {
+        use FileKind::*;
+        let layout = Layout::new(vec![
+            file(b".gpg-id", Regular, None),
+            file(b"ops/.gpg-id", Regular, None),
+            file(b"ops/db.gpg", Regular, None),
+            file(b"finance/.gpg-id", Symlink, Some("../ops/.gpg-id")),
+            file(b"finance/budget.gpg", Regular, None),
+            file(b"shared", Symlink, Some("ops")),
+            file(b"hr/.gpg-id", Symlink, Some("../shared/.gpg-id")),
+            file(b"out/.gpg-id", Symlink, Some("../../x/.gpg-id")),
+            file(b"out/a.gpg", Regular, None),
+            file(b"abs/.gpg-id", Symlink, Some("/etc/passwd")),
+            file(b"loop/.gpg-id", Symlink, Some(".gpg-id")),
+            file(b"entry/.gpg-id", Symlink, Some("../ops/db.gpg")),
+        ]);
+        assert_eq!(layout.gpg_ids[""], BlobId::hash(b".gpg-id"));
+        assert_eq!(layout.gpg_ids["finance"], BlobId::hash(b"ops/.gpg-id"));
+        assert_eq!(layout.gpg_ids["hr"], BlobId::hash(b"ops/.gpg-id"));
+        assert_eq!(layout.gpg_id_links["finance"], "ops");
+        assert_eq!(layout.sharing("ops"), ["finance", "hr", "ops"]);
+        assert_eq!(layout.sharing("finance"), ["finance", "hr", "ops"]);
+        for (folder, why) in [
+            ("out", "outside the store"),
+            ("abs", "outside the store"),
+            ("loop", "loops"),
+            ("entry", "not a folder's .gpg-id"),
+        ] {
+            assert!(layout.broken_gpg_ids[folder].contains(why), "{folder}");
+        }
+        // An unreadable .gpg-id still governs its folder: never the root's recipients.
+        let a = layout.entries.iter().find(|e| e.name == "out/a").unwrap();
+        assert_eq!(a.governed_by.as_deref(), Some("out"));
+        let budget = layout
+            .entries
+            .iter()
+            .find(|e| e.name == "finance/budget")
+            .unwrap();
+        assert_eq!(budget.governed_by.as_deref(), Some("finance"));
+    }
+
+    #[test]
+    fn layout_reports_what_it_does_not_read() {
+        use FileKind::*;
+        let layout = Layout::new(vec![
+            file(b".gpg-id", Regular, None),
+            file("日本".as_bytes(), Regular, None),
+            file("日本.gpg".as_bytes(), Regular, None),
+            file(b"caf\xe9.gpg", Regular, None),
+            file(b"alias.gpg", Symlink, Some("日本.gpg")),
+            file(b"passwd.gpg", Symlink, Some("/etc/passwd")),
+            file(b"gone.gpg", Symlink, Some("nowhere.gpg")),
+            file(b"store2", Submodule, None),
+            file(b".x.gpg.Ab12Cd34.vault-tmp", Regular, None),
+            file(b"a/../b.gpg", Regular, None),
+        ]);
+        let names: Vec<&str> = layout.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["日本"]);
+        assert_eq!(layout.links["alias.gpg"], "日本.gpg");
+        let skipped: Vec<&str> = layout.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            skipped,
+            [
+                "a/../b.gpg",
+                "caf\u{fffd}.gpg",
+                "gone.gpg",
+                "passwd.gpg",
+                "store2"
+            ]
+        );
+        assert_eq!(layout.temporaries, [".x.gpg.Ab12Cd34.vault-tmp"]);
+        assert_eq!(entry_name("日本.gpg"), Some("日本"));
+        assert_eq!(entry_name("本"), None);
+        assert_eq!(entry_name(".gpg"), None);
+        assert_eq!(entry_name("X.GPG"), Some("X"));
+    }
+
+    #[test]
+    fn store_files() {
+        for yes in [
+            "a.gpg",
+            ".gpg-id",
+            "x/.gpg-id.sig",
+            ".public-keys/ABC",
+            ".members.toml",
+            ".gitignore",
+        ] {
+            assert!(is_store_file(yes), "{yes}");
+        }
+        for no in ["export.csv", "notes.txt", ".public-keysX", "README.md"] {
+            assert!(!is_store_file(no), "{no}");
+        }
     }
 
     #[test]

@@ -15,10 +15,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{format_time, verify_detached, Fingerprint, MemberKey};
+use crate::crypto::{verify_detached, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
-use crate::history::{BlobId, CommitId, Repo};
+use crate::history::{trailers, write_file_durably, BlobId, CommitId, Repo};
 use crate::store::{gpg_id_path, parse_gpg_id, Layout, Spec, GPG_ID, MEMBERS, PUBLIC_KEYS};
+use crate::text::{escape, format_unix};
 use crate::vault::matching;
 
 const ANCHOR_FILE: &str = "vault-anchor";
@@ -69,6 +70,11 @@ impl Anchor {
         Ok(Some(Anchor { commit, trusted }))
     }
 
+    /// Saves this clone's anchor durably (`.git/vault-anchor`, see
+    /// [`crate::history::write_file_durably`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
     pub fn save(&self, repo: &Repo) -> Result<()> {
         let file = AnchorFile {
             commit: self.commit.to_string(),
@@ -78,10 +84,7 @@ impl Anchor {
             "# vault's trust anchor for this clone (local, not part of the store).\n{}",
             toml::to_string(&file).expect("the anchor always serialises")
         );
-        let path = anchor_path(repo);
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, text).map_err(|e| Error::io("writing", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io("writing", &path, e))
+        write_file_durably(&anchor_path(repo), text.as_bytes())
     }
 }
 
@@ -184,18 +187,26 @@ impl Reader<'_> {
     }
 }
 
-/// The fingerprint in a `vault add-member` commit's `Vault-Member: name <FPR>` trailer.
+/// The fingerprint in a `vault add-member` commit's `Vault-Member: name <FPR>` trailer. Only the
+/// message's trailer block counts, parsed by git's rules ([`trailers`]), and only when it holds
+/// exactly one `Vault-Action: add-member` and exactly one `Vault-Member`: a line that merely looks
+/// like a trailer elsewhere (in a body that quotes a user id, say) never vouches for anyone.
 fn vouched_member(message: &str) -> Option<String> {
-    if !message
-        .lines()
-        .any(|l| l.trim() == "Vault-Action: add-member")
-    {
+    let trailers = trailers(message);
+    let values = |key: &str| -> Vec<&str> {
+        trailers
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    if values("Vault-Action") != ["add-member"] {
         return None;
     }
-    let line = message
-        .lines()
-        .find_map(|l| l.strip_prefix("Vault-Member: "))?;
-    let fpr = line.rsplit_once('<')?.1.trim_end_matches('>');
+    let [member] = values("Vault-Member")[..] else {
+        return None;
+    };
+    let fpr = member.rsplit_once('<')?.1.strip_suffix('>')?;
     Fingerprint::parse(fpr).map(|f| f.to_string())
 }
 
@@ -207,6 +218,7 @@ fn touches_membership(path: &str) -> bool {
         || path.starts_with(&format!("{PUBLIC_KEYS}/"))
 }
 
+/// A recipient for people: its fingerprint and first user id (escaped), or the `.gpg-id` text.
 fn describe(r: &str, keys: &BTreeMap<Fingerprint, MemberKey>) -> String {
     match Fingerprint::parse(r).and_then(|f| keys.get(&f)) {
         Some(k) => format!(
@@ -216,8 +228,13 @@ fn describe(r: &str, keys: &BTreeMap<Fingerprint, MemberKey>) -> String {
                 .map(String::as_str)
                 .unwrap_or("no user id")
         ),
-        None => r.to_string(),
+        None => escape(r).into_owned(),
     }
+}
+
+/// A `.gpg-id` path for people (folder names come from the tree).
+fn shown_gpg_id(folder: &str) -> String {
+    escape(&gpg_id_path(folder)).into_owned()
 }
 
 /// Checks every membership change from the anchor to `head` (see the module documentation).
@@ -264,7 +281,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         let finding = |change: String, vouched_by: Option<String>| Finding {
             commit: info.id.short(),
             author: info.author.clone(),
-            date: format_time(info.time),
+            date: format_unix(info.time),
             change,
             vouched_by,
             subject: None,
@@ -318,7 +335,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
             let what = format!(
                 "adds {} to {}",
                 describe(r, &state.keys),
-                gpg_id_path(folder)
+                shown_gpg_id(folder)
             );
             match voucher {
                 Some(v) => {
@@ -342,7 +359,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
             if signer.is_none() {
                 out.violations.push(Finding {
                     subject: Some(path.clone()),
-                    ..finding(format!("adds key {PUBLIC_KEYS}/{path}"), None)
+                    ..finding(format!("adds key {PUBLIC_KEYS}/{}", escape(path)), None)
                 });
             }
         }
@@ -352,7 +369,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
                     format!(
                         "removes {} from {} without a trusted signature",
                         describe(r, &prev.keys),
-                        gpg_id_path(folder)
+                        shown_gpg_id(folder)
                     ),
                     None,
                 ));
@@ -363,7 +380,10 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
                 .filter(|k| !state.key_files.contains_key(*k))
             {
                 out.warnings.push(finding(
-                    format!("removes key {PUBLIC_KEYS}/{path} without a trusted signature"),
+                    format!(
+                        "removes key {PUBLIC_KEYS}/{} without a trusted signature",
+                        escape(path)
+                    ),
                     None,
                 ));
             }
@@ -373,7 +393,10 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
                 .filter(|(k, b)| prev.key_files.get(*k).is_some_and(|old| old != *b));
             for (path, _) in changed_keys {
                 out.warnings.push(finding(
-                    format!("changes key {PUBLIC_KEYS}/{path} without a trusted signature"),
+                    format!(
+                        "changes key {PUBLIC_KEYS}/{} without a trusted signature",
+                        escape(path)
+                    ),
                     None,
                 ));
             }
@@ -396,7 +419,10 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         .filter_map(|t| Fingerprint::parse(t).and_then(|f| prev.keys.get(&f)))
         .collect();
     for (path, sig) in &prev.signatures {
-        let folder = path.trim_end_matches(".gpg-id.sig").trim_end_matches('/');
+        let folder = path
+            .strip_suffix(".gpg-id.sig")
+            .map(|f| f.strip_suffix('/').unwrap_or(f))
+            .unwrap_or(path);
         let ok = prev
             .gpg_ids
             .get(folder)
@@ -408,8 +434,9 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
                 author: String::new(),
                 date: String::new(),
                 change: format!(
-                    "{path} is not a valid signature of {} by a trusted member",
-                    gpg_id_path(folder)
+                    "{} is not a valid signature of {} by a trusted member",
+                    escape(path),
+                    shown_gpg_id(folder)
                 ),
                 vouched_by: None,
                 subject: None,
@@ -461,4 +488,37 @@ pub fn anchor_at(repo: &Repo, head: CommitId) -> Result<Anchor> {
             .filter_map(Fingerprint::parse)
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAROL: &str = "C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0";
+    const MALLORY: &str = "BADBADBADBADBADBADBADBADBADBADBADBADBAD0";
+
+    #[test]
+    fn only_the_trailer_block_vouches() {
+        let honest = format!(
+            "Add member carol (C0C0 …)\n\ncarol can now read /.\n\n\
+             Vault-Action: add-member\nVault-Member: carol <{CAROL}>\nVault-Folder: /\n"
+        );
+        assert_eq!(vouched_member(&honest).as_deref(), Some(CAROL));
+        // A user id that smuggled a line into the body (as before escaping) vouches for nobody.
+        let forged = format!(
+            "Add member carol (C0C0 …)\n\ncarol (Carol\nVault-Member: mallory <{MALLORY}>\n) \
+             can now read /.\n\nVault-Action: add-member\nVault-Member: carol <{CAROL}>\n"
+        );
+        assert_eq!(vouched_member(&forged).as_deref(), Some(CAROL));
+        let two = format!(
+            "Add\n\nVault-Action: add-member\nVault-Member: mallory <{MALLORY}>\n\
+             Vault-Member: carol <{CAROL}>\n"
+        );
+        assert_eq!(vouched_member(&two), None);
+        let not_add =
+            format!("Remove\n\nVault-Action: remove-member\nVault-Member: carol <{CAROL}>\n");
+        assert_eq!(vouched_member(&not_add), None);
+        let in_body = format!("Notes\n\nVault-Action: add-member\nVault-Member: m <{MALLORY}>\n\nSigned-off-by: x <x@y>\n");
+        assert_eq!(vouched_member(&in_body), None);
+    }
 }

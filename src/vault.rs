@@ -12,13 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rayon::prelude::*;
 
 use crate::crypto::{self, Envelope, Fingerprint, Identity, KeyId, MemberKey, Recipients};
 use crate::error::{Error, Result};
 use crate::history::{
-    BlobId, Change, CommitId, Objects, PackedBlob, Recovery, Repo, Staging, TreeFile,
+    BlobId, Change, CommitId, Objects, PackedBlob, Recovery, Repo, Staging, StoreLock, TreeFile,
 };
 use crate::roster::Roster;
 use crate::store::{
@@ -35,6 +36,8 @@ pub struct Vault {
     keys: BTreeMap<Fingerprint, MemberKey>,
     recipients: BTreeMap<Folder, Vec<Fingerprint>>,
     gpg_id_problems: Vec<Error>,
+    /// Held from loading to the end of a change (see [`Vault::open_for_change`]).
+    _lock: Option<StoreLock>,
 }
 
 /// What a membership change will do, before it is done.
@@ -55,6 +58,8 @@ pub struct Plan {
     added: Option<MemberKey>,
     /// pass's `PASSWORD_STORE_SIGNING_KEY`: when set, every `.gpg-id` written is signed.
     pass_signing_keys: Vec<Fingerprint>,
+    /// Folders whose `.gpg-id` is a link -> the folder whose `.gpg-id` it leads to.
+    links: BTreeMap<Folder, Folder>,
 }
 
 impl Plan {
@@ -69,9 +74,39 @@ impl Plan {
         self.recipients.values().flatten().copied().collect()
     }
 
-    /// The `.gpg-id` files the change writes (e.g. `.gpg-id`, `ops/.gpg-id`).
+    /// The `.gpg-id` files the change writes (e.g. `.gpg-id`, `ops/.gpg-id`), escaped for display.
+    /// A symbolic link is named with the file it leads to (`finance/.gpg-id -> ops/.gpg-id`):
+    /// writing that file changes every folder that links to it, as pass reads them.
     pub fn changed_gpg_ids(&self) -> Vec<String> {
-        self.changed.iter().map(|f| gpg_id_path(f)).collect()
+        self.changed
+            .iter()
+            .map(|f| {
+                let path = crate::text::escape(&gpg_id_path(f)).into_owned();
+                match self.links.get(f) {
+                    Some(to) => format!("{path} -> {}", crate::text::escape(&gpg_id_path(to))),
+                    None => path,
+                }
+            })
+            .collect()
+    }
+
+    /// Adds every folder that shares a changed folder's `.gpg-id` through a symbolic link to the
+    /// change, with the same recipients: pass reads one file for all of them.
+    fn with_links(mut self, layout: &Layout) -> Plan {
+        for folder in self.changed.clone() {
+            let recipients = self.recipients[&folder].clone();
+            for shared in layout.sharing(&folder) {
+                self.recipients.insert(shared.clone(), recipients.clone());
+                self.changed.insert(shared);
+            }
+        }
+        self.links = layout
+            .gpg_id_links
+            .iter()
+            .filter(|(from, _)| self.changed.contains(*from))
+            .map(|(f, t)| (f.clone(), t.clone()))
+            .collect();
+        self
     }
 }
 
@@ -199,8 +234,21 @@ fn resolve_gpg_ids(
 ) -> Result<(RecipientMap, Vec<Error>)> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
+    // A `.gpg-id` that cannot be read still governs its folder for pass: never fall back to a
+    // parent's (wider) recipients.
+    for (folder, why) in &layout.broken_gpg_ids {
+        let e = Error::BadFile {
+            file: crate::text::escape(&gpg_id_path(folder)).into_owned(),
+            problem: format!("{why}: pass would use it for that folder, vault cannot read it"),
+        };
+        if !lenient {
+            return Err(e);
+        }
+        problems.push(e);
+        out.insert(folder.clone(), Vec::new());
+    }
     for (folder, blob) in &layout.gpg_ids {
-        let file = gpg_id_path(folder);
+        let file = crate::text::escape(&gpg_id_path(folder)).into_owned();
         let mut fprs: Vec<Fingerprint> = Vec::new();
         let lines = match parse_gpg_id(&file, &repo.read(*blob)?) {
             Ok(l) => l,
@@ -276,31 +324,67 @@ fn resolve_line(
     }
 }
 
+/// Paths from the tree, escaped for an error message.
+fn escaped(paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| crate::text::escape(p).into_owned())
+        .collect()
+}
+
 fn now() -> String {
     crypto::format_time(std::time::SystemTime::now())
 }
 
+/// Finishes or undoes an interrupted change if no other vault holds the store's lock (a reader
+/// never waits for, nor fails because of, a running writer: it reads the committed HEAD).
+fn recover_if_idle(repo: &Repo) -> Result<Option<Recovery>> {
+    if !repo.change_under_way() {
+        return Ok(None);
+    }
+    match repo.try_lock()? {
+        Some(_lock) => repo.recover(),
+        None => Ok(None),
+    }
+}
+
 impl Vault {
-    /// Opens an adopted store: finishes or undoes an interrupted change first (returned, so the
-    /// caller can say which), then loads HEAD.
+    /// Opens an adopted store for reading: finishes or undoes an interrupted change first
+    /// (returned, so the caller can say which) unless another vault command is running, then
+    /// loads HEAD.
     ///
     /// # Errors
     /// Everything [`Repo::open`] and [`Repo::head`] report; [`Error::NotAdopted`] for a pass store
     /// without `.members.toml`; key, `.gpg-id` and roster errors naming the file.
     pub fn open(store: &Path) -> Result<(Vault, Option<Recovery>)> {
-        Self::load(store, false)
+        let repo = Repo::open(store)?;
+        let recovery = recover_if_idle(&repo)?;
+        Ok((Self::load(repo, false, None)?, recovery))
+    }
+
+    /// Opens an adopted store to change it: takes the store's writer lock (waiting up to `wait`
+    /// for another vault command, see [`Repo::lock`]) and holds it as long as the returned value
+    /// lives, then as [`Vault::open`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`], and everything [`Vault::open`] reports.
+    pub fn open_for_change(store: &Path, wait: Duration) -> Result<(Vault, Option<Recovery>)> {
+        let repo = Repo::open(store)?;
+        let lock = repo.lock(wait)?;
+        let recovery = repo.recover()?;
+        Ok((Self::load(repo, false, Some(lock))?, recovery))
     }
 
     /// Like [`Vault::open`], for reading only: `.gpg-id` lines that resolve to no key are kept as
     /// [`Vault::gpg_id_problems`] instead of failing, and a pass store that vault has not adopted
     /// is read with no member names.
     pub fn open_lenient(store: &Path) -> Result<(Vault, Option<Recovery>)> {
-        Self::load(store, true)
+        let repo = Repo::open(store)?;
+        let recovery = recover_if_idle(&repo)?;
+        Ok((Self::load(repo, true, None)?, recovery))
     }
 
-    fn load(store: &Path, lenient: bool) -> Result<(Vault, Option<Recovery>)> {
-        let repo = Repo::open(store)?;
-        let recovery = repo.recover()?;
+    fn load(repo: Repo, lenient: bool, lock: Option<StoreLock>) -> Result<Vault> {
         let head = repo.head()?;
         let layout = Layout::new(repo.files(head)?);
         let roster = match layout.members {
@@ -311,18 +395,16 @@ impl Vault {
         let mut keys = load_keys(&repo, &layout)?;
         let (recipients, gpg_id_problems) =
             resolve_gpg_ids(&repo, &layout, &mut keys, None, lenient)?;
-        Ok((
-            Vault {
-                repo,
-                head,
-                layout,
-                roster,
-                keys,
-                recipients,
-                gpg_id_problems,
-            },
-            recovery,
-        ))
+        Ok(Vault {
+            repo,
+            head,
+            layout,
+            roster,
+            keys,
+            recipients,
+            gpg_id_problems,
+            _lock: lock,
+        })
     }
 
     /// `.gpg-id` lines that resolve to no key (only from [`Vault::open_lenient`]).
@@ -358,14 +440,21 @@ impl Vault {
         &self.recipients
     }
 
+    /// Checks that a change may start: nothing uncommitted, and no committed file named like
+    /// vault's temporaries (a plant: see [`Layout::temporaries`]).
+    ///
     /// # Errors
-    /// [`Error::Dirty`] listing uncommitted changes to tracked files (and untracked store files).
-    pub fn check_clean(&self) -> Result<()> {
+    /// [`Error::Temporaries`] naming them; [`Error::Dirty`] listing uncommitted changes to
+    /// tracked files and untracked files git does not ignore.
+    pub fn check_ready(&self) -> Result<()> {
+        if !self.layout.temporaries.is_empty() {
+            return Err(Error::Temporaries(escaped(&self.layout.temporaries)));
+        }
         let dirty = self.repo.dirty_paths()?;
         if dirty.is_empty() {
             Ok(())
         } else {
-            Err(Error::Dirty(dirty))
+            Err(Error::Dirty(escaped(&dirty)))
         }
     }
 
@@ -480,7 +569,9 @@ impl Vault {
             removed_key_ids: Vec::new(),
             added: Some(key.clone()),
             pass_signing_keys: Vec::new(),
-        })
+            links: BTreeMap::new(),
+        }
+        .with_links(&self.layout))
     }
 
     /// Plans removing member `name` from every `.gpg-id` that lists them, or only from `folder`
@@ -583,7 +674,9 @@ impl Vault {
             removed_key_ids,
             added: None,
             pass_signing_keys: Vec::new(),
-        })
+            links: BTreeMap::new(),
+        }
+        .with_links(&self.layout))
     }
 
     /// Carries out a plan: re-encrypts what must change (decrypting with `identity`), then makes
@@ -620,15 +713,18 @@ impl Vault {
         let sign = |data: &[u8]| sign_with(data, true);
         // An entry vault cannot rewrite (a symbolic link, perhaps out of the store) would keep
         // its old readers: refuse rather than leave it readable by someone who lost access.
-        for path in &self.layout.skipped {
-            let governed = Layout::governing_in(&plan.recipients, Layout::folder_of(path));
+        if !self.layout.temporaries.is_empty() {
+            return Err(Error::Temporaries(escaped(&self.layout.temporaries)));
+        }
+        for skipped in &self.layout.skipped {
+            let governed = Layout::governing_in(&plan.recipients, Layout::folder_of(&skipped.path));
             if governed.is_some_and(|g| plan.changed.contains(&g)) {
                 return Err(Error::Entry {
-                    entry: path.clone(),
-                    problem:
-                        "it is a symbolic link or not a regular file: vault never follows links \
-                              (they may point out of the store) and cannot re-encrypt it"
-                            .into(),
+                    entry: crate::text::escape(&skipped.path).into_owned(),
+                    problem: format!(
+                        "{}: vault cannot re-encrypt it, and it would keep its old readers",
+                        skipped.why
+                    ),
                 });
             }
         }
@@ -721,11 +817,17 @@ impl Vault {
         // The store's own files, signatures included, are made before anything is written.
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for folder in &plan.changed {
+            if plan.links.contains_key(folder) {
+                continue; // a symbolic link: the file it leads to is written (and is in the plan)
+            }
             let text = render_gpg_id(&plan.recipients[folder]);
             let path = gpg_id_path(folder);
             // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
             let sig_path = format!("{path}.sig");
-            if self.layout.signatures.contains_key(&sig_path) || !plan.pass_signing_keys.is_empty()
+            let sig_is_link = self.layout.links.contains_key(&sig_path);
+            if !sig_is_link
+                && (self.layout.signatures.contains_key(&sig_path)
+                    || !plan.pass_signing_keys.is_empty())
             {
                 if !plan.pass_signing_keys.is_empty()
                     && !plan.pass_signing_keys.contains(&operator.fingerprint())
@@ -744,8 +846,8 @@ impl Vault {
         self.repo.check_writable(
             work.iter()
                 .map(|(e, _)| e.path.as_str())
-                .chain(plan.key_deletes.iter().map(String::as_str))
-                .chain([MEMBERS]),
+                .chain(files.iter().map(|(p, _)| p.as_str()))
+                .chain(plan.key_deletes.iter().map(String::as_str)),
         )?;
 
         // Phase 2 rewrites, with the session keys unlocked in phase 1. Workers stage each new
@@ -753,7 +855,6 @@ impl Vault {
         // store's own files, into one pack, which joins the object database only when complete.
         // A change that stops before its commit point leaves neither the pack nor the staged files.
         let staging = self.repo.begin(plan.action)?;
-        let staged = || work.iter().map(|(e, _)| e.path.as_str());
         let rewrites = checked
             .iter()
             .filter(|c| !matches!(c, Some(Checked::Unchanged { .. })))
@@ -804,7 +905,7 @@ impl Vault {
             }
             Ok((results, ids))
         });
-        let ((results, file_ids), new_packs) = pack.inspect_err(|_| self.repo.abandon(staged()))?;
+        let ((results, file_ids), new_packs) = pack.inspect_err(|_| self.repo.abandon(&staging))?;
 
         let finish = || -> Result<Outcome> {
             let mut change = Change {
@@ -839,9 +940,13 @@ impl Vault {
                 (rewrapped + reencrypted).to_string(),
             ));
             change.message = commit_message(&plan.subject, &plan.body, &trailers);
-            let commit = self
-                .repo
-                .commit(&change, false, Some(&sign), monitor.interrupted)?;
+            let commit = self.repo.commit(
+                &change,
+                false,
+                Some(&sign),
+                Some(&staging),
+                monitor.interrupted,
+            )?;
             Ok(Outcome {
                 commit,
                 rewrapped,
@@ -855,7 +960,7 @@ impl Vault {
             // Before the commit point nothing happened: remove what this run added.
             if !matches!(e, Error::Unfinished { .. }) {
                 self.repo.discard_packs(&new_packs);
-                self.repo.abandon(staged());
+                self.repo.abandon(&staging);
             }
         })
     }
@@ -1065,17 +1170,20 @@ fn rewrite_entry(
 /// Adopts an existing pass store: resolves every `.gpg-id` recipient to a key (from
 /// `.public-keys/`, else `keyring`), names each member (`names`, else the e-mail's local part),
 /// writes `.public-keys/` and `.members.toml`, and makes one commit. A folder that is not a git
-/// repository becomes one (its files are committed too). Nothing is re-encrypted.
+/// repository becomes one (its store files are committed too: [`crate::store::is_store_file`]).
+/// Nothing is re-encrypted. Holds the store's lock ([`Repo::lock`], waiting up to `wait`).
 ///
 /// # Errors
-/// [`Error::AlreadyInitialised`], [`Error::Dirty`], [`Error::MissingKey`] and
-/// [`Error::GpgIdLine`] naming an unresolvable recipient, [`Error::MemberExists`] for a name
-/// clash, and everything [`Repo::open`] reports.
+/// [`Error::AlreadyInitialised`], [`Error::Dirty`], [`Error::ForeignFiles`] for files that are
+/// not store files, [`Error::Temporaries`], [`Error::MissingKey`] and [`Error::GpgIdLine`] naming
+/// an unresolvable recipient, [`Error::MemberExists`] for a name clash, [`Error::Busy`], and
+/// everything [`Repo::open`] reports.
 pub fn adopt(
     store: &Path,
     names: &BTreeMap<Fingerprint, MemberName>,
     keyring: &Keyring,
     identity: Option<&Identity>,
+    wait: Duration,
 ) -> Result<Adopted> {
     if !store.is_dir() {
         return Err(Error::NoStore(store.to_path_buf()));
@@ -1089,15 +1197,39 @@ pub fn adopt(
         )));
     }
     let repo = Repo::open_or_init(store)?;
+    adopt_repo(&repo, names, keyring, identity, wait, became_repository).map_err(|e| {
+        // A repository made here for an adoption that did not happen is removed again:
+        // refusing changes nothing.
+        if became_repository && !matches!(e, Error::Unfinished { .. }) {
+            let _ = std::fs::remove_dir_all(repo.git_dir());
+        }
+        e
+    })
+}
+
+fn adopt_repo(
+    repo: &Repo,
+    names: &BTreeMap<Fingerprint, MemberName>,
+    keyring: &Keyring,
+    identity: Option<&Identity>,
+    wait: Duration,
+    became_repository: bool,
+) -> Result<Adopted> {
+    let _lock = repo.lock(wait)?;
     repo.recover()?;
     let unborn = repo.is_unborn();
     let files: Vec<TreeFile> = if unborn {
+        // vault commits only store files: anything else must be moved out or ignored first.
+        let foreign = repo.foreign_files()?;
+        if !foreign.is_empty() {
+            return Err(Error::ForeignFiles(escaped(&foreign)));
+        }
         repo.worktree_files()?
     } else {
         let head = repo.head()?;
         let dirty = repo.dirty_paths()?;
         if !dirty.is_empty() {
-            return Err(Error::Dirty(dirty));
+            return Err(Error::Dirty(escaped(&dirty)));
         }
         repo.files(head)?
     };
@@ -1105,14 +1237,17 @@ pub fn adopt(
     if layout.members.is_some() {
         return Err(Error::AlreadyInitialised(repo.root().to_path_buf()));
     }
+    if !layout.temporaries.is_empty() {
+        return Err(Error::Temporaries(escaped(&layout.temporaries)));
+    }
     if layout.gpg_ids.is_empty() {
         return Err(Error::Usage(format!(
             "{} has no .gpg-id: it is not a pass store (create one with `vault init KEYFILE --name NAME`)",
             repo.root().display()
         )));
     }
-    let mut keys = load_keys(&repo, &layout)?;
-    let (recipients, _) = resolve_gpg_ids(&repo, &layout, &mut keys, Some(keyring), false)?;
+    let mut keys = load_keys(repo, &layout)?;
+    let (recipients, _) = resolve_gpg_ids(repo, &layout, &mut keys, Some(keyring), false)?;
     let used: BTreeSet<Fingerprint> = recipients.values().flatten().copied().collect();
     for fpr in names.keys() {
         if !used.contains(fpr) {
@@ -1179,7 +1314,9 @@ pub fn adopt(
         ),
         &[("Vault-Action".into(), "init".into())],
     );
-    let commit = repo.commit(&change, unborn, signer(identity).as_deref(), &|| false)?;
+    let commit = repo.commit(&change, unborn, signer(identity).as_deref(), None, &|| {
+        false
+    })?;
     Ok(Adopted {
         commit,
         members,
@@ -1189,15 +1326,17 @@ pub fn adopt(
     })
 }
 
-/// Creates a new store in an empty (or missing) folder with `key` as its first member.
+/// Creates a new store in an empty (or missing) folder with `key` as its first member, holding
+/// the store's lock ([`Repo::lock`], waiting up to `wait`).
 ///
 /// # Errors
-/// [`Error::Usage`] if the folder holds anything but an empty git repository.
+/// [`Error::Usage`] if the folder holds anything but an empty git repository; [`Error::Busy`].
 pub fn create(
     store: &Path,
     key: &MemberKey,
     name: MemberName,
     identity: Option<&Identity>,
+    wait: Duration,
 ) -> Result<CommitId> {
     if store.exists() {
         let entries = std::fs::read_dir(store).map_err(|e| Error::io("reading", store, e))?;
@@ -1222,6 +1361,7 @@ pub fn create(
         std::fs::create_dir_all(store).map_err(|e| Error::io("creating", store, e))?;
     }
     let repo = Repo::open_or_init(store)?;
+    let _lock = repo.lock(wait)?;
     if !repo.is_unborn() {
         return Err(Error::Usage(format!(
             "{} already has git history: give a new folder for a new store",
@@ -1254,7 +1394,7 @@ pub fn create(
         ),
         action: "init".into(),
     };
-    repo.commit(&change, false, signer(identity).as_deref(), &|| false)
+    repo.commit(&change, false, signer(identity).as_deref(), None, &|| false)
 }
 
 /// A commit signer from an optional operator identity that can sign.

@@ -7,7 +7,7 @@ use vault::store::{parse_folder, show_folder, MemberName};
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
-use crate::commands::{carry_out, init::stem_name, open};
+use crate::commands::{carry_out, init::stem_name, open_for_change};
 use crate::ui;
 
 pub fn run(
@@ -16,8 +16,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let vault = open(global, err)?;
-    vault.check_clean()?;
+    let vault = open_for_change(global, err)?;
     let file = args.key.display().to_string();
     let bytes =
         std::fs::read(&args.key).map_err(|e| Error::io("reading key file", &args.key, e))?;

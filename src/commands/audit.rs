@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use vault::audit::{audit, Audit, Filter};
 use vault::store::{parse_folder, MemberName};
+use vault::text::{day_of, escape};
 use vault::vault::Vault;
 use vault::Error;
 
@@ -71,7 +72,7 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
     let width = a
         .entries
         .iter()
-        .map(|e| e.name.rsplit('/').next().unwrap_or(&e.name).len())
+        .map(|e| escape(e.name.rsplit('/').next().unwrap_or(&e.name)).len())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -92,11 +93,11 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
             )?;
             folder = Some(e.folder.clone());
         }
-        let short = e.name.rsplit('/').next().unwrap_or(&e.name);
+        let short = escape(e.name.rsplit('/').next().unwrap_or(&e.name));
         let changed = e
             .last_changed
             .as_ref()
-            .map(|c| format!("changed {} by {}", &c.date[..10], c.author))
+            .map(|c| format!("changed {} by {}", day_of(&c.date), c.author))
             .unwrap_or_default();
         writeln!(
             out,
@@ -119,10 +120,17 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
             )?;
         }
     }
-    if !a.store_problems.is_empty() {
+    if !a.store_problems.is_empty() || !a.links.is_empty() {
         writeln!(out, "\n{}", p.bold("Store"))?;
         for s in &a.store_problems {
             writeln!(out, "  {}", p.red(&format!("! {s}")))?;
+        }
+        for l in &a.links {
+            writeln!(
+                out,
+                "  {}",
+                p.dim(&format!("link {l} (pass follows it; so does vault)"))
+            )?;
         }
     }
     writeln!(out, "\n{}", p.bold("Members"))?;
@@ -134,7 +142,7 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
         .unwrap_or(4)
         .max(4);
     for m in &a.members {
-        let expires = m.expires.as_deref().map(|e| &e[..10]).unwrap_or("never");
+        let expires = m.expires.as_deref().map(day_of).unwrap_or("never");
         writeln!(
             out,
             "  {:<nw$}  {}  {:>4} entries  expires {:<10}  {}",

@@ -14,21 +14,20 @@ use vault::history::Repo;
 use vault::trust::anchor_at;
 
 use crate::cli::{Global, InitArgs};
-use crate::commands::{identity, store_path};
+use crate::commands::{identity, lock_wait, store_path};
 
-/// Pins this clone's trust anchor at the commit init just made, and says what it trusts.
-fn pin_anchor(
-    store: &std::path::Path,
-    commit: vault::history::CommitId,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
+/// Pins this clone's trust anchor at the commit init just made; returns how many keys it trusts.
+fn pin_anchor(store: &std::path::Path, commit: vault::history::CommitId) -> anyhow::Result<usize> {
     let repo = Repo::open(store)?;
     let anchor = anchor_at(&repo, commit)?;
     anchor.save(&repo)?;
+    Ok(anchor.trusted.len())
+}
+
+fn say_trusted(trusted: usize, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
-        "This clone now trusts these {} keys as the store's members (`vault verify` checks later changes against them).",
-        anchor.trusted.len()
+        "This clone now trusts these {trusted} keys as the store's members (`vault verify` checks later changes against them)."
     )?;
     Ok(())
 }
@@ -58,7 +57,10 @@ pub fn run(
                 "warning: no --identity: the first commit is not signed"
             )?;
         }
-        let commit = create(&store, &key, name.clone(), operator.as_ref())?;
+        let commit = create(&store, &key, name.clone(), operator.as_ref(), lock_wait()?)?;
+        // The anchor is saved before anything is printed: output can fail (a closed pipe), the
+        // bookkeeping must not depend on it.
+        let trusted = pin_anchor(&store, commit)?;
         writeln!(
             out,
             "Created store {} with member {name} ({}); commit {}",
@@ -66,7 +68,7 @@ pub fn run(
             key.fingerprint().grouped(),
             commit.short()
         )?;
-        pin_anchor(&store, commit, out)?;
+        say_trusted(trusted, out)?;
         return Ok(());
     }
 
@@ -89,7 +91,14 @@ pub fn run(
             "warning: no --identity: the adoption commit is not signed"
         )?;
     }
-    let adopted = adopt(&store, &names, &keyring::export, operator.as_ref())?;
+    let adopted = adopt(
+        &store,
+        &names,
+        &keyring::export,
+        operator.as_ref(),
+        lock_wait()?,
+    )?;
+    let trusted = pin_anchor(&store, adopted.commit)?;
     for w in &adopted.warnings {
         writeln!(err, "warning: {w}")?;
     }
@@ -106,7 +115,7 @@ pub fn run(
     for (name, fpr) in &adopted.members {
         writeln!(out, "  {name:<16} {}", fpr.grouped())?;
     }
-    pin_anchor(&store, adopted.commit, out)?;
+    say_trusted(trusted, out)?;
     Ok(())
 }
 

@@ -36,11 +36,41 @@ pub fn store_path(global: &Global) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".password-store"))
 }
 
-/// Opens the store, saying on `err` what was done about an interrupted earlier change.
+/// Opens the store to read it, saying on `err` what was done about an interrupted earlier change.
 pub fn open(global: &Global, err: &mut dyn Write) -> anyhow::Result<Vault> {
     let (vault, recovery) = Vault::open(&store_path(global)?)?;
     report_recovery(recovery, err)?;
     Ok(vault)
+}
+
+/// Opens the store to change it: holds the store's lock (see [`lock_wait`]) until the returned
+/// value is dropped, and checks that a change may start ([`Vault::check_ready`]).
+pub fn open_for_change(global: &Global, err: &mut dyn Write) -> anyhow::Result<Vault> {
+    let (vault, recovery) = Vault::open_for_change(&store_path(global)?, lock_wait()?)?;
+    report_recovery(recovery, err)?;
+    vault.check_ready()?;
+    Ok(vault)
+}
+
+/// How long a writing command waits for another vault command that is changing the same store:
+/// `$VAULT_LOCK_WAIT` seconds, else 5.
+pub fn lock_wait() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("VAULT_LOCK_WAIT") {
+        Err(_) => Ok(std::time::Duration::from_secs(5)),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "VAULT_LOCK_WAIT={:?}: give a number of seconds (0 to 86400)",
+                    vault::text::escape(&v)
+                ))
+                .into()
+            }),
+    }
 }
 
 pub fn report_recovery(recovery: Option<Recovery>, err: &mut dyn Write) -> anyhow::Result<()> {

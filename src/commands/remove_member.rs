@@ -5,7 +5,7 @@ use std::io::Write;
 use vault::store::{parse_folder, MemberName};
 
 use crate::cli::{Global, RemoveMemberArgs};
-use crate::commands::{carry_out, open};
+use crate::commands::{carry_out, open_for_change};
 use crate::ui;
 
 pub fn run(
@@ -14,8 +14,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let vault = open(global, err)?;
-    vault.check_clean()?;
+    let vault = open_for_change(global, err)?;
     let name = MemberName::parse(&args.name)?;
     let folder = args.folder.as_deref().map(parse_folder).transpose()?;
     let plan = vault.plan_remove(&name, folder)?;
@@ -52,7 +51,7 @@ pub fn run(
             outcome.exposed.len()
         )?;
         for e in &outcome.exposed {
-            writeln!(out, "  {e}")?;
+            writeln!(out, "  {}", vault::text::escape(e))?;
         }
     }
     Ok(())

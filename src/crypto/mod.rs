@@ -145,10 +145,7 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// Formats a point in time as RFC 3339 (UTC, seconds).
-pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+pub use crate::text::format_time;
 
 type PublicKey = Key<key::PublicParts, key::UnspecifiedRole>;
 
@@ -216,9 +213,11 @@ impl MemberKey {
             .keys()
             .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
             .collect();
+        // User ids are whatever the key's owner (or anyone with push access) wrote: escaped once,
+        // here, so no newline or escape sequence in one reaches a terminal or a commit message.
         let user_ids: Vec<String> = cert
             .userids()
-            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            .map(|u| crate::text::escape(&String::from_utf8_lossy(u.userid().value())).into_owned())
             .collect();
         let emails = cert
             .userids()
@@ -314,6 +313,8 @@ impl MemberKey {
         self.fingerprint
     }
 
+    /// The certificate's user ids, escaped for display ([`crate::text::escape`]): safe to print
+    /// and to put in a commit message.
     pub fn user_ids(&self) -> &[String] {
         &self.user_ids
     }
@@ -686,7 +687,7 @@ impl Identity {
         let user_id = cert
             .userids()
             .next()
-            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            .map(|u| crate::text::escape(&String::from_utf8_lossy(u.userid().value())).into_owned())
             .unwrap_or_default();
         let mut password: Option<Password> = None;
         let mut keys = Vec::new();

@@ -990,7 +990,8 @@ pub fn show(out: &std::process::Output) -> String {
 }
 
 /// Every file and folder under `root`, `.git` included: path -> (mode, bytes or link target).
-/// Panics on anything it cannot read.
+/// Panics on anything it cannot read. `.git/vault.lock` is left out: it is the store's lock
+/// (made by the first writing command, holding the last holder's process id), not store content.
 pub fn everything(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
         for e in fs::read_dir(dir).unwrap() {
@@ -998,9 +999,11 @@ pub fn everything(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
             let rel = path
                 .strip_prefix(root)
                 .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
+                .to_string_lossy()
+                .into_owned();
+            if rel == ".git/vault.lock" {
+                continue;
+            }
             let meta = fs::symlink_metadata(&path).unwrap();
             let mode = meta.permissions().mode();
             if meta.is_dir() {
@@ -1008,7 +1011,7 @@ pub fn everything(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
                 walk(root, &path, out);
             } else if meta.file_type().is_symlink() {
                 let t = fs::read_link(&path).unwrap();
-                out.insert(rel, (mode, t.to_str().unwrap().as_bytes().to_vec()));
+                out.insert(rel, (mode, t.as_os_str().as_encoded_bytes().to_vec()));
             } else {
                 out.insert(rel, (mode, fs::read(&path).unwrap()));
             }
