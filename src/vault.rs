@@ -120,9 +120,12 @@ pub struct Outcome {
     pub reencrypted: usize,
     /// Entries governed by a changed `.gpg-id` whose readers were already right.
     pub unchanged: usize,
-    /// Entries the removed member could read before the change (to rotate).
+    /// Entries the removed member could read before the change (to rotate), as committed.
     pub exposed: Vec<String>,
     pub changed_gpg_ids: Vec<String>,
+    /// What the change could not re-encrypt although the member losing access can read it, one
+    /// sentence each for people (escaped): say it, never a clean summary over it.
+    pub not_reencrypted: Vec<String>,
 }
 
 /// A member as `vault members` shows them.
@@ -730,9 +733,13 @@ impl Vault {
         }
         // Which entries does the change govern, and to whom must each be encrypted?
         let mut work: Vec<(&Entry, &Folder)> = Vec::new();
+        // Entries outside the changed folders, and outside any `.gpg-id`: when someone loses
+        // access, their ciphertexts decide too (below).
+        let mut elsewhere: Vec<(&Entry, Option<&Folder>)> = Vec::new();
         for e in &self.layout.entries {
             let Some(gov) = Layout::governing_in(&plan.recipients, Layout::folder_of(&e.path))
             else {
+                elsewhere.push((e, None));
                 continue;
             };
             let gov = plan
@@ -742,6 +749,52 @@ impl Vault {
                 .0;
             if e.governed_by.as_ref() != Some(gov) || plan.changed.contains(gov) {
                 work.push((e, gov));
+            } else {
+                elsewhere.push((e, Some(gov)));
+            }
+        }
+        // Clients that ignore a sub-folder's `.gpg-id` (ripasso saving an entry, older gopass
+        // inserting one) encrypt to other readers than `.gpg-id` says: an entry the leaving member
+        // can actually read is re-encrypted to its proper readers wherever it is, and listed to
+        // rotate. One that no `.gpg-id` governs cannot be: it is named instead.
+        let mut not_reencrypted = Vec::new();
+        let mut outside: Vec<String> = Vec::new();
+        if !plan.removed_key_ids.is_empty() {
+            let root = self.repo.root();
+            let readable: Vec<bool> = elsewhere
+                .par_iter()
+                .map_init(
+                    || Objects::open(root),
+                    |objects, (entry, _)| {
+                        let Ok(objects) = Objects::opened(objects) else {
+                            return true; // checked (and reported) with the rest in phase 1
+                        };
+                        match objects.read(entry.blob).map(|b| {
+                            Envelope::parse(&b).map(|env| {
+                                env.readers()
+                                    .iter()
+                                    .any(|r| r.is_some_and(|id| plan.removed_key_ids.contains(&id)))
+                            })
+                        }) {
+                            Ok(Ok(exposed)) => exposed,
+                            _ => true, // unreadable: phase 1 names it
+                        }
+                    },
+                )
+                .collect();
+            for ((entry, gov), exposed) in elsewhere.into_iter().zip(readable) {
+                match (exposed, gov) {
+                    (false, _) => {}
+                    (true, Some(gov)) => work.push((entry, gov)),
+                    (true, None) => {
+                        outside.push(entry.name.clone());
+                        not_reencrypted.push(format!(
+                        "{}: no .gpg-id governs it, so vault cannot tell whom to re-encrypt it to; \
+                         the member can still read it",
+                        crate::text::escape(&entry.name)
+                    ))
+                    }
+                }
             }
         }
         let mut targets: BTreeMap<&Folder, (Recipients, BTreeSet<KeyId>)> = BTreeMap::new();
@@ -859,7 +912,10 @@ impl Vault {
             .iter()
             .filter(|c| !matches!(c, Some(Checked::Unchanged { .. })))
             .count();
-        let pack = self.repo.write_pack(rewrites + files.len(), |sink| {
+        // Two files of a change may have the same content (two `.gpg-id` files left with the same
+        // recipients): a pack holds each object once.
+        let distinct_files = files.iter().map(|(_, b)| b).collect::<BTreeSet<_>>().len();
+        let pack = self.repo.write_pack(rewrites + distinct_files, |sink| {
             let (results, sent) = std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<PackedBlob>(256);
                 let workers = scope.spawn(|| {
@@ -898,10 +954,13 @@ impl Vault {
             sent?;
             let results = results.into_iter().collect::<Result<Vec<Rewritten>>>()?;
             let mut ids = Vec::new();
+            let mut sent = BTreeSet::new();
             for (path, bytes) in &files {
                 let packed = PackedBlob::new(bytes, true)?;
                 ids.push((path.clone(), packed.id()));
-                sink(packed)?;
+                if sent.insert(bytes) {
+                    sink(packed)?;
+                }
             }
             Ok((results, ids))
         });
@@ -932,6 +991,7 @@ impl Vault {
                     }
                 }
             }
+            exposed.extend(outside.iter().cloned());
             exposed.sort();
             change.writes.extend(file_ids);
             let mut trailers = plan.trailers.clone();
@@ -954,6 +1014,7 @@ impl Vault {
                 unchanged,
                 exposed,
                 changed_gpg_ids: plan.changed_gpg_ids(),
+                not_reencrypted: not_reencrypted.clone(),
             })
         };
         finish().inspect_err(|e| {

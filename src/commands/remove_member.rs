@@ -54,5 +54,14 @@ pub fn run(
             writeln!(out, "  {}", vault::text::escape(e))?;
         }
     }
+    if !outcome.not_reencrypted.is_empty() {
+        writeln!(
+            out,
+            "\nvault could not re-encrypt what follows, and {name} may still read it now:"
+        )?;
+        for n in &outcome.not_reencrypted {
+            writeln!(out, "  {n}")?;
+        }
+    }
     Ok(())
 }

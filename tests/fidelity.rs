@@ -1,0 +1,103 @@
+//! Regression tests for the fidelity issue: everything pass accepts, vault understands or flags.
+//! Each case is a small store rebuilt with the real pass and GnuPG the way a team's other tools
+//! leave it, named after the case; the right value is the assertion.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// Commits everything in the work tree with plain git.
+fn git_commit_all(store: &Store, msg: &str) {
+    store.git_ok(&["add", "-A"]);
+    store.git_ok(&["commit", "-q", "-m", msg]);
+    store.assert_clean();
+}
+
+/// Encrypts `plain` into `file` with `who`'s GnuPG, to `to`, as a client that ignores `.gpg-id`
+/// would (ripasso saving an entry, an older gopass inserting one).
+fn encrypt_as(who: &Person, plain: &str, file: &Path, to: &[&str], extra: &[&str]) {
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let src = who.gpg.scratch().join("plain");
+    fs::write(&src, plain).unwrap();
+    let mut args = vec![
+        "--yes",
+        "--compress-algo",
+        "none",
+        "-o",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    for r in to {
+        args.extend(["-r", r]);
+    }
+    args.extend(["--encrypt", src.to_str().unwrap()]);
+    who.gpg.gpg(&args).ok();
+    fs::remove_file(&src).unwrap();
+}
+
+#[test]
+fn removal_re_encrypts_what_the_member_can_actually_read_not_only_what_gpg_id_says() {
+    let team = adopted_team(); // root: alice, bob; ops/: alice only
+    let (lab, store, alice, bob) = (&team.lab, &team.store, &team.alice, &team.bob);
+    let saved = [("ops/saved-by-ripasso", "rip-pw\nuser: x\n")];
+    encrypt_as(
+        alice,
+        saved[0].1,
+        &store.entry_file(saved[0].0),
+        &[&alice.fpr, &bob.fpr],
+        &[],
+    );
+    git_commit_all(store, "Save ops/saved-by-ripasso");
+    lab.assert_reads(store, bob, &saved);
+
+    let out = lab.vault_as(store, alice, &["--yes", "remove-member", "bob"]);
+    out.ok().stdout_has("  ops/saved-by-ripasso");
+    lab.assert_cannot_read(store, bob, &saved);
+    lab.assert_reads(store, alice, &saved);
+    lab.assert_pass_init_reencrypts_nothing(store, alice, "ops");
+    lab.assert_pass_init_reencrypts_nothing(store, alice, "");
+    store.assert_clean();
+}
+
+#[test]
+fn removal_names_an_entry_no_gpg_id_governs() {
+    let lab = Lab::new();
+    let alice = Person::generate("alice", KeyKind::Ed25519);
+    let bob = Person::generate("bob", KeyKind::Ed25519);
+    introduce(&[&alice, &bob]);
+    // No root .gpg-id: two folders with their own, and one entry left at the root by hand.
+    let store = lab.store("store");
+    fs::create_dir_all(&store.path).unwrap();
+    store.git_ok(&["init", "-q"]);
+    for folder in ["a", "b"] {
+        lab.pass(
+            &store,
+            &alice,
+            &["init", "-p", folder, &alice.fpr, &bob.fpr],
+            "",
+        )
+        .ok();
+    }
+    insert_entries(&lab, &store, &alice, &[("a/x", "ax\n"), ("b/y", "by\n")]);
+    let loose = [("loose", "loose-pw\n")];
+    encrypt_as(
+        &alice,
+        loose[0].1,
+        &store.entry_file("loose"),
+        &[&alice.fpr, &bob.fpr],
+        &[],
+    );
+    git_commit_all(&store, "Add loose");
+    lab.vault_as(&store, &alice, &["init"]).ok();
+
+    let out = lab.vault_as(&store, &alice, &["--yes", "remove-member", "bob"]);
+    out.ok()
+        .stdout_has("  loose\n")
+        .stdout_has("vault could not re-encrypt")
+        .stdout_has("loose: no .gpg-id governs it");
+    lab.assert_cannot_read(&store, &bob, &[("a/x", "ax\n"), ("b/y", "by\n")]);
+    lab.assert_reads(&store, &bob, &loose); // said, not hidden
+}
