@@ -31,6 +31,10 @@ pub struct Global {
     /// Read the identity's passphrase from this file instead of prompting
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// A secret key file to sign `.gpg-id.sig` with when pass expects another key than yours
+    /// there (the team's PASSWORD_STORE_SIGNING_KEY)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
     /// Do not ask for confirmation (for scripts)
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

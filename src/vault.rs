@@ -58,15 +58,20 @@ pub struct Plan {
     added: Option<MemberKey>,
     /// pass's `PASSWORD_STORE_SIGNING_KEY`: when set, every `.gpg-id` written is signed.
     pass_signing_keys: Vec<Fingerprint>,
+    /// A key other than the operator's to sign `.gpg-id` files with (`--signing-key`).
+    gpg_id_signer: Option<Identity>,
     /// Folders whose `.gpg-id` is a link -> the folder whose `.gpg-id` it leads to.
     links: BTreeMap<Folder, Folder>,
 }
 
 impl Plan {
-    /// Signs every `.gpg-id` the change writes, as pass does with `PASSWORD_STORE_SIGNING_KEY`;
-    /// the operator's key must be one of `keys`.
-    pub fn sign_gpg_ids_for_pass(&mut self, keys: Vec<Fingerprint>) {
+    /// Signs every `.gpg-id` the change writes, as pass does with `PASSWORD_STORE_SIGNING_KEY`
+    /// (`keys`, empty when unset). A signature must be by a key pass accepts there: one of `keys`,
+    /// else the key that signed the existing `.gpg-id.sig`. That is the operator's key, or
+    /// `signer` (a key the operator holds for the purpose, e.g. the team's signing key).
+    pub fn sign_gpg_ids_for_pass(&mut self, keys: Vec<Fingerprint>, signer: Option<Identity>) {
         self.pass_signing_keys = keys;
+        self.gpg_id_signer = signer;
     }
 
     /// Fingerprints that will be recipients after the change.
@@ -339,6 +344,9 @@ fn now() -> String {
     crypto::format_time(std::time::SystemTime::now())
 }
 
+/// Who signs each `.gpg-id.sig` a change writes.
+type GpgIdSigners<'i> = BTreeMap<String, &'i Identity>;
+
 /// Finishes or undoes an interrupted change if no other vault holds the store's lock (a reader
 /// never waits for, nor fails because of, a running writer: it reads the committed HEAD).
 fn recover_if_idle(repo: &Repo) -> Result<Option<Recovery>> {
@@ -572,6 +580,7 @@ impl Vault {
             removed_key_ids: Vec::new(),
             added: Some(key.clone()),
             pass_signing_keys: Vec::new(),
+            gpg_id_signer: None,
             links: BTreeMap::new(),
         }
         .with_links(&self.layout))
@@ -677,9 +686,83 @@ impl Vault {
             removed_key_ids,
             added: None,
             pass_signing_keys: Vec::new(),
+            gpg_id_signer: None,
             links: BTreeMap::new(),
         }
         .with_links(&self.layout))
+    }
+
+    /// For each `.gpg-id.sig` the plan must write (one exists, or `PASSWORD_STORE_SIGNING_KEY`
+    /// is set), the key to sign it with: one pass will accept, as pass checks a signature's
+    /// signer (primary or signing key) against `PASSWORD_STORE_SIGNING_KEY`. When that is unset
+    /// here, the team's pass still expects the key that signed the existing signature, so that
+    /// key it must be. Decided before anything is decrypted or written.
+    ///
+    /// # Errors
+    /// [`Error::GpgIdSigner`] naming the file and the key pass expects when neither the operator
+    /// nor the plan's `.gpg-id` signer is that key.
+    fn gpg_id_signers<'i>(
+        &self,
+        plan: &'i Plan,
+        operator: &'i Identity,
+    ) -> Result<GpgIdSigners<'i>> {
+        let mut out = BTreeMap::new();
+        for folder in plan.changed.iter().filter(|f| !plan.links.contains_key(*f)) {
+            let sig_path = format!("{}.sig", gpg_id_path(folder));
+            if self.layout.links.contains_key(&sig_path) {
+                continue; // a link to another folder's signature, which is written there
+            }
+            let existing = self.layout.signatures.get(&sig_path);
+            if existing.is_none() && plan.pass_signing_keys.is_empty() {
+                continue;
+            }
+            let (expected, rule): (Vec<String>, &str) = if plan.pass_signing_keys.is_empty() {
+                let sig = self.repo.read(*existing.expect("checked above"))?;
+                (
+                    crypto::signature_issuers(&sig),
+                    "the key that signed it (pass checks it against PASSWORD_STORE_SIGNING_KEY)",
+                )
+            } else {
+                (
+                    plan.pass_signing_keys
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect(),
+                    "PASSWORD_STORE_SIGNING_KEY",
+                )
+            };
+            let accepted =
+                |id: &Identity| expected.is_empty() || expected.iter().any(|h| id.signs_as(h));
+            let signer = [Some(operator), plan.gpg_id_signer.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|id| accepted(id))
+                .ok_or_else(|| Error::GpgIdSigner {
+                    file: crate::text::escape(&sig_path).into_owned(),
+                    expected: expected
+                        .iter()
+                        .map(|h| self.describe_key(h))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    rule: rule.into(),
+                    operator: operator.fingerprint().to_string(),
+                })?;
+            out.insert(sig_path, signer);
+        }
+        Ok(out)
+    }
+
+    /// A key named by fingerprint or key id (hex), with the member's name when it is a member's.
+    fn describe_key(&self, handle: &str) -> String {
+        let member = self.keys.values().find(|k| {
+            k.fingerprint().to_string() == handle
+                || k.all_key_ids().iter().any(|id| id.to_string() == handle)
+                || k.fingerprint().key_id().to_string() == handle
+        });
+        match member {
+            Some(k) => format!("{handle} (member {})", self.display_name(k.fingerprint())),
+            None => handle.to_string(),
+        }
     }
 
     /// Carries out a plan: re-encrypts what must change (decrypting with `identity`), then makes
@@ -705,15 +788,14 @@ impl Vault {
                     .into(),
             });
         }
-        let sign_with = |data: &[u8], armored: bool| {
+        let sign = |data: &[u8]| {
             operator
-                .sign_detached(data, armored)
+                .sign_detached(data, true)
                 .map_err(|problem| Error::Identity {
                     file: operator.fingerprint().to_string(),
                     problem,
                 })
         };
-        let sign = |data: &[u8]| sign_with(data, true);
         // An entry vault cannot rewrite (a symbolic link, perhaps out of the store) would keep
         // its old readers: refuse rather than leave it readable by someone who lost access.
         if !self.layout.temporaries.is_empty() {
@@ -731,6 +813,7 @@ impl Vault {
                 });
             }
         }
+        let gpg_id_signers = self.gpg_id_signers(&plan, operator)?;
         // Which entries does the change govern, and to whom must each be encrypted?
         let mut work: Vec<(&Entry, &Folder)> = Vec::new();
         // Entries outside the changed folders, and outside any `.gpg-id`: when someone loses
@@ -877,20 +960,14 @@ impl Vault {
             let path = gpg_id_path(folder);
             // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
             let sig_path = format!("{path}.sig");
-            let sig_is_link = self.layout.links.contains_key(&sig_path);
-            if !sig_is_link
-                && (self.layout.signatures.contains_key(&sig_path)
-                    || !plan.pass_signing_keys.is_empty())
-            {
-                if !plan.pass_signing_keys.is_empty()
-                    && !plan.pass_signing_keys.contains(&operator.fingerprint())
-                {
-                    return Err(Error::Usage(format!(
-                        "{sig_path} must be re-signed, but PASSWORD_STORE_SIGNING_KEY does not list your key {}: pass would reject the signature",
-                        operator.fingerprint()
-                    )));
-                }
-                files.push((sig_path, sign_with(text.as_bytes(), false)?));
+            if let Some(signer) = gpg_id_signers.get(&sig_path) {
+                let sig = signer
+                    .sign_detached(text.as_bytes(), false)
+                    .map_err(|problem| Error::Identity {
+                        file: signer.fingerprint().to_string(),
+                        problem,
+                    })?;
+                files.push((sig_path, sig));
             }
             files.push((path, text.into_bytes()));
         }

@@ -322,3 +322,78 @@ fn pass_signing_keeps_working_after_vault_changes_members() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("PASSWORD_STORE_SIGNING_KEY"));
     assert_same(&before, &store.snapshot(), "after a refused re-signing");
 }
+
+/// Runs the real pass as `who` on `store` with `PASSWORD_STORE_SIGNING_KEY=signing`.
+fn pass_signed(
+    lab: &Lab,
+    store: &Store,
+    who: &Person,
+    signing: &str,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut c = std::process::Command::new("pass");
+    c.args(args)
+        .env("HOME", lab.home())
+        .env("GNUPGHOME", who.gpg.home())
+        .env("PASSWORD_STORE_DIR", &store.path)
+        .env("PASSWORD_STORE_SIGNING_KEY", signing)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn gpg_id_signed_with_the_team_signing_key_stays_valid_for_pass() {
+    let lab = Lab::new();
+    let alice = Person::generate("alice", KeyKind::Ed25519);
+    let bob = Person::generate("bob", KeyKind::Ed25519);
+    let carol = Person::generate("carol", KeyKind::Ed25519);
+    // The team's signing key: not a member; every member's pass has it as
+    // PASSWORD_STORE_SIGNING_KEY, and alice and bob hold its secret key.
+    let team_key = Person::generate("team", KeyKind::Ed25519);
+    introduce(&[&alice, &bob, &carol, &team_key]);
+    for who in [&alice, &bob] {
+        who.gpg.import(&team_key.secret);
+    }
+    let store = lab.store("store");
+    let t = team_key.fpr.as_str();
+    for args in [&["init", &alice.fpr, &bob.fpr][..], &["git", "init"]] {
+        let out = pass_signed(&lab, &store, &alice, t, args, "");
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    let out = pass_signed(&lab, &store, &alice, t, &["insert", "-m", "bank"], "pw\n");
+    assert!(out.status.success(), "{}", show(&out));
+    lab.vault_as(&store, &alice, &["init"]).ok();
+
+    // alice runs vault without the variable: re-signing with her own key would break every
+    // member's pass ("Signature for .gpg-id is invalid"), so vault refuses, naming the key.
+    let before = store.snapshot();
+    let out = lab.vault_as(&store, &alice, &carol.add_member_args());
+    out.fails()
+        .stderr_has(".gpg-id.sig")
+        .stderr_has(&team_key.fpr)
+        .stderr_has("--signing-key");
+    assert_same(&before, &store.snapshot(), "after a refused re-signing");
+
+    // With the team's key to sign with, the change goes through and pass accepts it.
+    let mut args = vec!["--signing-key", team_key.secret_str()];
+    args.extend(carol.add_member_args());
+    lab.vault_as(&store, &alice, &args).ok();
+    let out = pass_signed(&lab, &store, &bob, t, &["insert", "-m", "web"], "web-pw\n");
+    assert!(
+        out.status.success(),
+        "pass rejected the signature: {}",
+        show(&out)
+    );
+    lab.assert_reads(&store, &carol, &[("bank", "pw\n"), ("web", "web-pw\n")]);
+}

@@ -125,8 +125,18 @@ pub fn identity(global: &Global, members_of: Option<&Vault>) -> anyhow::Result<O
                 .into()
             });
     };
+    key_file(global, path, "reading operator key").map(Some)
+}
+
+/// A secret key file (`--identity`, `--signing-key`), asking for its passphrase on the terminal
+/// or reading it from `--passphrase-file`.
+fn key_file(
+    global: &Global,
+    path: &std::path::Path,
+    what: &'static str,
+) -> anyhow::Result<Identity> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io("reading operator key", path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(what, path, e))?;
     let bytes = zeroize::Zeroizing::new(bytes);
     let mut ask = || -> vault::Result<Secret> {
         if let Some(p) = passphrase_file(global)? {
@@ -144,7 +154,7 @@ pub fn identity(global: &Global, members_of: Option<&Vault>) -> anyhow::Result<O
         })
     };
     match Identity::from_bytes(&bytes, &mut ask) {
-        Ok(id) => Ok(Some(id)),
+        Ok(id) => Ok(id),
         Err(IdentityError::Passphrase(e)) => Err(e.into()),
         Err(IdentityError::Key(p)) => Err(Error::Identity {
             file,
@@ -305,7 +315,11 @@ pub fn carry_out(
     vouched: Option<vault::crypto::Fingerprint>,
     err: &mut dyn Write,
 ) -> anyhow::Result<vault::vault::Outcome> {
-    plan.sign_gpg_ids_for_pass(pass_signing_keys()?);
+    let gpg_id_signer = match &global.signing_key {
+        Some(path) => Some(key_file(global, path, "reading signing key")?),
+        None => None,
+    };
+    plan.sign_gpg_ids_for_pass(pass_signing_keys()?, gpg_id_signer);
     let mut others = plan.recipients_after();
     if let Some(f) = vouched {
         others.remove(&f);

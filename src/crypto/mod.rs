@@ -771,6 +771,26 @@ impl Identity {
         &self.user_id
     }
 
+    /// Whether `handle` (upper-case hex, as [`signature_issuers`] gives it: a fingerprint or a key
+    /// id) names this identity's primary key or its signing key. This is pass's test of a
+    /// `.gpg-id.sig` signer against `PASSWORD_STORE_SIGNING_KEY`, which accepts either.
+    pub fn signs_as(&self, handle: &str) -> bool {
+        let signer = match &self.backend {
+            Backend::File { signer, .. } => signer.as_ref().map(|p| p.public().clone()),
+            Backend::Agent { signer, .. } => signer.clone(),
+        };
+        let mut names = vec![
+            self.fingerprint.to_string(),
+            self.fingerprint.key_id().to_string(),
+        ];
+        if let Some(k) = signer {
+            names.push(k.fingerprint().to_hex());
+            names.push(k.keyid().to_hex());
+        }
+        let handle = handle.to_ascii_uppercase();
+        names.iter().any(|n| *n == handle)
+    }
+
     /// Whether this identity can sign (has an alive signing-capable secret key).
     pub fn can_sign(&self) -> bool {
         match &self.backend {
@@ -871,6 +891,26 @@ impl VerificationHelper for SignatureHelper<'_> {
         }
         Err(anyhow::anyhow!("no valid signature by a known key"))
     }
+}
+
+/// Who made the signatures in `signature` (a detached signature, armored or binary), by the
+/// issuer fingerprints and key ids their packets name (RFC 9580 §5.2.3.12 and §5.2.3.35), as
+/// upper-case hex, without checking them. Empty when nothing parses.
+pub fn signature_issuers(signature: &[u8]) -> Vec<String> {
+    let Ok(pile) = openpgp::PacketPile::from_bytes(signature) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = pile
+        .descendants()
+        .filter_map(|p| match p {
+            openpgp::Packet::Signature(sig) => Some(sig.get_issuers()),
+            _ => None,
+        })
+        .flatten()
+        .map(|h| h.to_hex())
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Checks a detached signature (armored or binary) over `data` against `certs`: the fingerprint
