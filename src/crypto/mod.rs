@@ -788,7 +788,7 @@ impl Identity {
             names.push(k.keyid().to_hex());
         }
         let handle = handle.to_ascii_uppercase();
-        names.iter().any(|n| *n == handle)
+        names.contains(&handle)
     }
 
     /// Whether this identity can sign (has an alive signing-capable secret key).
