@@ -162,9 +162,17 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
             former_ids.insert(id, f.name.to_string());
         }
     }
+    // Key ids of members' keys that can no longer be encrypted to (revoked or expired
+    // subkeys) -> the member, when the member has current ones: an entry they read only through
+    // such a key is one they cannot read with their current key.
+    let mut stale: HashMap<KeyId, String> = HashMap::new();
     for (fpr, key) in vault.keys() {
+        let current = key.encryption_key_ids();
         for id in key.all_key_ids() {
             who.insert(*id, Who::Member(vault.display_name(*fpr)));
+            if !current.is_empty() && !current.contains(id) {
+                stale.insert(*id, vault.display_name(*fpr));
+            }
         }
     }
     let name_of = |fpr: &Fingerprint| vault.display_name(*fpr);
@@ -219,8 +227,16 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         let expected: Vec<String> = expected_fprs.iter().map(name_of).collect();
         let mut problems = Vec::new();
         let mut readers: BTreeSet<Who> = BTreeSet::new();
+        // Members, and whether a PKESK is for one of their current encryption subkeys.
+        let mut current_reader: BTreeMap<String, bool> = BTreeMap::new();
         match parsed {
             Ok(Ok((ids, skesks, v1))) => {
+                for id in ids.iter().flatten() {
+                    if let Some(Who::Member(n)) = who.get(id) {
+                        let now = current_reader.entry(n.clone()).or_default();
+                        *now |= !stale.contains_key(id);
+                    }
+                }
                 for r in ids {
                     readers.insert(match r {
                         Some(id) => who.get(&id).cloned().unwrap_or(Who::Unknown(id)),
@@ -261,6 +277,11 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
                     )),
                 Who::Member(_) => {}
             }
+        }
+        for (n, _) in current_reader.iter().filter(|(_, now)| !**now) {
+            problems.push(format!(
+                "{n} can read it only through a revoked or expired subkey, not with their current key"
+            ));
         }
         let reader_names: Vec<String> = readers.iter().map(Who::label).collect();
         let parsed = problems

@@ -101,3 +101,56 @@ fn removal_names_an_entry_no_gpg_id_governs() {
     lab.assert_cannot_read(&store, &bob, &[("a/x", "ax\n"), ("b/y", "by\n")]);
     lab.assert_reads(&store, &bob, &loose); // said, not hidden
 }
+
+#[test]
+fn entries_readable_only_through_a_revoked_subkey_are_flagged_and_re_encrypted_to_the_current_one()
+{
+    let team = adopted_team();
+    let (lab, store, alice, bob) = (&team.lab, &team.store, &team.alice, &team.bob);
+    let old = bob.encryption_subkeys();
+    // bob adds a new encryption subkey and revokes the old one (GnuPG's own commands).
+    let lb = ["--pinentry-mode", "loopback", "--passphrase", ""];
+    let mut args = lb.to_vec();
+    args.extend(["--quick-add-key", &bob.fpr, "cv25519", "encr", "never"]);
+    bob.gpg.gpg(&args).ok();
+    let edit = lab.path("revkey");
+    fs::write(&edit, "key 1\nrevkey\ny\n0\n\ny\nsave\n").unwrap();
+    let mut args = lb.to_vec();
+    args.extend([
+        "--yes",
+        "--command-file",
+        edit.to_str().unwrap(),
+        "--edit-key",
+        &bob.fpr,
+    ]);
+    bob.gpg.gpg(&args).ok();
+    let new = bob.encryption_subkeys();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_ne!(new, old);
+    bob.gpg.export_public(&bob.fpr, &bob.public);
+    alice.gpg.import(&bob.public);
+    fs::copy(
+        &bob.public,
+        store.file(&format!(".public-keys/{}", bob.fpr)),
+    )
+    .unwrap();
+    git_commit_all(store, "bob's renewed key");
+
+    let audit = lab.vault_as(store, alice, &["audit"]);
+    assert_eq!(audit.code, Some(3), "{audit}");
+    audit.stdout_has("bob can read it only through a revoked or expired subkey");
+
+    // The next re-encryption of the root uses only bob's current subkey.
+    lab.vault_as(store, alice, &team.carol.add_member_args())
+        .ok();
+    let pkesks = alice.gpg.pkesk_key_ids(&store.entry_file("bank"));
+    assert!(pkesks.contains(&new[0]), "{pkesks:?}");
+    assert!(!pkesks.contains(&old[0]), "{pkesks:?}");
+    lab.assert_reads(store, bob, ROOT_ENTRIES);
+    let audit = lab.vault_as(store, alice, &["audit"]);
+    assert!(
+        !audit.stdout.contains("revoked or expired subkey"),
+        "{audit}"
+    );
+    lab.assert_pass_init_reencrypts_nothing(store, alice, "");
+}
