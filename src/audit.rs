@@ -269,7 +269,11 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
                 Who::Unknown(id) => {
                     problems.push(format!("it is encrypted to an unknown key {id}"))
                 }
-                Who::Anonymous => problems.push("it is encrypted to an anonymous recipient".into()),
+                Who::Anonymous => problems.push(
+                    "its recipients are hidden (written with gpg --throw-keyids): vault cannot \
+                     tell who can read it"
+                        .into(),
+                ),
                 Who::Member(n) if e.governed_by.is_some() && !expected.contains(n) => problems
                     .push(format!(
                         "{n} can read it but is not in {}",
@@ -287,7 +291,9 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         let parsed = problems
             .iter()
             .all(|p| !p.starts_with("not a readable") && !p.starts_with("cannot be read"));
-        for n in expected.iter().filter(|_| parsed) {
+        // With a hidden recipient, who cannot read it is unknown, not known to be anyone.
+        let hidden = readers.contains(&Who::Anonymous);
+        for n in expected.iter().filter(|_| parsed && !hidden) {
             if !readers.contains(&Who::Member(n.clone())) {
                 problems.push(format!(
                     "{n} is in {} but cannot read it",
@@ -396,6 +402,21 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         .iter()
         .map(|e| e.to_string())
         .collect();
+    // pass hands each line of a `.gpg-id` to `gpg -r`, carriage return and all: a file written
+    // on Windows reads fine here but stops pass from encrypting.
+    for (folder, blob) in &layout.gpg_ids {
+        if layout.gpg_id_links.contains_key(folder) {
+            continue; // reported at the file it leads to
+        }
+        if objects.read(*blob).is_ok_and(|b| b.contains(&b'\r')) {
+            store_problems.push(format!(
+                "{} has Windows (CRLF) line ends: pass passes the carriage return to gpg and \
+                 cannot encrypt with it; the next vault change to it writes LF (or run \
+                 `sed -i 's/\\r$//'` on it and commit)",
+                escape(&gpg_id_path(folder))
+            ));
+        }
+    }
     for s in &layout.skipped {
         store_problems.push(format!(
             "{}: {}; vault cannot read it",

@@ -154,3 +154,58 @@ fn entries_readable_only_through_a_revoked_subkey_are_flagged_and_re_encrypted_t
     );
     lab.assert_pass_init_reencrypts_nothing(store, alice, "");
 }
+
+#[test]
+fn entries_with_hidden_recipients_are_said_to_be_unknown_not_unreadable() {
+    let team = adopted_team();
+    let (lab, store, alice, bob) = (&team.lab, &team.store, &team.alice, &team.bob);
+    encrypt_as(
+        alice,
+        "hidden-pw\n",
+        &store.entry_file("hidden"),
+        &[&alice.fpr, &bob.fpr],
+        &["--throw-keyids"],
+    );
+    git_commit_all(store, "Add hidden");
+    let audit = lab.vault_as(store, alice, &["audit", "--json"]);
+    assert_eq!(audit.code, Some(3), "{audit}");
+    let report: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let hidden = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "hidden")
+        .unwrap();
+    let problems: Vec<&str> = hidden["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        problems,
+        ["its recipients are hidden (written with gpg --throw-keyids): vault cannot tell who can read it"]
+    );
+}
+
+#[test]
+fn a_crlf_gpg_id_is_flagged_and_written_back_with_lf() {
+    let team = adopted_team();
+    let (lab, store, alice) = (&team.lab, &team.store, &team.alice);
+    let crlf = store.read(".gpg-id").replace('\n', "\r\n");
+    fs::write(store.file(".gpg-id"), &crlf).unwrap();
+    git_commit_all(store, "Edited on Windows");
+    // pass can no longer encrypt with it ...
+    let out = lab.pass(store, alice, &["insert", "-m", "new"], "x\n");
+    assert!(!out.success(), "pass accepted a CRLF .gpg-id?\n{out}");
+    // ... vault reads it, and audit says so.
+    let audit = lab.vault_as(store, alice, &["audit"]);
+    assert_eq!(audit.code, Some(3), "{audit}");
+    audit.stdout_has(".gpg-id has Windows (CRLF) line ends");
+    lab.vault_as(store, alice, &team.carol.add_member_args())
+        .ok();
+    assert!(!store.read(".gpg-id").contains('\r'));
+    lab.pass(store, alice, &["insert", "-m", "new"], "x\n").ok();
+    let audit = lab.vault_as(store, alice, &["audit"]);
+    assert!(!audit.stdout.contains("CRLF"), "{audit}");
+}
