@@ -324,7 +324,8 @@ impl Repo {
     }
 
     /// Makes `store` a git repository (branch `main`) if it is not one yet, and opens it.
-    pub fn open_or_init(store: &Path) -> Result<Repo> {
+    /// Returns whether this call made it (and so may remove it again, see [`Repo::uninit`]).
+    pub fn open_or_init(store: &Path) -> Result<(Repo, bool)> {
         match Self::open(store) {
             Err(Error::NotGitRepo(_)) => {
                 let mut opts = RepositoryInitOptions::new();
@@ -332,10 +333,20 @@ impl Repo {
                 Repository::init_opts(store, &opts).map_err(|e| {
                     Error::git(format!("creating a repository in {}", store.display()), e)
                 })?;
-                Self::open(store)
+                Ok((Self::open(store)?, true))
             }
-            other => other,
+            other => other.map(|r| (r, false)),
         }
+    }
+
+    /// Removes the repository [`Repo::open_or_init`] made for a change that then did not happen,
+    /// provided it still has no commit (another run may have used it meanwhile). `lock` proves
+    /// the caller holds the store's lock.
+    pub fn uninit(self, lock: StoreLock) {
+        if self.is_unborn() {
+            let _ = fs::remove_dir_all(self.repo.path());
+        }
+        drop(lock);
     }
 
     pub fn root(&self) -> &Path {
@@ -349,7 +360,7 @@ impl Repo {
     /// Whether a journal says a change is under way (or was interrupted): then, and only then,
     /// there may be something to recover.
     pub fn change_under_way(&self) -> bool {
-        self.journal_path().exists() || self.journal_path().with_extension("tmp").exists()
+        self.journal_path().exists()
     }
 
     /// The commit the current branch points to.
@@ -557,27 +568,43 @@ impl Repo {
             .repo
             .statuses(Some(&mut opts))
             .map_err(ge("reading the status of the store"))?;
+        // New in the work tree, or already staged (`git add -A` before `vault init`).
+        let new = git2::Status::WT_NEW | git2::Status::INDEX_NEW;
         Ok(statuses
             .iter()
-            .filter(|s| s.status() == git2::Status::WT_NEW)
+            .filter(|s| s.status().intersects(new))
             .map(|s| String::from_utf8_lossy(s.path_bytes()).into_owned())
             .filter(|p| !is_store_file(p))
             .collect())
     }
 
+    /// A new in-memory index holding the store files of the work tree ([`is_store_file`], not
+    /// ignored), and nothing else, whatever the on-disk index holds (a file staged by hand is
+    /// not taken along). Writes their blobs.
+    fn store_index(&self) -> Result<Index> {
+        let mut disk = self.repo.index().map_err(ge("reading the index"))?;
+        disk.add_all(
+            ["*"],
+            git2::IndexAddOption::DEFAULT,
+            Some(&mut store_files_only),
+        )
+        .map_err(ge("reading the store's files"))?;
+        let mut index = Index::new().map_err(ge("making an index"))?;
+        for e in disk.iter() {
+            if std::str::from_utf8(&e.path).is_ok_and(is_store_file) {
+                index.add(&e).map_err(ge("adding the store's files"))?;
+            }
+        }
+        Ok(index)
+    }
+
     /// The store files of the work tree ([`is_store_file`], not ignored) as they would be
     /// committed, for adopting a folder whose files are not committed yet. Writes their blobs.
     pub fn worktree_files(&self) -> Result<Vec<TreeFile>> {
-        let mut index = self.repo.index().map_err(ge("reading the index"))?;
-        index
-            .add_all(
-                ["*"],
-                git2::IndexAddOption::DEFAULT,
-                Some(&mut store_files_only),
-            )
-            .map_err(ge("reading the store's files"))?;
-        let tree_id = index.write_tree().map_err(ge("writing the tree"))?;
-        index.read(true).map_err(ge("reading the index"))?; // forget the in-memory additions
+        let tree_id = self
+            .store_index()?
+            .write_tree_to(&self.repo)
+            .map_err(ge("writing the tree"))?;
         let tree = self
             .repo
             .find_tree(tree_id)
@@ -619,10 +646,18 @@ impl Repo {
     /// Undoes a change that stopped before its commit point: removes what `staging` staged and
     /// the journal. Best effort: whatever is left, the next run's [`Repo::recover`] removes.
     pub fn abandon(&self, staging: &Staging) {
+        let mut all_gone = true;
         for tmp in staging.take().into_values() {
-            let _ = fs::remove_file(tmp);
+            all_gone &= match fs::remove_file(tmp) {
+                Ok(()) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            };
         }
-        let _ = fs::remove_file(self.journal_path());
+        // A temporary that could not be removed leaves the journal, so the next run's recovery
+        // removes it.
+        if all_gone {
+            let _ = fs::remove_file(self.journal_path());
+        }
     }
 
     /// The branch HEAD names.
@@ -668,14 +703,7 @@ impl Repo {
             index.read_tree(&tree).map_err(ge("reading HEAD's tree"))?;
         }
         if import_worktree {
-            let mut disk = self.repo.index().map_err(ge("reading the index"))?;
-            disk.add_all(
-                ["*"],
-                git2::IndexAddOption::DEFAULT,
-                Some(&mut store_files_only),
-            )
-            .map_err(ge("adding the store's files"))?;
-            for e in disk.iter() {
+            for e in self.store_index()?.iter() {
                 index.add(&e).map_err(ge("adding the store's files"))?;
             }
         }
@@ -926,12 +954,26 @@ impl Repo {
     pub fn recover(&self) -> Result<Option<Recovery>> {
         let path = self.journal_path();
         // A journal that was being written when the process died: the branch cannot have moved
-        // yet (it moves only after the journal is in place), so it is simply dropped.
-        let partial = path.with_extension("tmp");
-        match fs::remove_file(&partial) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing", partial, e)),
+        // yet (it moves only after the journal is in place), so it is simply dropped. (Its
+        // temporary is `.vault-journal.XXXXXXXX.tmp`, see `write_file_durably`; older versions
+        // of vault wrote `vault-journal.tmp`.)
+        let git_dir = self.repo.path();
+        let partial = fs::read_dir(git_dir)
+            .map_err(|e| Error::io("reading", git_dir, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n == "vault-journal.tmp"
+                        || (n.starts_with(".vault-journal.") && n.ends_with(".tmp"))
+                })
+            });
+        for partial in partial {
+            match fs::remove_file(&partial) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", partial, e)),
+            }
         }
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -1000,8 +1042,9 @@ impl Repo {
         self.repo.path()
     }
 
-    /// The paths that differ between two commits.
-    pub fn changed_paths(&self, commit: CommitId, parent: CommitId) -> Result<Vec<String>> {
+    /// The paths that differ between two commits, each with whether it is a symbolic link on
+    /// either side (a link can change which `.gpg-id` a folder reads).
+    pub fn changed_paths(&self, commit: CommitId, parent: CommitId) -> Result<Vec<(String, bool)>> {
         let tree = |c: CommitId| self.repo.find_commit(c.0).and_then(|c| c.tree());
         let new = tree(commit).map_err(ge("reading a commit's tree"))?;
         let old = tree(parent).map_err(ge("reading a commit's tree"))?;
@@ -1009,10 +1052,14 @@ impl Repo {
             .repo
             .diff_tree_to_tree(Some(&old), Some(&new), None)
             .map_err(ge("comparing a commit with its parent"))?;
+        let link = |f: git2::DiffFile| f.mode() == git2::FileMode::Link;
         Ok(diff
             .deltas()
-            .filter_map(|d| d.new_file().path().or(d.old_file().path()))
-            .map(|p| p.to_string_lossy().into_owned())
+            .filter_map(|d| {
+                let path = d.new_file().path().or(d.old_file().path())?;
+                let is_link = link(d.new_file()) || link(d.old_file());
+                Some((path.to_string_lossy().into_owned(), is_link))
+            })
             .collect())
     }
 
@@ -1274,14 +1321,16 @@ impl Repo {
         if found.is_empty() {
             return Ok(());
         }
-        let tracked: std::collections::HashSet<PathBuf> = match self.head() {
-            Ok(head) => self
-                .files(head)?
-                .into_iter()
-                .map(|f| root.join(f.path))
-                .collect(),
-            Err(_) => Default::default(),
-        };
+        // Tracked files, by their raw names (the index holds what the last commit vault made or
+        // finished put there, whatever the names' encoding).
+        let index = self.repo.index().map_err(ge("reading the index"))?;
+        let tracked: std::collections::HashSet<PathBuf> = index
+            .iter()
+            .map(|e| {
+                use std::os::unix::ffi::OsStrExt;
+                root.join(std::ffi::OsStr::from_bytes(&e.path))
+            })
+            .collect();
         for path in found.into_iter().filter(|p| !tracked.contains(p)) {
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -1308,25 +1357,30 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
 }
 
 /// Replaces a file of vault's own bookkeeping in `.git` (the journal, the trust anchor) durably:
-/// write `PATH.tmp`, flush it, rename it over `path`, flush the folder. After a crash the file is
-/// wholly old or wholly new; a `PATH.tmp` left behind is the reader's to ignore.
+/// write a new temporary beside it (`.NAME.XXXXXXXX.tmp`, its own for each writer, so two
+/// writers never mix), flush it, rename it over `path`, flush the folder. After a crash the file
+/// is wholly old or wholly new; a temporary left behind is never read.
 ///
 /// # Errors
 /// [`Error::Io`] naming the file.
 pub fn write_file_durably(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(data).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io("writing", path, e)
-    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let written = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.as_file().sync_all()?;
+            f.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        });
+    written.map_err(|e| Error::io("writing", path, e))?;
     if let Some(dir) = path.parent() {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())

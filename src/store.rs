@@ -342,16 +342,20 @@ const MAX_HOPS: usize = 40;
 
 /// The committed tree as paths, for following links the way the kernel would in a checkout.
 struct Tree<'a> {
-    kinds: BTreeMap<&'a str, (FileKind, Option<&'a [u8]>)>,
+    /// Path -> kind, link target, blob.
+    kinds: BTreeMap<&'a str, (FileKind, Option<&'a [u8]>, BlobId)>,
     folders: BTreeSet<&'a str>,
 }
+
+/// The longest link target the kernel follows (PATH_MAX, 4096 with its NUL).
+const MAX_TARGET: usize = 4095;
 
 impl<'a> Tree<'a> {
     fn new(files: &'a [TreeFile]) -> Self {
         let mut kinds = BTreeMap::new();
         let mut folders = BTreeSet::from([""]);
         for f in files {
-            kinds.insert(f.path.as_str(), (f.kind, f.link.as_deref()));
+            kinds.insert(f.path.as_str(), (f.kind, f.link.as_deref(), f.blob));
             let mut p = f.path.as_str();
             while let Some((parent, _)) = p.rsplit_once('/') {
                 folders.insert(parent);
@@ -361,12 +365,26 @@ impl<'a> Tree<'a> {
         Tree { kinds, folders }
     }
 
+    /// The blob of a committed file.
+    fn blob(&self, path: &str) -> Option<BlobId> {
+        self.kinds.get(path).map(|(_, _, b)| *b)
+    }
+
     /// Follows the symbolic link at `path` (and every link on the way) to a committed file or
-    /// folder, or says why it cannot: it leaves the store (absolute, too many `..`, into `.git`),
-    /// leads to nothing, loops, or is not UTF-8.
+    /// folder as the kernel would in a checkout, or says why it cannot: it leaves the store
+    /// (absolute, too many `..`, into `.git`), leads to nothing (ENOENT, also for a missing
+    /// folder on the way), passes through a file (ENOTDIR, also for a trailing `/`), loops, is
+    /// longer than PATH_MAX, or is not UTF-8.
     fn resolve(&self, path: &str) -> std::result::Result<Resolved, String> {
         let target = |p: &str| -> std::result::Result<String, String> {
-            let bytes = self.kinds.get(p).and_then(|(_, t)| *t).unwrap_or_default();
+            let bytes = self
+                .kinds
+                .get(p)
+                .and_then(|(_, t, _)| *t)
+                .unwrap_or_default();
+            if bytes.len() > MAX_TARGET {
+                return Err("a symbolic link whose target is longer than PATH_MAX".into());
+            }
             let t = std::str::from_utf8(bytes)
                 .map_err(|_| "a symbolic link whose target is not UTF-8".to_string())?;
             if t.starts_with('/') {
@@ -391,6 +409,12 @@ impl<'a> Tree<'a> {
                 crate::text::escape(&first)
             )
         };
+        let nothing = || {
+            format!(
+                "a symbolic link to {}, which does not exist in the store",
+                crate::text::escape(&first)
+            )
+        };
         let mut hops = 1;
         while let Some(c) = rest.pop_front() {
             match c.as_str() {
@@ -401,41 +425,46 @@ impl<'a> Tree<'a> {
                 }
                 _ => done.push(c),
             }
-            if done[0].eq_ignore_ascii_case(".git") {
+            if done.iter().any(|c| c.eq_ignore_ascii_case(".git")) {
                 return Err(outside());
             }
             let here = done.join("/");
-            if let Some((FileKind::Symlink, _)) = self.kinds.get(here.as_str()) {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err("a symbolic link that loops".into());
+            match self.kinds.get(here.as_str()) {
+                Some((FileKind::Symlink, _, _)) => {
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        return Err("a symbolic link that loops".into());
+                    }
+                    let next = target(&here)?;
+                    done.pop();
+                    for part in next.split('/').rev() {
+                        rest.push_front(part.to_string());
+                    }
                 }
-                let next = target(&here)?;
-                done.pop();
-                for part in next.split('/').rev() {
-                    rest.push_front(part.to_string());
+                // A file with anything after it, even `/` or `/.`: ENOTDIR.
+                Some(_) if !rest.is_empty() => {
+                    return Err(format!(
+                        "a symbolic link to {}, which passes through a file",
+                        crate::text::escape(&first)
+                    ))
                 }
-            } else if !rest.iter().all(|c| c.is_empty() || c == ".")
-                && self.kinds.contains_key(here.as_str())
-            {
-                return Err(format!(
-                    "a symbolic link to {}, which passes through a file",
-                    crate::text::escape(&first)
-                ));
+                Some(_) => {}
+                // A folder on the way must exist (`nothere/../x` is ENOENT for the kernel).
+                None if !rest.is_empty() && !self.folders.contains(here.as_str()) => {
+                    return Err(nothing())
+                }
+                None => {}
             }
         }
         let end = done.join("/");
         match self.kinds.get(end.as_str()) {
-            Some((FileKind::Regular, _)) => Ok(Resolved::File(end)),
+            Some((FileKind::Regular, _, _)) => Ok(Resolved::File(end)),
             Some(_) => Err(format!(
                 "a symbolic link to {}, which is not a regular file",
                 crate::text::escape(&first)
             )),
             None if self.folders.contains(end.as_str()) => Ok(Resolved::Folder(end)),
-            None => Err(format!(
-                "a symbolic link to {}, which does not exist in the store",
-                crate::text::escape(&first)
-            )),
+            None => Err(nothing()),
         }
     }
 }
@@ -479,9 +508,15 @@ impl Layout {
                     (Some(p), _) => Err(p.clone()),
                     (None, FileKind::Regular) => Ok((f.blob, None)),
                     (None, FileKind::Symlink) => match tree.resolve(path) {
-                        Ok(Resolved::File(t)) if file_name(&t) == GPG_ID => {
-                            let blob = files.iter().find(|g| g.path == t).map(|g| g.blob);
-                            Ok((blob.unwrap_or(f.blob), Some(folder_of(&t).to_string())))
+                        Ok(Resolved::File(t))
+                            if file_name(&t) == GPG_ID
+                                && !matches!(
+                                    t.split('/').next(),
+                                    Some(PUBLIC_KEYS | ".extensions")
+                                ) =>
+                        {
+                            let blob = tree.blob(&t).unwrap_or(f.blob);
+                            Ok((blob, Some(folder_of(&t).to_string())))
                         }
                         Ok(Resolved::File(t) | Resolved::Folder(t)) => Err(format!(
                             "a symbolic link to {}, which is not a folder's .gpg-id",
@@ -514,14 +549,23 @@ impl Layout {
                     FileKind::Regular => {
                         layout.signatures.insert(path.to_string(), f.blob);
                     }
-                    FileKind::Symlink => {
-                        if let Ok(Resolved::File(t)) = tree.resolve(path) {
-                            if let Some(g) = files.iter().find(|g| g.path == t) {
-                                layout.signatures.insert(path.to_string(), g.blob);
-                                layout.links.insert(path.to_string(), t);
+                    FileKind::Symlink => match tree.resolve(path) {
+                        Ok(Resolved::File(t)) if file_name(&t) == ".gpg-id.sig" => {
+                            if let Some(blob) = tree.blob(&t) {
+                                layout.signatures.insert(path.to_string(), blob);
                             }
+                            layout.links.insert(path.to_string(), t);
                         }
-                    }
+                        Ok(Resolved::File(t) | Resolved::Folder(t)) => skip(
+                            &mut layout,
+                            path,
+                            format!(
+                                "a symbolic link to {}, which is not a .gpg-id.sig",
+                                crate::text::escape(&t)
+                            ),
+                        ),
+                        Err(why) => skip(&mut layout, path, why),
+                    },
                     _ => {}
                 }
                 continue;
@@ -692,6 +736,13 @@ mod tests {
             file(b"abs/.gpg-id", Symlink, Some("/etc/passwd")),
             file(b"loop/.gpg-id", Symlink, Some(".gpg-id")),
             file(b"entry/.gpg-id", Symlink, Some("../ops/db.gpg")),
+            // What the kernel refuses, vault refuses: ENOTDIR, ENOENT on the way, PATH_MAX.
+            file(b"slash/.gpg-id", Symlink, Some("../ops/.gpg-id/")),
+            file(b"dot/.gpg-id", Symlink, Some("../ops/.gpg-id/.")),
+            file(b"gap/.gpg-id", Symlink, Some("../nothere/../ops/.gpg-id")),
+            file(b"keys/.gpg-id", Symlink, Some("../.public-keys/.gpg-id")),
+            file(b".public-keys/.gpg-id", Regular, None),
+            file(b"long/.gpg-id", Symlink, Some(&"a/".repeat(3000))),
         ]);
         assert_eq!(layout.gpg_ids[""], BlobId::hash(b".gpg-id"));
         assert_eq!(layout.gpg_ids["finance"], BlobId::hash(b"ops/.gpg-id"));
@@ -704,6 +755,11 @@ mod tests {
             ("abs", "outside the store"),
             ("loop", "loops"),
             ("entry", "not a folder's .gpg-id"),
+            ("slash", "passes through a file"),
+            ("dot", "passes through a file"),
+            ("gap", "does not exist"),
+            ("keys", "not a folder's .gpg-id"),
+            ("long", "longer than PATH_MAX"),
         ] {
             assert!(layout.broken_gpg_ids[folder].contains(why), "{folder}");
         }

@@ -269,10 +269,12 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
     let mut added_by: BTreeMap<String, String> = BTreeMap::new();
 
     for (info, parent) in &chain {
+        // A symbolic link anywhere can change which `.gpg-id` a folder reads (pass follows
+        // them, and so does vault): such a commit is checked too.
         if !repo
             .changed_paths(info.id, *parent)?
             .iter()
-            .any(|p| touches_membership(p))
+            .any(|(p, is_link)| *is_link || touches_membership(p))
         {
             continue;
         }
@@ -342,6 +344,12 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
                     trusted.insert(r.clone());
                     out.vouched.push(finding(what, Some(name_of(v))));
                 }
+                // Someone this clone already trusts, given one more folder without a signature:
+                // nobody new can read, but the folder is wider than its signers decided.
+                None if trusted.contains(r) => out.warnings.push(finding(
+                    format!("{what} without a trusted signature (already a trusted member)"),
+                    None,
+                )),
                 None => {
                     added_by.entry(r.clone()).or_insert_with(|| info.id.short());
                     out.violations.push(Finding {

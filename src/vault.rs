@@ -707,10 +707,23 @@ impl Vault {
         operator: &'i Identity,
     ) -> Result<GpgIdSigners<'i>> {
         let mut out = BTreeMap::new();
-        for folder in plan.changed.iter().filter(|f| !plan.links.contains_key(*f)) {
+        for folder in &plan.changed {
             let sig_path = format!("{}.sig", gpg_id_path(folder));
-            if self.layout.links.contains_key(&sig_path) {
-                continue; // a link to another folder's signature, which is written there
+            if let Some(target) = self.layout.links.get(&sig_path) {
+                // A link to the signature of the `.gpg-id` this folder reads is kept valid by
+                // re-signing that one; a link anywhere else would go stale.
+                let source = plan.links.get(folder).unwrap_or(folder);
+                if *target == format!("{}.sig", gpg_id_path(source)) {
+                    continue;
+                }
+                return Err(Error::BadFile {
+                    file: crate::text::escape(&sig_path).into_owned(),
+                    problem: format!(
+                        "a symbolic link to {}, which is not the signature of the .gpg-id this \
+                         folder reads: the change would leave it stale, and pass would refuse it",
+                        crate::text::escape(target)
+                    ),
+                });
             }
             let existing = self.layout.signatures.get(&sig_path);
             if existing.is_none() && plan.pass_signing_keys.is_empty() {
@@ -953,9 +966,6 @@ impl Vault {
         // The store's own files, signatures included, are made before anything is written.
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for folder in &plan.changed {
-            if plan.links.contains_key(folder) {
-                continue; // a symbolic link: the file it leads to is written (and is in the plan)
-            }
             let text = render_gpg_id(&plan.recipients[folder]);
             let path = gpg_id_path(folder);
             // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
@@ -969,7 +979,11 @@ impl Vault {
                     })?;
                 files.push((sig_path, sig));
             }
-            files.push((path, text.into_bytes()));
+            // A `.gpg-id` that is a symbolic link stays one: the file it leads to is written
+            // (it is in the plan, with the same recipients).
+            if !plan.links.contains_key(folder) {
+                files.push((path, text.into_bytes()));
+            }
         }
         files.extend(plan.key_writes.iter().cloned());
         files.push((MEMBERS.into(), plan.roster.render().into_bytes()));
@@ -1326,23 +1340,27 @@ pub fn adopt(
     if !store.is_dir() {
         return Err(Error::NoStore(store.to_path_buf()));
     }
-    let became_repository = matches!(Repo::open(store), Err(Error::NotGitRepo(_)));
+    let not_a_repository = matches!(Repo::open(store), Err(Error::NotGitRepo(_)));
     // Check there is something to adopt before making a repository of a random folder.
-    if became_repository && !store.join(".gpg-id").is_file() {
+    if not_a_repository && !store.join(".gpg-id").is_file() {
         return Err(Error::Usage(format!(
             "{} has no .gpg-id: it is not a pass store (create one with `vault init KEYFILE --name NAME`)",
             store.display()
         )));
     }
-    let repo = Repo::open_or_init(store)?;
-    adopt_repo(&repo, names, keyring, identity, wait, became_repository).map_err(|e| {
-        // A repository made here for an adoption that did not happen is removed again:
-        // refusing changes nothing.
-        if became_repository && !matches!(e, Error::Unfinished { .. }) {
-            let _ = std::fs::remove_dir_all(repo.git_dir());
+    let (repo, made) = Repo::open_or_init(store)?;
+    let lock = repo.lock(wait)?;
+    match adopt_repo(&repo, names, keyring, identity, made) {
+        Ok(adopted) => Ok(adopted),
+        Err(e) => {
+            // A repository made here for an adoption that did not happen is removed again
+            // (while locked, and only if still without a commit): refusing changes nothing.
+            if made && !matches!(e, Error::Unfinished { .. }) {
+                repo.uninit(lock);
+            }
+            Err(e)
         }
-        e
-    })
+    }
 }
 
 fn adopt_repo(
@@ -1350,10 +1368,8 @@ fn adopt_repo(
     names: &BTreeMap<Fingerprint, MemberName>,
     keyring: &Keyring,
     identity: Option<&Identity>,
-    wait: Duration,
     became_repository: bool,
 ) -> Result<Adopted> {
-    let _lock = repo.lock(wait)?;
     repo.recover()?;
     let unborn = repo.is_unborn();
     let files: Vec<TreeFile> = if unborn {
@@ -1498,7 +1514,7 @@ pub fn create(
     } else {
         std::fs::create_dir_all(store).map_err(|e| Error::io("creating", store, e))?;
     }
-    let repo = Repo::open_or_init(store)?;
+    let (repo, _) = Repo::open_or_init(store)?;
     let _lock = repo.lock(wait)?;
     if !repo.is_unborn() {
         return Err(Error::Usage(format!(

@@ -480,3 +480,85 @@ fn path_rules_are_one_rule() {
         assert_eq!(parse_folder(&format!("{good}/")).unwrap(), good);
     }
 }
+
+#[test]
+fn init_never_commits_a_file_staged_by_hand() {
+    let lab = Lab::new();
+    let alice = Person::generate("alice", KeyKind::Ed25519);
+    let store = lab.store("store");
+    lab.pass(&store, &alice, &["init", &alice.fpr], "").ok();
+    insert_entries(&lab, &store, &alice, &[("bank", "pw\n")]);
+    fs::write(store.file("export-from-keepass.csv"), "bank,pw\n").unwrap();
+    store.git_ok(&["init", "-q"]);
+    store.git_ok(&["add", "-A"]); // staged, not committed: still not vault's to commit
+    let before = everything(&store.path);
+    lab.vault(&store, &alice, &["init"])
+        .fails()
+        .stderr_has("export-from-keepass.csv");
+    assert_eq!(
+        before,
+        everything(&store.path),
+        "a refused init changed the folder"
+    );
+}
+
+#[test]
+fn verify_checks_a_commit_that_only_retargets_a_link() {
+    let team = adopted_team(); // root: alice, bob; ops/: alice
+    let (lab, store, alice) = (&team.lab, &team.store, &team.alice);
+    // hr/ reads ops' recipients through two links; this clone trusts that state.
+    std::os::unix::fs::symlink("ops", store.file("shared")).unwrap();
+    fs::create_dir(store.file("hr")).unwrap();
+    std::os::unix::fs::symlink("../shared/.gpg-id", store.file("hr/.gpg-id")).unwrap();
+    git_commit_all(store, "hr/ is read by ops' readers");
+    fs::remove_file(store.file(".git/vault-anchor")).unwrap();
+    lab.vault_as(store, alice, &["--yes", "verify"]).ok();
+    // A push that changes only the folder link: hr/ now reads the root's (wider) .gpg-id.
+    fs::remove_file(store.file("shared")).unwrap();
+    std::os::unix::fs::symlink(".", store.file("shared")).unwrap();
+    git_commit_all(store, "Tidy links");
+    let retarget = store.git_ok(&["rev-parse", "--short=10", "HEAD"]);
+    // bob is trusted, so this is not a violation; but it is reported, against the right commit.
+    let out = lab.vault_as(store, alice, &["verify"]);
+    out.ok();
+    let warn = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("warn") && l.contains("hr/.gpg-id"))
+        .unwrap_or_else(|| panic!("the widening of hr/ is not reported:\n{out}"));
+    assert!(warn.contains(&retarget), "{out}");
+    assert!(
+        warn.contains(&team.bob.fpr) && warn.contains("already a trusted member"),
+        "{out}"
+    );
+    assert!(
+        !out.stdout.contains("vouched for by a trusted member later"),
+        "{out}"
+    );
+
+    // The same for someone nobody trusts: a violation, blamed on the link's commit.
+    let mallory = Person::generate("mallory", KeyKind::Ed25519);
+    fs::create_dir(store.file("public")).unwrap();
+    fs::write(store.file("public/.gpg-id"), format!("{}\n", mallory.fpr)).unwrap();
+    fs::copy(
+        &mallory.public,
+        store.file(&format!(".public-keys/{}", mallory.fpr)),
+    )
+    .unwrap();
+    git_commit_all(store, "A public folder"); // itself a violation: mallory is not trusted
+    fs::remove_file(store.file("shared")).unwrap();
+    std::os::unix::fs::symlink("public", store.file("shared")).unwrap();
+    git_commit_all(store, "Tidy links again");
+    let retarget = store.git_ok(&["rev-parse", "--short=10", "HEAD"]);
+    let out = lab.vault_as(store, alice, &["verify"]);
+    assert_eq!(out.code, Some(3), "{out}");
+    let bad = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("BAD") && l.contains(&retarget))
+        .unwrap_or_else(|| panic!("no violation for the link's commit:\n{out}"));
+    assert!(
+        bad.contains(&mallory.fpr) && bad.contains("hr/.gpg-id"),
+        "{out}"
+    );
+}

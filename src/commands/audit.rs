@@ -165,7 +165,10 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  {:<nw$}  {}  removed {}  {} entries to rotate",
-                f.name, f.fingerprint, f.removed, f.entries_to_rotate
+                f.name,
+                f.fingerprint,
+                escape(&f.removed),
+                f.entries_to_rotate
             )?;
         }
     }

@@ -68,7 +68,7 @@ pub fn run(
                 "  {:<width$}  {}  removed {}",
                 f.name.as_str(),
                 f.fingerprint,
-                f.removed
+                vault::text::escape(&f.removed)
             )?;
         }
     }
