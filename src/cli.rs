@@ -83,6 +83,9 @@ pub struct AddMemberArgs {
     /// Give access to this folder only (its .gpg-id is created if needed)
     #[arg(long, value_name = "DIR")]
     pub folder: Option<String>,
+    /// With --folder: the folder may be new (holds no entry and no .gpg-id yet)
+    #[arg(long, requires = "folder")]
+    pub create: bool,
     /// Assert the key's fingerprint (checked with the member out of band); no prompt
     #[arg(long, value_name = "FPR")]
     pub fingerprint: Option<String>,
@@ -95,6 +98,9 @@ pub struct RemoveMemberArgs {
     /// Remove access to this folder only
     #[arg(long, value_name = "DIR")]
     pub folder: Option<String>,
+    /// With --folder: the folder may be new (holds no entry and no .gpg-id yet)
+    #[arg(long, requires = "folder")]
+    pub create: bool,
 }
 
 #[derive(Args, Debug)]

@@ -123,6 +123,11 @@ pub enum Error {
         rule: String,
         operator: String,
     },
+    #[error("the store has no folder {folder}: it holds no entry and no .gpg-id{}", .nearest.as_ref().map(|n| format!(" (did you mean {n}?)")).unwrap_or_default())]
+    NoSuchFolder {
+        folder: String,
+        nearest: Option<String>,
+    },
     #[error("committed files are named like vault's own temporaries (.NAME….vault-tmp), which nobody but vault should make: {}", .0.join(", "))]
     Temporaries(Vec<String>),
 }
@@ -196,6 +201,7 @@ impl Error {
             Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
             Unfinished { .. } => "fix the cause (disk space, permissions), then run any vault command: it finishes the change first".into(),
             GpgIdSigner { .. } => "give that key's secret key file with --signing-key FILE (e.g. the team's signing key), or ask whoever holds it to make this change; to move the store to another signing key, every member changes PASSWORD_STORE_SIGNING_KEY and re-signs with `pass init`".into(),
+            NoSuchFolder { .. } => "check the name (`vault members` lists the folders each member reads), or give --create to make a new folder with its own .gpg-id".into(),
             Link { .. } => "replace the link with a real folder (or remove it), then run vault again".into(),
             Busy { .. } => "wait until it has finished, then run vault again ($VAULT_LOCK_WAIT sets how many seconds to wait)".into(),
             ForeignFiles(_) => "move those files out of the store, or list them in .gitignore, then run vault again".into(),

@@ -521,6 +521,46 @@ impl Vault {
         }
     }
 
+    /// Checks a folder given with `--folder`: it must hold an entry or a `.gpg-id` of its own,
+    /// unless `create` (a mistyped `--folder finanse` would otherwise get a `.gpg-id` and a
+    /// commit of its own).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchFolder`] with the nearest existing folder's name, if one is close.
+    pub fn check_folder(&self, folder: &str, create: bool) -> Result<()> {
+        let known = |f: &str| {
+            self.layout.gpg_ids.contains_key(f)
+                || self.layout.broken_gpg_ids.contains_key(f)
+                || self
+                    .layout
+                    .entries
+                    .iter()
+                    .any(|e| e.path.strip_prefix(f).is_some_and(|r| r.starts_with('/')))
+        };
+        if create || folder.is_empty() || known(folder) {
+            return Ok(());
+        }
+        let mut folders: BTreeSet<&str> = self.layout.gpg_ids.keys().map(String::as_str).collect();
+        for e in &self.layout.entries {
+            let mut f = Layout::folder_of(&e.path);
+            while !f.is_empty() {
+                folders.insert(f);
+                f = Layout::folder_of(f);
+            }
+        }
+        let nearest = folders
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| (strsim::damerau_levenshtein(f, folder), f))
+            .filter(|(d, f)| *d <= 2.max(f.len() / 4))
+            .min()
+            .map(|(_, f)| show_folder(f));
+        Err(Error::NoSuchFolder {
+            folder: show_folder(folder),
+            nearest,
+        })
+    }
+
     /// Plans adding `key` as member `name` to the root `.gpg-id`, or to `folder`'s (created from
     /// the recipients it inherits, plus the new one).
     ///

@@ -209,3 +209,32 @@ fn a_crlf_gpg_id_is_flagged_and_written_back_with_lf() {
     let audit = lab.vault_as(store, alice, &["audit"]);
     assert!(!audit.stdout.contains("CRLF"), "{audit}");
 }
+
+#[test]
+fn a_mistyped_folder_is_refused_unless_created_on_purpose() {
+    let team = adopted_team();
+    let (lab, store, alice, carol) = (&team.lab, &team.store, &team.alice, &team.carol);
+    let before = store.snapshot();
+    let mut args = carol.add_member_args().to_vec();
+    args.extend(["--folder", "opps"]);
+    lab.vault_as(store, alice, &args)
+        .fails()
+        .stderr_has("the store has no folder opps/")
+        .stderr_has("did you mean ops/?")
+        .stderr_has("--create");
+    lab.vault_as(
+        store,
+        alice,
+        &["--yes", "remove-member", "bob", "--folder", "emial"],
+    )
+    .fails()
+    .stderr_has("did you mean email/?");
+    assert_same(&before, &store.snapshot(), "after a mistyped --folder");
+    args.push("--create");
+    lab.vault_as(store, alice, &args).ok();
+    assert_eq!(
+        store.gpg_ids("opps").len(),
+        3,
+        "alice, bob (inherited) and carol"
+    );
+}

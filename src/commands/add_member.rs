@@ -29,6 +29,9 @@ pub fn run(
         None => stem_name(&args.key)?,
     };
     let folder = args.folder.as_deref().map(parse_folder).transpose()?;
+    if let Some(f) = &folder {
+        vault.check_folder(f, args.create)?;
+    }
     let plan = vault.plan_add(&key, name.clone(), folder.clone())?;
 
     let fpr = key.fingerprint();

@@ -17,6 +17,9 @@ pub fn run(
     let vault = open_for_change(global, err)?;
     let name = MemberName::parse(&args.name)?;
     let folder = args.folder.as_deref().map(parse_folder).transpose()?;
+    if let Some(f) = &folder {
+        vault.check_folder(f, args.create)?;
+    }
     let plan = vault.plan_remove(&name, folder)?;
     let fpr = vault.roster().fingerprint(&name).expect("planned above");
     writeln!(
