@@ -402,6 +402,13 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
         .iter()
         .map(|e| e.to_string())
         .collect();
+    if let Some(what) = vault.in_progress() {
+        store_problems.push(format!(
+            "{what} is in progress in the repository (read at HEAD {}): finish or abort it; vault \
+             changes nothing until then",
+            vault.head().short()
+        ));
+    }
     // pass hands each line of a `.gpg-id` to `gpg -r`, carriage return and all: a file written
     // on Windows reads fine here but stops pass from encrypting.
     for (folder, blob) in &layout.gpg_ids {

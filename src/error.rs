@@ -128,6 +128,8 @@ pub enum Error {
         folder: String,
         nearest: Option<String>,
     },
+    #[error("{0} is in progress in the store's repository: vault changes nothing until it is finished or aborted")]
+    InProgress(&'static str),
     #[error("committed files are named like vault's own temporaries (.NAME….vault-tmp), which nobody but vault should make: {}", .0.join(", "))]
     Temporaries(Vec<String>),
 }
@@ -202,6 +204,13 @@ impl Error {
             Unfinished { .. } => "fix the cause (disk space, permissions), then run any vault command: it finishes the change first".into(),
             GpgIdSigner { .. } => "give that key's secret key file with --signing-key FILE (e.g. the team's signing key), or ask whoever holds it to make this change; to move the store to another signing key, every member changes PASSWORD_STORE_SIGNING_KEY and re-signs with `pass init`".into(),
             NoSuchFolder { .. } => "check the name (`vault members` lists the folders each member reads), or give --create to make a new folder with its own .gpg-id".into(),
+            InProgress(what) => match *what {
+                "a merge" => "resolve the conflicts and `git commit`, or `git merge --abort`; then run vault again (vault audit shows the state meanwhile)".into(),
+                "a rebase" => "resolve the conflicts and `git rebase --continue`, or `git rebase --abort`; then run vault again. A rebase re-creates vault's signed commits unsigned: prefer a merge".into(),
+                "a cherry-pick" => "finish it (`git cherry-pick --continue`) or `git cherry-pick --abort`, then run vault again".into(),
+                "a revert" => "finish it (`git revert --continue`) or `git revert --abort`, then run vault again".into(),
+                _ => "finish or abort it (`git -C STORE status` says how), then run vault again".into(),
+            },
             Link { .. } => "replace the link with a real folder (or remove it), then run vault again".into(),
             Busy { .. } => "wait until it has finished, then run vault again ($VAULT_LOCK_WAIT sets how many seconds to wait)".into(),
             ForeignFiles(_) => "move those files out of the store, or list them in .gitignore, then run vault again".into(),

@@ -363,6 +363,36 @@ impl Repo {
         self.journal_path().exists()
     }
 
+    /// The git operation left half-done in this repository, if any (a conflicted merge, a rebase
+    /// stopped at a conflict, a cherry-pick, …), from libgit2's repository state: "a merge",
+    /// "a rebase", …
+    pub fn operation_in_progress(&self) -> Option<&'static str> {
+        use git2::RepositoryState::*;
+        match self.repo.state() {
+            Clean => None,
+            Merge => Some("a merge"),
+            Revert | RevertSequence => Some("a revert"),
+            CherryPick | CherryPickSequence => Some("a cherry-pick"),
+            Bisect => Some("a bisect"),
+            Rebase | RebaseInteractive | RebaseMerge => Some("a rebase"),
+            ApplyMailbox | ApplyMailboxOrRebase => Some("a git am"),
+        }
+    }
+
+    /// The commit HEAD points to, on a branch or detached (for reading during a rebase, which
+    /// detaches HEAD).
+    ///
+    /// # Errors
+    /// [`Error::BadHead`] for a repository with no commit.
+    pub fn head_commit(&self) -> Result<CommitId> {
+        self.repo
+            .head()
+            .ok()
+            .and_then(|h| h.target())
+            .map(CommitId)
+            .ok_or(Error::BadHead("on a branch with no commits yet"))
+    }
+
     /// The commit the current branch points to.
     ///
     /// # Errors

@@ -38,6 +38,8 @@ pub struct Vault {
     gpg_id_problems: Vec<Error>,
     /// Held from loading to the end of a change (see [`Vault::open_for_change`]).
     _lock: Option<StoreLock>,
+    /// A git operation left half-done ("a merge", "a rebase"): read, never changed.
+    in_progress: Option<&'static str>,
 }
 
 /// What a membership change will do, before it is done.
@@ -381,6 +383,9 @@ impl Vault {
     /// [`Error::Busy`], and everything [`Vault::open`] reports.
     pub fn open_for_change(store: &Path, wait: Duration) -> Result<(Vault, Option<Recovery>)> {
         let repo = Repo::open(store)?;
+        if let Some(what) = repo.operation_in_progress() {
+            return Err(Error::InProgress(what));
+        }
         let lock = repo.lock(wait)?;
         let recovery = repo.recover()?;
         Ok((Self::load(repo, false, Some(lock))?, recovery))
@@ -396,7 +401,12 @@ impl Vault {
     }
 
     fn load(repo: Repo, lenient: bool, lock: Option<StoreLock>) -> Result<Vault> {
-        let head = repo.head()?;
+        // During a rebase HEAD is detached: readers read the commit it points to, and say why.
+        let in_progress = repo.operation_in_progress();
+        let head = match in_progress {
+            Some(_) => repo.head_commit()?,
+            None => repo.head()?,
+        };
         let layout = Layout::new(repo.files(head)?);
         let roster = match layout.members {
             Some(m) => Roster::parse(&repo.read(m)?)?,
@@ -415,7 +425,14 @@ impl Vault {
             recipients,
             gpg_id_problems,
             _lock: lock,
+            in_progress,
         })
+    }
+
+    /// The git operation left half-done in the store ("a merge", "a rebase"), if any: the store
+    /// was read at HEAD, and no change may be made until it is finished or aborted.
+    pub fn in_progress(&self) -> Option<&'static str> {
+        self.in_progress
     }
 
     /// `.gpg-id` lines that resolve to no key (only from [`Vault::open_lenient`]).
@@ -1389,6 +1406,9 @@ pub fn adopt(
         )));
     }
     let (repo, made) = Repo::open_or_init(store)?;
+    if let Some(what) = repo.operation_in_progress() {
+        return Err(Error::InProgress(what));
+    }
     let lock = repo.lock(wait)?;
     match adopt_repo(&repo, names, keyring, identity, made) {
         Ok(adopted) => Ok(adopted),

@@ -238,3 +238,44 @@ fn a_mistyped_folder_is_refused_unless_created_on_purpose() {
         "alice, bob (inherited) and carol"
     );
 }
+
+#[test]
+fn a_merge_or_rebase_in_progress_stops_changes_with_the_right_advice() {
+    let team = adopted_team();
+    let (lab, store, alice) = (&team.lab, &team.store, &team.alice);
+    store.git_ok(&["branch", "other"]);
+    lab.pass(store, alice, &["insert", "-f", "-m", "bank"], "main-pw\n")
+        .ok();
+    store.git_ok(&["checkout", "-q", "other"]);
+    lab.pass(store, alice, &["insert", "-f", "-m", "bank"], "other-pw\n")
+        .ok();
+    store.git_ok(&["checkout", "-q", "main"]);
+
+    for (what, start, advice) in [
+        (
+            "a merge",
+            &["merge", "-q", "other"][..],
+            "git merge --abort",
+        ),
+        ("a rebase", &["rebase", "other"][..], "git rebase --abort"),
+    ] {
+        assert!(!store.git(start).success(), "{what}: expected a conflict");
+        let before = everything(&store.path);
+        let out = lab.vault_as(store, alice, &team.carol.add_member_args());
+        out.fails()
+            .stderr_has(&format!("{what} is in progress"))
+            .stderr_has(advice);
+        assert!(
+            !out.stderr.contains("detached"),
+            "{what}: wrong advice:\n{out}"
+        );
+        assert_eq!(before, everything(&store.path), "{what}: the store changed");
+        let audit = lab.vault_as(store, alice, &["audit"]);
+        assert_eq!(audit.code, Some(3), "{what}:\n{audit}");
+        audit.stdout_has(&format!("{what} is in progress"));
+        let abort = if what == "a merge" { "merge" } else { "rebase" };
+        store.git_ok(&[abort, "--abort"]);
+    }
+    lab.vault_as(store, alice, &team.carol.add_member_args())
+        .ok();
+}
