@@ -431,6 +431,9 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
             s.why
         ));
     }
+    for f in &layout.foreign {
+        store_problems.push(format!("{}: {}", escape(&f.path), f.why));
+    }
     for t in &layout.temporaries {
         store_problems.push(format!(
             "{} is named like vault's own temporaries, which are never committed: every change \

@@ -86,6 +86,8 @@ pub enum Error {
     Identity { file: String, problem: String },
     #[error("entry {entry}: {problem}")]
     Entry { entry: String, problem: String },
+    #[error("{path}: {problem}")]
+    Unreadable { path: String, problem: String },
     #[error("member {member} ({fingerprint}): {problem}")]
     MemberKey {
         member: String,
@@ -186,14 +188,15 @@ impl Error {
             GpgIdLine { .. } => "fix that line: vault reads full fingerprints, 16-digit key ids and e-mail addresses whose key is in .public-keys/".into(),
             BadFile { file, .. } => format!("fix {file} (or restore it from git history: `git -C STORE log -- {file}`)"),
             UnknownMember(_) => "run `vault members` to see the members' names".into(),
-            MemberExists(_) => "use a different --name, or remove the old member first".into(),
+            MemberExists(_) => "use a different --name for a different person. To change an existing member's key or folders, do not remove and re-add them: removal makes every credential they read one to rotate".into(),
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),
             WouldEmpty { .. } => "add another member first (`vault add-member`) so someone can still read those entries".into(),
             NotRecipient { .. } => "run `vault members` to see which folders each member reads".into(),
             CannotDecrypt { .. } => "run vault as a member who can read every entry (--identity FILE), or ask the team why those entries are not encrypted to you".into(),
             NoIdentity => "give your secret key file with --identity FILE or $VAULT_IDENTITY".into(),
             Identity { .. } => "give the secret key of a member with --identity FILE (a passphrase can come from --passphrase-file)".into(),
-            Entry { .. } => "replace it with a regular file restored from git history (`git -C STORE log -- ENTRY.gpg`), or remove it, and commit".into(),
+            Entry { .. } => "restore a good version from git history (`git -C STORE log -- ENTRY.gpg`, then `git -C STORE checkout COMMIT -- ENTRY.gpg`), or remove it (`pass rm ENTRY`), and commit".into(),
+            Unreadable { .. } => "make it a regular file (or a link to an entry inside the store), or remove it, and commit; vault never follows a link out of the store".into(),
             MemberKey { member, .. } => format!("ask {member} for an updated key, or remove them with `vault remove-member {member}`"),
             MissingKey { .. } => "import that key into your GnuPG keyring (or put it in .public-keys/) and run `vault init` again, or fix the .gpg-id".into(),
             FingerprintMismatch { .. } => "do not add this key: confirm the fingerprint with its owner out of band".into(),

@@ -197,6 +197,15 @@ pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
             .chars()
             .filter(|c| *c != ' ')
             .collect();
+        if let Some(exact) = content.strip_suffix('!') {
+            if Fingerprint::parse(exact).is_some() || KeyId::parse(exact).is_some() {
+                return Err(err(
+                    "'!' asks GnuPG for exactly that key or subkey, and vault encrypts to all of a \
+                     member's current encryption subkeys: write the key without '!' (pass then \
+                     encrypts to all of them too), or keep managing this folder with pass",
+                ));
+            }
+        }
         let spec = if let Some(f) = Fingerprint::parse(content) {
             Spec::Fingerprint(f)
         } else if let Some(k) = KeyId::parse(content) {
@@ -238,6 +247,49 @@ fn parse_email(s: &str) -> Option<String> {
 /// The text of a `.gpg-id` as vault writes it: full fingerprints, one per line.
 pub fn render_gpg_id(recipients: &[Fingerprint]) -> String {
     recipients.iter().map(|f| format!("{f}\n")).collect()
+}
+
+/// The text of a changed `.gpg-id` as vault writes it, from the file as it was (`old`, with
+/// `resolved`: the line numbers of its recipient lines and the key each names): comment and blank
+/// lines are kept where they were; a recipient line whose key stays is rewritten as its full
+/// fingerprint followed by the line's own comment; a line whose key goes is dropped with its
+/// comment; recipients new to the file follow at the end, one fingerprint per line. Line ends
+/// are LF (pass hands a CR to `gpg -r`). pass strips `#…` from each line (pass 1.7.4), and GnuPG
+/// ignores the space left before it.
+pub fn render_gpg_id_keeping(
+    old: &str,
+    resolved: &[(usize, Fingerprint)],
+    recipients: &[Fingerprint],
+) -> String {
+    let mut out = String::new();
+    let mut written: Vec<Fingerprint> = Vec::new();
+    for (i, raw) in old.lines().enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let (content, comment) = match line.split_once('#') {
+            Some((c, rest)) => (c.trim(), Some(rest)),
+            None => (line.trim(), None),
+        };
+        if content.is_empty() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            continue;
+        }
+        let Some((_, fpr)) = resolved.iter().find(|(n, _)| *n == i + 1) else {
+            continue; // a line vault could not resolve is not kept in a file it writes
+        };
+        if !recipients.contains(fpr) || written.contains(fpr) {
+            continue;
+        }
+        written.push(*fpr);
+        match comment {
+            Some(c) => out.push_str(&format!("{fpr} #{}\n", c.trim_end())),
+            None => out.push_str(&format!("{fpr}\n")),
+        }
+    }
+    for fpr in recipients.iter().filter(|f| !written.contains(f)) {
+        out.push_str(&format!("{fpr}\n"));
+    }
+    out
 }
 
 /// An entry: `infra/hetzner/root` is the file `infra/hetzner/root.gpg`.
@@ -287,6 +339,10 @@ pub struct Layout {
     /// Committed files named like vault's own temporaries (`.NAME….vault-tmp`): a plant (see
     /// docs/threat-model.md). Every change refuses while one is committed.
     pub temporaries: Vec<String>,
+    /// Secrets in a form vault cannot read or re-encrypt, which someone may still read: age
+    /// files and recipient lists (passage, a half-finished migration), git submodules (another
+    /// store). Reported by audit and named by every membership change near them.
+    pub foreign: Vec<Skipped>,
     /// `.gpg-id.sig` files (pass's signed recipients): path -> blob (through a link inside the
     /// store, its target's).
     pub signatures: BTreeMap<String, BlobId>,
@@ -576,11 +632,25 @@ impl Layout {
             }
             let entry = entry_name(path);
             match (f.kind, problem) {
-                (FileKind::Submodule, _) => skip(
-                    &mut layout,
-                    path,
-                    "a git submodule: vault cannot read or re-encrypt what it holds".into(),
-                ),
+                (FileKind::Submodule, _) => layout.foreign.push(Skipped {
+                    path: path.to_string(),
+                    why:
+                        "a git submodule (another repository, perhaps another store): vault \
+                          cannot read or re-encrypt what it holds, and whoever it lists can read it"
+                            .into(),
+                }),
+                (_, None) if name == ".age-recipients" => layout.foreign.push(Skipped {
+                    path: path.to_string(),
+                    why: "age recipients (passage): whoever it lists can read the .age files \
+                          below it, which vault cannot re-encrypt"
+                        .into(),
+                }),
+                (_, None) if path.ends_with(".age") => layout.foreign.push(Skipped {
+                    path: path.to_string(),
+                    why: "an age-encrypted file (passage): vault cannot read or re-encrypt it; \
+                          whoever the .age-recipients above it lists can read it"
+                        .into(),
+                }),
                 (_, Some(why)) if entry.is_some() => skip(&mut layout, path, why),
                 (FileKind::Regular, None) => {
                     if let Some(name) = entry {
@@ -623,6 +693,7 @@ impl Layout {
         layout.entries = entries;
         layout.skipped.sort_by(|a, b| a.path.cmp(&b.path));
         layout.temporaries.sort();
+        layout.foreign.sort_by(|a, b| a.path.cmp(&b.path));
         layout
     }
 
@@ -795,19 +866,31 @@ mod tests {
         let skipped: Vec<&str> = layout.skipped.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(
             skipped,
-            [
-                "a/../b.gpg",
-                "caf\u{fffd}.gpg",
-                "gone.gpg",
-                "passwd.gpg",
-                "store2"
-            ]
+            ["a/../b.gpg", "caf\u{fffd}.gpg", "gone.gpg", "passwd.gpg",]
         );
+        let foreign: Vec<&str> = layout.foreign.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(foreign, ["store2"]);
         assert_eq!(layout.temporaries, [".x.gpg.Ab12Cd34.vault-tmp"]);
         assert_eq!(entry_name("日本.gpg"), Some("日本"));
         assert_eq!(entry_name("本"), None);
         assert_eq!(entry_name(".gpg"), None);
         assert_eq!(entry_name("X.GPG"), Some("X"));
+    }
+
+    #[test]
+    fn rewritten_gpg_ids_keep_their_comments() {
+        let [a, b, c] = ["A", "B", "C"].map(|x| Fingerprint::parse(&x.repeat(40)).unwrap());
+        let old = "# the ops team\r\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA # alice\r\n\n\
+                   bob@coop.example  # bob, by mail\r\n# end\r\n";
+        let resolved = [(2, a), (4, b)];
+        assert_eq!(
+            render_gpg_id_keeping(old, &resolved, &[a, c]),
+            format!("# the ops team\n{a} # alice\n\n# end\n{c}\n")
+        );
+        assert_eq!(
+            render_gpg_id_keeping(old, &resolved, &[b, a]),
+            format!("# the ops team\n{a} # alice\n\n{b} # bob, by mail\n# end\n")
+        );
     }
 
     #[test]

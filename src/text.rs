@@ -79,6 +79,12 @@ pub fn day_of(date: &str) -> &str {
     date.split_once('T').map(|(day, _)| day).unwrap_or(date)
 }
 
+/// `n` with the noun that goes with it, for people: `count(1, "entry", "entries")` is
+/// "1 entry", `count(3, …)` "3 entries".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

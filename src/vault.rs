@@ -23,9 +23,10 @@ use crate::history::{
 };
 use crate::roster::Roster;
 use crate::store::{
-    gpg_id_path, parse_gpg_id, render_gpg_id, show_folder, Entry, Folder, Layout, MemberName, Spec,
-    MEMBERS, PUBLIC_KEYS,
+    gpg_id_path, parse_gpg_id, render_gpg_id, render_gpg_id_keeping, show_folder, Entry, Folder,
+    Layout, MemberName, Spec, MEMBERS, PUBLIC_KEYS,
 };
+use crate::text::count;
 
 /// A store as committed at HEAD.
 pub struct Vault {
@@ -36,6 +37,7 @@ pub struct Vault {
     keys: BTreeMap<Fingerprint, MemberKey>,
     recipients: BTreeMap<Folder, Vec<Fingerprint>>,
     gpg_id_problems: Vec<Error>,
+    gpg_id_texts: GpgIdTexts,
     /// Held from loading to the end of a change (see [`Vault::open_for_change`]).
     _lock: Option<StoreLock>,
     /// A git operation left half-done ("a merge", "a rebase"): read, never changed.
@@ -130,8 +132,9 @@ pub struct Outcome {
     /// Entries the removed member could read before the change (to rotate), as committed.
     pub exposed: Vec<String>,
     pub changed_gpg_ids: Vec<String>,
-    /// What the change could not re-encrypt although the member losing access can read it, one
-    /// sentence each for people (escaped): say it, never a clean summary over it.
+    /// What the change could not re-encrypt: foreign content in the changed folders (age files,
+    /// submodules), and entries no `.gpg-id` governs that a member losing access can read; one
+    /// sentence each for people (escaped): said, never hidden behind a clean summary.
     pub not_reencrypted: Vec<String>,
 }
 
@@ -212,7 +215,7 @@ pub(crate) fn matching<'k>(
 ) -> std::result::Result<Fingerprint, (usize, String)> {
     let found: Vec<Fingerprint> = keys
         .filter(|k| match spec {
-            Spec::Fingerprint(f) => k.fingerprint() == *f,
+            Spec::Fingerprint(f) => k.has_fingerprint(*f),
             Spec::KeyId(id) => k.has_key_id(*id),
             Spec::Email(e) => k.emails().iter().any(|m| m == e),
         })
@@ -235,15 +238,20 @@ type RecipientMap = BTreeMap<Folder, Vec<Fingerprint>>;
 
 /// Resolves every `.gpg-id` to fingerprints. With `lenient`, a line that cannot be resolved is
 /// skipped and returned as a problem instead of failing.
+/// Each `.gpg-id` as committed, with the line number of each recipient line vault resolved and
+/// its fingerprint: what a rewrite keeps comments from ([`crate::store::render_gpg_id_keeping`]).
+type GpgIdTexts = BTreeMap<Folder, (String, Vec<(usize, Fingerprint)>)>;
+
 fn resolve_gpg_ids(
     repo: &Repo,
     layout: &Layout,
     keys: &mut BTreeMap<Fingerprint, MemberKey>,
     keyring: Option<&Keyring>,
     lenient: bool,
-) -> Result<(RecipientMap, Vec<Error>)> {
+) -> Result<(RecipientMap, Vec<Error>, GpgIdTexts)> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
+    let mut texts = BTreeMap::new();
     // A `.gpg-id` that cannot be read still governs its folder for pass: never fall back to a
     // parent's (wider) recipients.
     for (folder, why) in &layout.broken_gpg_ids {
@@ -260,7 +268,8 @@ fn resolve_gpg_ids(
     for (folder, blob) in &layout.gpg_ids {
         let file = crate::text::escape(&gpg_id_path(folder)).into_owned();
         let mut fprs: Vec<Fingerprint> = Vec::new();
-        let lines = match parse_gpg_id(&file, &repo.read(*blob)?) {
+        let bytes = repo.read(*blob)?;
+        let lines = match parse_gpg_id(&file, &bytes) {
             Ok(l) => l,
             Err(e) if lenient => {
                 problems.push(e);
@@ -269,6 +278,7 @@ fn resolve_gpg_ids(
             }
             Err(e) => return Err(e),
         };
+        let mut numbered = Vec::new();
         for line in lines {
             let resolved = resolve_line(&file, &line, keys, keyring);
             let fpr = match resolved {
@@ -279,13 +289,19 @@ fn resolve_gpg_ids(
                 }
                 Err(e) => return Err(e),
             };
+            numbered.push((line.number, fpr));
             if !fprs.contains(&fpr) {
                 fprs.push(fpr);
             }
         }
         out.insert(folder.clone(), fprs);
+        // parse_gpg_id accepted it, so it is UTF-8.
+        texts.insert(
+            folder.clone(),
+            (String::from_utf8_lossy(&bytes).into_owned(), numbered),
+        );
     }
-    Ok((out, problems))
+    Ok((out, problems, texts))
 }
 
 fn resolve_line(
@@ -414,7 +430,7 @@ impl Vault {
             None => return Err(Error::NotAdopted(repo.root().to_path_buf())),
         };
         let mut keys = load_keys(&repo, &layout)?;
-        let (recipients, gpg_id_problems) =
+        let (recipients, gpg_id_problems, gpg_id_texts) =
             resolve_gpg_ids(&repo, &layout, &mut keys, None, lenient)?;
         Ok(Vault {
             repo,
@@ -424,6 +440,7 @@ impl Vault {
             keys,
             recipients,
             gpg_id_problems,
+            gpg_id_texts,
             _lock: lock,
             in_progress,
         })
@@ -874,8 +891,8 @@ impl Vault {
         for skipped in &self.layout.skipped {
             let governed = Layout::governing_in(&plan.recipients, Layout::folder_of(&skipped.path));
             if governed.is_some_and(|g| plan.changed.contains(&g)) {
-                return Err(Error::Entry {
-                    entry: crate::text::escape(&skipped.path).into_owned(),
+                return Err(Error::Unreadable {
+                    path: crate::text::escape(&skipped.path).into_owned(),
                     problem: format!(
                         "{}: vault cannot re-encrypt it, and it would keep its old readers",
                         skipped.why
@@ -910,7 +927,18 @@ impl Vault {
         // inserting one) encrypt to other readers than `.gpg-id` says: an entry the leaving member
         // can actually read is re-encrypted to its proper readers wherever it is, and listed to
         // rotate. One that no `.gpg-id` governs cannot be: it is named instead.
-        let mut not_reencrypted = Vec::new();
+        // What vault cannot re-encrypt in the changed folders (age files, submodules) is named:
+        // never a clean summary over something someone may still read.
+        let mut not_reencrypted: Vec<String> = self
+            .layout
+            .foreign
+            .iter()
+            .filter(|f| {
+                Layout::governing_in(&plan.recipients, Layout::folder_of(&f.path))
+                    .is_some_and(|g| plan.changed.contains(&g))
+            })
+            .map(|f| format!("{}: {}", crate::text::escape(&f.path), f.why))
+            .collect();
         let mut outside: Vec<String> = Vec::new();
         if !plan.removed_key_ids.is_empty() {
             let root = self.repo.root();
@@ -1023,7 +1051,13 @@ impl Vault {
         // The store's own files, signatures included, are made before anything is written.
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for folder in &plan.changed {
-            let text = render_gpg_id(&plan.recipients[folder]);
+            // Comments and the comments of kept lines stay; everything is written with LF.
+            let text = match self.gpg_id_texts.get(folder) {
+                Some((old, resolved)) => {
+                    render_gpg_id_keeping(old, resolved, &plan.recipients[folder])
+                }
+                None => render_gpg_id(&plan.recipients[folder]),
+            };
             let path = gpg_id_path(folder);
             // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
             let sig_path = format!("{path}.sig");
@@ -1461,7 +1495,7 @@ fn adopt_repo(
         )));
     }
     let mut keys = load_keys(repo, &layout)?;
-    let (recipients, _) = resolve_gpg_ids(repo, &layout, &mut keys, Some(keyring), false)?;
+    let (recipients, _, _) = resolve_gpg_ids(repo, &layout, &mut keys, Some(keyring), false)?;
     let used: BTreeSet<Fingerprint> = recipients.values().flatten().copied().collect();
     for fpr in names.keys() {
         if !used.contains(fpr) {
@@ -1517,14 +1551,14 @@ fn adopt_repo(
     let list: Vec<String> = members.iter().map(|(n, _)| n.to_string()).collect();
     change.message = commit_message(
         &format!(
-            "Adopt password store with vault ({} members)",
-            members.len()
+            "Adopt password store with vault ({})",
+            count(members.len(), "member", "members")
         ),
         &format!(
-            "Members: {}.\n{} entries in {} folders with a .gpg-id; nothing was re-encrypted.",
+            "Members: {}.\n{} in {} with a .gpg-id; nothing was re-encrypted.",
             list.join(", "),
-            layout.entries.len(),
-            layout.gpg_ids.len()
+            count(layout.entries.len(), "entry", "entries"),
+            count(layout.gpg_ids.len(), "folder", "folders")
         ),
         &[("Vault-Action".into(), "init".into())],
     );

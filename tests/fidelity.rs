@@ -279,3 +279,122 @@ fn a_merge_or_rebase_in_progress_stops_changes_with_the_right_advice() {
     lab.vault_as(store, alice, &team.carol.add_member_args())
         .ok();
 }
+
+/// The fingerprint of `who`'s (first) encryption subkey, as GnuPG lists it.
+fn encryption_subkey_fingerprint(who: &Person) -> String {
+    let out = who.gpg.gpg([
+        "--with-colons",
+        "--with-subkey-fingerprint",
+        "--list-keys",
+        &who.fpr,
+    ]);
+    out.ok();
+    let mut after_sub = false;
+    for line in out.stdout.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        match f[0] {
+            "sub" => after_sub = f.get(11).is_some_and(|c| c.contains('e')),
+            "fpr" if after_sub => return f[9].to_string(),
+            _ => after_sub = false,
+        }
+    }
+    panic!("no encryption subkey:\n{out}");
+}
+
+#[test]
+fn key_selectors_gnupg_accepts_resolve_and_comments_survive_a_rewrite() {
+    let team = adopted_team();
+    let (lab, store, alice, bob, carol) =
+        (&team.lab, &team.store, &team.alice, &team.bob, &team.carol);
+    let bob_sub = encryption_subkey_fingerprint(bob);
+    fs::write(
+        store.file(".gpg-id"),
+        format!(
+            "# the coop's tech group\n0x{} # alice\n{bob_sub} # bob, by his encryption subkey\n",
+            alice.fpr.to_lowercase()
+        ),
+    )
+    .unwrap();
+    git_commit_all(store, "Comment the recipients");
+    lab.vault_as(store, alice, &["members"])
+        .ok()
+        .stdout_has("bob");
+    lab.vault_as(store, alice, &carol.add_member_args()).ok();
+    assert_eq!(
+        store.read(".gpg-id"),
+        format!(
+            "# the coop's tech group\n{} # alice\n{} # bob, by his encryption subkey\n{}\n",
+            alice.fpr, bob.fpr, carol.fpr
+        )
+    );
+    lab.pass(store, alice, &["insert", "-m", "new"], "n\n").ok();
+    lab.assert_reads(store, carol, &[("new", "n\n")]);
+    lab.assert_reads(store, bob, &[("new", "n\n")]);
+    // pass init with the same ids re-encrypts nothing (it drops the comments, as it always does).
+    let entries: Vec<Vec<u8>> = ROOT_ENTRIES
+        .iter()
+        .map(|(e, _)| store.entry_bytes(e))
+        .collect();
+    let ids = store.gpg_ids("");
+    let mut args = vec!["init"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = lab.pass(store, alice, &args, "");
+    assert!(!out.ok().all_output().contains("reencrypting"), "{out}");
+    let after: Vec<Vec<u8>> = ROOT_ENTRIES
+        .iter()
+        .map(|(e, _)| store.entry_bytes(e))
+        .collect();
+    assert_eq!(entries, after);
+
+    // `FPR!` (exactly that subkey, for GnuPG) gets an accurate error, not "group names".
+    fs::write(store.file("ops/.gpg-id"), format!("{}!\n", alice.fpr)).unwrap();
+    git_commit_all(store, "Exactly alice's primary");
+    lab.vault_as(store, alice, &["members"])
+        .fails()
+        .stderr_has("ops/.gpg-id line 1")
+        .stderr_has("'!' asks GnuPG for exactly that key or subkey");
+}
+
+#[test]
+fn content_vault_cannot_read_is_reported_and_named_never_skipped() {
+    let team = adopted_team();
+    let (lab, store, alice) = (&team.lab, &team.store, &team.alice);
+    // A half-finished move to passage: an age file and the recipients who can read it.
+    fs::create_dir_all(store.file("cloud")).unwrap();
+    fs::write(
+        store.file("cloud/.age-recipients"),
+        "# bob\nage1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj\n",
+    )
+    .unwrap();
+    fs::write(
+        store.file("cloud/aws-root.age"),
+        "age-encryption.org/v1\n-> X25519 x\n",
+    )
+    .unwrap();
+    // A submodule holding another store.
+    fs::create_dir(store.file("vendor-store")).unwrap();
+    store.git_ok(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        "160000,1111111111111111111111111111111111111111,vendor-store",
+    ]);
+    git_commit_all(store, "Half-migrated");
+
+    let audit = lab.vault_as(store, alice, &["audit"]);
+    assert_eq!(audit.code, Some(3), "{audit}");
+    audit
+        .stdout_has("cloud/aws-root.age: an age-encrypted file (passage)")
+        .stdout_has("cloud/.age-recipients: age recipients (passage)")
+        .stdout_has("vendor-store: a git submodule");
+
+    let out = lab.vault_as(store, alice, &["--yes", "remove-member", "bob"]);
+    out.ok()
+        .stdout_has("vault could not re-encrypt what follows, and bob may still read it now:")
+        .stdout_has("  cloud/aws-root.age: an age-encrypted file")
+        .stdout_has("  vendor-store: a git submodule");
+    let out = lab.vault_as(store, alice, &team.carol.add_member_args());
+    out.ok()
+        .stdout_has("so carol cannot read it yet")
+        .stdout_has("  cloud/aws-root.age");
+}

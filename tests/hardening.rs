@@ -193,7 +193,7 @@ fn a_linked_folder_in_the_work_tree_is_never_written_through() {
     git_commit_all(store, "Ignore linked");
     std::os::unix::fs::symlink(&outside, store.file("linked")).unwrap();
     let mut args = team.carol.add_member_args().to_vec();
-    args.extend(["--folder", "linked"]);
+    args.extend(["--folder", "linked", "--create"]);
     assert_refused(&team, &args, &["linked", "symbolic link"]);
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use vault::crypto::{Fingerprint, MemberKey};
 use vault::store::{parse_folder, show_folder, MemberName};
+use vault::text::count;
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
@@ -81,11 +82,24 @@ pub fn run(
     )?;
     writeln!(
         out,
-        "{} entries now readable by {name} ({} re-wrapped, {} re-encrypted, {} already right).",
-        outcome.rewrapped + outcome.reencrypted + outcome.unchanged,
+        "{} now readable by {name} ({} re-wrapped, {} re-encrypted, {} already right).",
+        count(
+            outcome.rewrapped + outcome.reencrypted + outcome.unchanged,
+            "entry",
+            "entries"
+        ),
         outcome.rewrapped,
         outcome.reencrypted,
         outcome.unchanged
     )?;
+    if !outcome.not_reencrypted.is_empty() {
+        writeln!(
+            out,
+            "\nvault could not re-encrypt what follows, so {name} cannot read it yet:"
+        )?;
+        for n in &outcome.not_reencrypted {
+            writeln!(out, "  {n}")?;
+        }
+    }
     Ok(())
 }

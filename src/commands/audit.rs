@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use vault::audit::{audit, Audit, Filter};
 use vault::store::{parse_folder, MemberName};
-use vault::text::{day_of, escape};
+use vault::text::{count, day_of, escape};
 use vault::vault::Vault;
 use vault::Error;
 
@@ -145,10 +145,15 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
         let expires = m.expires.as_deref().map(day_of).unwrap_or("never");
         writeln!(
             out,
-            "  {:<nw$}  {}  {:>4} entries  expires {:<10}  {}",
+            "  {:<nw$}  {}  {:>4} {}  expires {:<10}  {}",
             m.name,
             m.fingerprint,
             m.entries_readable,
+            if m.entries_readable == 1 {
+                "entry  "
+            } else {
+                "entries"
+            },
             expires,
             m.folders.join(" ")
         )?;
@@ -164,18 +169,23 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
         for f in &a.former_members {
             writeln!(
                 out,
-                "  {:<nw$}  {}  removed {}  {} entries to rotate",
+                "  {:<nw$}  {}  removed {}  {} to rotate",
                 f.name,
                 f.fingerprint,
                 escape(&f.removed),
-                f.entries_to_rotate
+                count(f.entries_to_rotate, "entry", "entries")
             )?;
         }
     }
     let s = &a.summary;
     let line = format!(
-        "{} entries in {} folders, {} members: {} problems, {} warnings, {} entries to rotate",
-        s.entries, s.folders, s.members, s.problems, s.warnings, s.entries_to_rotate
+        "{} in {}, {}: {}, {}, {} to rotate",
+        count(s.entries, "entry", "entries"),
+        count(s.folders, "folder", "folders"),
+        count(s.members, "member", "members"),
+        count(s.problems, "problem", "problems"),
+        count(s.warnings, "warning", "warnings"),
+        count(s.entries_to_rotate, "entry", "entries")
     );
     writeln!(
         out,

@@ -27,7 +27,8 @@ fn pin_anchor(store: &std::path::Path, commit: vault::history::CommitId) -> anyh
 fn say_trusted(trusted: usize, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
-        "This clone now trusts these {trusted} keys as the store's members (`vault verify` checks later changes against them)."
+        "This clone now trusts {} as the store's members (`vault verify` checks later changes against them).",
+        if trusted == 1 { "this key".to_string() } else { format!("these {trusted} keys") }
     )?;
     Ok(())
 }
@@ -107,9 +108,9 @@ pub fn run(
     }
     writeln!(
         out,
-        "Adopted {} ({} entries); commit {}. Members:",
+        "Adopted {} ({}); commit {}. Members:",
         store.display(),
-        adopted.entries,
+        vault::text::count(adopted.entries, "entry", "entries"),
         adopted.commit.short()
     )?;
     for (name, fpr) in &adopted.members {

@@ -183,7 +183,8 @@ pub fn warn_card(
     if identity.is_some_and(|i| i.on_card()) && entries > 1 {
         writeln!(
             err,
-            "note: your key is on a smartcard: each of up to {entries} entries may need a touch or a PIN"
+            "note: your key is on a smartcard: each of up to {} may need a touch or a PIN",
+            vault::text::count(entries, "entry", "entries")
         )?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use vault::store::{parse_folder, MemberName};
+use vault::text::count;
 
 use crate::cli::{Global, RemoveMemberArgs};
 use crate::commands::{carry_out, open_for_change};
@@ -40,18 +41,22 @@ pub fn run(
     let outcome = carry_out(&vault, global, plan, None, err)?;
     writeln!(
         out,
-        "Removed {name} from {}; commit {}. {} entries re-encrypted with fresh session keys.",
+        "Removed {name} from {}; commit {}. {} re-encrypted with fresh session keys.",
         outcome.changed_gpg_ids.join(", "),
         outcome.commit.short(),
-        outcome.reencrypted + outcome.rewrapped
+        count(outcome.reencrypted + outcome.rewrapped, "entry", "entries")
     )?;
     if outcome.exposed.is_empty() {
         writeln!(out, "{name} could read no entry: nothing to rotate.")?;
     } else {
         writeln!(
             out,
-            "\n{name} could read these {} entries, and can still decrypt their old versions in git history.\nRotate them (change the credential, then `pass edit`):",
-            outcome.exposed.len()
+            "\n{name} could read {}, and can still decrypt their old versions in git history.\nRotate them (change the credential, then `pass edit`):",
+            if outcome.exposed.len() == 1 {
+                "this entry".to_string()
+            } else {
+                format!("these {} entries", outcome.exposed.len())
+            }
         )?;
         for e in &outcome.exposed {
             writeln!(out, "  {}", vault::text::escape(e))?;

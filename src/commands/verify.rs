@@ -36,8 +36,8 @@ pub fn run(
     };
     writeln!(
         out,
-        "Checked {} membership changes since the trusted commit {}.",
-        v.checked,
+        "Checked {} since the trusted commit {}.",
+        vault::text::count(v.checked, "membership change", "membership changes"),
         anchor.commit.short()
     )?;
     for f in &v.vouched {
@@ -54,8 +54,8 @@ pub fn run(
     } else {
         writeln!(
             out,
-            "{} violations: vault will not encrypt to an unvouched recipient (see `vault verify --help`).",
-            v.violations.len()
+            "{}: vault will not encrypt to an unvouched recipient (see `vault verify --help`).",
+            vault::text::count(v.violations.len(), "violation", "violations")
         )?;
     }
     Ok(!v.violations.is_empty())

@@ -160,6 +160,8 @@ pub struct MemberKey {
     encryption: Vec<PublicKey>,
     /// Ids of every key in the certificate, usable or not: to recognise old ciphertexts.
     all_key_ids: Vec<KeyId>,
+    /// Fingerprints of every key in the certificate (primary and subkeys).
+    all_fingerprints: Vec<Fingerprint>,
     expiry: Option<SystemTime>,
     problem: Option<KeyProblem>,
     /// The certificate as vault writes it: checked at parse time that it can be written back.
@@ -209,6 +211,10 @@ impl MemberKey {
         }
         let fingerprint = Fingerprint::from_openpgp(&cert.fingerprint())
             .ok_or(KeyProblem::NotV4(cert.primary_key().key().version()))?;
+        let all_fingerprints = cert
+            .keys()
+            .filter_map(|ka| Fingerprint::from_openpgp(&ka.key().fingerprint()))
+            .collect();
         let all_key_ids = cert
             .keys()
             .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
@@ -237,6 +243,7 @@ impl MemberKey {
             emails,
             encryption: Vec::new(),
             all_key_ids,
+            all_fingerprints,
             expiry: None,
             problem: None,
         };
@@ -349,6 +356,12 @@ impl MemberKey {
     }
 
     /// Every key id of the certificate, including unusable ones.
+    /// Whether `fpr` is the fingerprint of this certificate's primary key or of one of its
+    /// subkeys: GnuPG takes either as naming the certificate (`gpg -r SUBKEY-FPR` without `!`).
+    pub fn has_fingerprint(&self, fpr: Fingerprint) -> bool {
+        self.all_fingerprints.contains(&fpr)
+    }
+
     pub fn all_key_ids(&self) -> &[KeyId] {
         &self.all_key_ids
     }
