@@ -419,22 +419,26 @@ impl Repo {
             && matches!(self.repo.head(), Err(e) if e.code() == ErrorCode::UnbornBranch)
     }
 
-    /// Tracked files whose work-tree or index state differs from HEAD, and untracked files that
-    /// git does not ignore: store files (entries, `.gpg-id`, vault's own files) because a change
-    /// would not account for them, any other file because vault commits only store files
-    /// ([`is_store_file`]) and will not leave one behind unexplained.
-    pub fn dirty_paths(&self) -> Result<Vec<String>> {
+    /// `git status` of the work tree: untracked files one by one, ignored ones left out,
+    /// submodules' insides not looked into.
+    fn statuses(&self) -> Result<git2::Statuses<'_>> {
         let mut opts = StatusOptions::new();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
             .include_ignored(false)
             .exclude_submodules(true);
-        let statuses = self
-            .repo
+        self.repo
             .statuses(Some(&mut opts))
-            .map_err(ge("reading the status of the store"))?;
+            .map_err(ge("reading the status of the store"))
+    }
+
+    /// Tracked files whose work-tree or index state differs from HEAD, and untracked files that
+    /// git does not ignore: store files (entries, `.gpg-id`, vault's own files) because a change
+    /// would not account for them, any other file because vault commits only store files
+    /// ([`is_store_file`]) and will not leave one behind unexplained.
+    pub fn dirty_paths(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for s in statuses.iter() {
+        for s in self.statuses()?.iter() {
             let path = s.path().unwrap_or("?").to_string();
             let st = s.status();
             if st == git2::Status::WT_NEW {
@@ -589,18 +593,10 @@ impl Repo {
     /// ([`is_store_file`]): what `vault init` would otherwise have to commit in a folder that is
     /// not a repository yet (a plaintext export beside the entries, say).
     pub fn foreign_files(&self) -> Result<Vec<String>> {
-        let mut opts = StatusOptions::new();
-        opts.include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_ignored(false)
-            .exclude_submodules(true);
-        let statuses = self
-            .repo
-            .statuses(Some(&mut opts))
-            .map_err(ge("reading the status of the store"))?;
         // New in the work tree, or already staged (`git add -A` before `vault init`).
         let new = git2::Status::WT_NEW | git2::Status::INDEX_NEW;
-        Ok(statuses
+        Ok(self
+            .statuses()?
             .iter()
             .filter(|s| s.status().intersects(new))
             .map(|s| String::from_utf8_lossy(s.path_bytes()).into_owned())

@@ -9,13 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Commits everything in the work tree with plain git.
-fn git_commit_all(store: &Store, msg: &str) {
-    store.git_ok(&["add", "-A"]);
-    store.git_ok(&["commit", "-q", "-m", msg]);
-    store.assert_clean();
-}
-
 /// Encrypts `plain` into `file` with `who`'s GnuPG, to `to`, as a client that ignores `.gpg-id`
 /// would (ripasso saving an entry, an older gopass inserting one).
 fn encrypt_as(who: &Person, plain: &str, file: &Path, to: &[&str], extra: &[&str]) {

@@ -12,13 +12,6 @@ use std::process::Stdio;
 
 use common::*;
 
-/// Commits everything in the work tree with plain git, as someone with push access would.
-fn git_commit_all(store: &Store, msg: &str) {
-    store.git_ok(&["add", "-A"]);
-    store.git_ok(&["commit", "-q", "-m", msg]);
-    store.assert_clean();
-}
-
 /// Runs `vault` as alice and asserts it refuses with exit code 1, every needle on stderr, no
 /// panic, and every file under the store (`.git` included) exactly as before.
 #[track_caller]

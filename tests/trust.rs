@@ -218,26 +218,8 @@ fn pass_signing_keeps_working_after_vault_changes_members() {
         ("PASSWORD_STORE_DIR", path.to_str().unwrap()),
         ("PASSWORD_STORE_SIGNING_KEY", &alice.fpr),
     ];
-    let pass = |args: &[&str], stdin: &str| {
-        let mut c = std::process::Command::new("pass");
-        c.args(args)
-            .env("HOME", lab.home())
-            .env("GNUPGHOME", alice.gpg.home())
-            .env("PASSWORD_STORE_DIR", &path)
-            .env("PASSWORD_STORE_SIGNING_KEY", &alice.fpr)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let pass =
+        |args: &[&str], stdin: &str| pass_signed(&lab, &store, &alice, &alice.fpr, args, stdin);
     assert!(pass(&["init", &alice.fpr, &bob.fpr], "").status.success());
     assert!(pass(&["git", "init"], "").status.success());
     assert!(pass(&["insert", "-m", "servers/web1"], "root-pw\n")

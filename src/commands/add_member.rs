@@ -8,7 +8,7 @@ use vault::text::count;
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
-use crate::commands::{carry_out, init::stem_name, open_for_change};
+use crate::commands::{carry_out, init::stem_name, open_for_change, say_not_reencrypted};
 use crate::ui;
 
 pub fn run(
@@ -92,14 +92,6 @@ pub fn run(
         outcome.reencrypted,
         outcome.unchanged
     )?;
-    if !outcome.not_reencrypted.is_empty() {
-        writeln!(
-            out,
-            "\nvault could not re-encrypt what follows, so {name} cannot read it yet:"
-        )?;
-        for n in &outcome.not_reencrypted {
-            writeln!(out, "  {n}")?;
-        }
-    }
+    say_not_reencrypted(&outcome, &format!("so {name} cannot read it yet"), out)?;
     Ok(())
 }

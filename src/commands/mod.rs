@@ -174,6 +174,26 @@ fn key_file(
     }
 }
 
+/// Names what a membership change could not re-encrypt ([`vault::vault::Outcome`]), and what
+/// that means for the member (`consequence`, e.g. "and nick may still read it now").
+pub fn say_not_reencrypted(
+    outcome: &vault::vault::Outcome,
+    consequence: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if outcome.not_reencrypted.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nvault could not re-encrypt what follows, {consequence}:"
+    )?;
+    for n in &outcome.not_reencrypted {
+        writeln!(out, "  {n}")?;
+    }
+    Ok(())
+}
+
 /// Warns before a long run with a card-held key.
 pub fn warn_card(
     identity: Option<&Identity>,

@@ -6,7 +6,7 @@ use vault::store::{parse_folder, MemberName};
 use vault::text::count;
 
 use crate::cli::{Global, RemoveMemberArgs};
-use crate::commands::{carry_out, open_for_change};
+use crate::commands::{carry_out, open_for_change, say_not_reencrypted};
 use crate::ui;
 
 pub fn run(
@@ -62,14 +62,6 @@ pub fn run(
             writeln!(out, "  {}", vault::text::escape(e))?;
         }
     }
-    if !outcome.not_reencrypted.is_empty() {
-        writeln!(
-            out,
-            "\nvault could not re-encrypt what follows, and {name} may still read it now:"
-        )?;
-        for n in &outcome.not_reencrypted {
-            writeln!(out, "  {n}")?;
-        }
-    }
+    say_not_reencrypted(&outcome, &format!("and {name} may still read it now"), out)?;
     Ok(())
 }

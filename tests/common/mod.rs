@@ -1048,6 +1048,14 @@ pub const OPS_ENTRIES: &[(&str, &str)] = &[
     ("ops/servers/root", "r00t-pw\n"),
 ];
 
+/// Commits everything in the work tree with plain git, as anyone with push access could.
+#[track_caller]
+pub fn git_commit_all(store: &Store, msg: &str) {
+    store.git_ok(&["add", "-A"]);
+    store.git_ok(&["commit", "-q", "-m", msg]);
+    store.assert_clean();
+}
+
 /// `pass insert -m` each entry as `who`.
 #[track_caller]
 pub fn insert_entries(lab: &Lab, store: &Store, who: &Person, entries: &[(&str, &str)]) {
