@@ -391,3 +391,35 @@ fn content_vault_cannot_read_is_reported_and_named_never_skipped() {
         .stdout_has("so carol cannot read it yet")
         .stdout_has("  cloud/aws-root.age");
 }
+
+#[test]
+fn counts_agree_with_their_nouns_and_hints_do_not_force_rotation() {
+    let lab = Lab::new();
+    let alice = Person::generate("alice", KeyKind::Ed25519);
+    let bob = Person::generate("bob", KeyKind::Ed25519);
+    introduce(&[&alice, &bob]);
+    let store = lab.store("store");
+    lab.pass(&store, &alice, &["init", &alice.fpr], "").ok();
+    lab.pass(&store, &alice, &["git", "init"], "").ok();
+    insert_entries(&lab, &store, &alice, &[("bank", "pw\n")]);
+    lab.vault_as(&store, &alice, &["init"])
+        .ok()
+        .stdout_has("(1 entry)")
+        .stdout_has("now trusts this key as");
+    lab.vault_as(&store, &alice, &bob.add_member_args())
+        .ok()
+        .stdout_has("1 entry now readable by bob");
+    lab.vault_as(&store, &alice, &["audit"])
+        .ok()
+        .stdout_has("1 entry in 1 folder, 2 members: 0 problems, 0 warnings, 0 entries to rotate");
+    // The same key under another name: the hint must not send them down the rotation path.
+    let mut again = bob.add_member_args().to_vec();
+    again.extend(["--name", "robert"]);
+    lab.vault_as(&store, &alice, &again)
+        .fails()
+        .stderr_has("do not remove and re-add them");
+    let out = lab.vault_as(&store, &alice, &["--yes", "remove-member", "bob"]);
+    out.ok()
+        .stdout_has("1 entry re-encrypted")
+        .stdout_has("bob could read this entry");
+}
