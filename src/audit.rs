@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::crypto::{Envelope, Fingerprint, KeyId};
 use crate::error::Result;
-use crate::history::{trailers, Changes, CommitInfo, Objects};
+use crate::git::{trailers, Changes, CommitInfo, Objects};
 use crate::store::{entry_name, gpg_id_path, show_folder, Layout, MemberName};
 use crate::text::{escape, format_time, format_unix};
 use crate::vault::Vault;

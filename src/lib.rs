@@ -1,12 +1,12 @@
 //! vault: manage who can read a team's pass-compatible password store.
 //!
 //! The library never prints and never prompts: commands in the binary compose it. sequoia lives
-//! in [`crypto`], git2 in [`history`].
+//! in [`crypto`], git2 in [`git`].
 
 pub mod audit;
 pub mod crypto;
 pub mod error;
-pub mod history;
+pub mod git;
 pub mod keyring;
 pub mod roster;
 pub mod secret;

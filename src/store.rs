@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::crypto::{Fingerprint, KeyId};
 use crate::error::{Error, Result};
-use crate::history::{BlobId, FileKind, TreeFile};
+use crate::git::{BlobId, FileKind, TreeFile};
 
 pub const GPG_ID: &str = ".gpg-id";
 pub const PUBLIC_KEYS: &str = ".public-keys";
@@ -348,7 +348,7 @@ pub struct Layout {
     pub signatures: BTreeMap<String, BlobId>,
 }
 
-/// The name suffix of vault's temporaries (`.NAME.XXXXXX.vault-tmp`, see `history::Staging`).
+/// The name suffix of vault's temporaries (`.NAME.XXXXXX.vault-tmp`, see `git::Staging`).
 pub const TMP_SUFFIX: &str = ".vault-tmp";
 
 /// Whether a file name is one vault gives its temporaries: hidden, ending in [`TMP_SUFFIX`].
@@ -751,7 +751,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{BlobId, FileKind, TreeFile};
+    use crate::git::{BlobId, FileKind, TreeFile};
 
     #[test]
     fn member_names() {

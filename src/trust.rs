@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{verify_detached, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
-use crate::history::{trailers, write_file_durably, BlobId, CommitId, Repo};
+use crate::git::{trailers, write_file_durably, BlobId, CommitId, Repo};
 use crate::store::{gpg_id_path, parse_gpg_id, Layout, Spec, GPG_ID, MEMBERS, PUBLIC_KEYS};
 use crate::text::{escape, format_unix};
 use crate::vault::matching;
@@ -71,7 +71,7 @@ impl Anchor {
     }
 
     /// Saves this clone's anchor durably (`.git/vault-anchor`, see
-    /// [`crate::history::write_file_durably`]).
+    /// [`crate::git::write_file_durably`]).
     ///
     /// # Errors
     /// [`Error::Io`] naming the file.

@@ -81,7 +81,7 @@ pub fn catch_interrupts() {
 }
 
 extern "C" fn on_file_too_large(_: libc::c_int) {
-    vault::history::FILE_SIZE_LIMIT_HIT.store(true, Ordering::SeqCst);
+    vault::git::FILE_SIZE_LIMIT_HIT.store(true, Ordering::SeqCst);
 }
 
 /// A write past the file size limit fails with EFBIG instead of killing vault mid-change, and

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::crypto::{self, Envelope, Fingerprint, Identity, KeyId, MemberKey, Recipients};
 use crate::error::{Error, Result};
-use crate::history::{
+use crate::git::{
     BlobId, Change, CommitId, Objects, PackedBlob, Recovery, Repo, Staging, StoreLock, TreeFile,
 };
 use crate::roster::Roster;
@@ -1128,7 +1128,7 @@ impl Vault {
                         sent = Err(e);
                         break; // dropping the receiver stops the workers
                     }
-                    crate::history::fault_point("blob written");
+                    crate::git::fault_point("blob written");
                 }
                 drop(rx); // so that workers blocked on a full channel stop
                 (workers.join().expect("a worker panicked"), sent)
@@ -1646,7 +1646,7 @@ pub fn create(
 }
 
 /// A commit signer from an optional operator identity that can sign.
-fn signer(identity: Option<&Identity>) -> Option<Box<crate::history::Signer<'_>>> {
+fn signer(identity: Option<&Identity>) -> Option<Box<crate::git::Signer<'_>>> {
     let id = identity.filter(|i| i.can_sign())?;
     Some(Box::new(move |data: &[u8]| {
         id.sign_detached(data, true)

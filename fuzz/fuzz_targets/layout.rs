@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vault::history::{BlobId, FileKind, TreeFile};
+use vault::git::{BlobId, FileKind, TreeFile};
 use vault::store::{entry_name, path_problem, Layout};
 
 fuzz_target!(|data: &[u8]| {

@@ -10,14 +10,14 @@ use vault::store::MemberName;
 use vault::vault::{adopt, create};
 use vault::{keyring, Error};
 
-use vault::history::Repo;
+use vault::git::Repo;
 use vault::trust::anchor_at;
 
 use crate::cli::{Global, InitArgs};
 use crate::commands::{identity, lock_wait, store_path};
 
 /// Pins this clone's trust anchor at the commit init just made; returns how many keys it trusts.
-fn pin_anchor(store: &std::path::Path, commit: vault::history::CommitId) -> anyhow::Result<usize> {
+fn pin_anchor(store: &std::path::Path, commit: vault::git::CommitId) -> anyhow::Result<usize> {
     let repo = Repo::open(store)?;
     let anchor = anchor_at(&repo, commit)?;
     anchor.save(&repo)?;

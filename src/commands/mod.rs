@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use vault::crypto::{Identity, IdentityError};
-use vault::history::Recovery;
-use vault::history::Repo;
+use vault::git::Recovery;
+use vault::git::Repo;
 use vault::secret::Secret;
 use vault::trust::{anchor_at, verify, Anchor};
 use vault::vault::{Monitor, Vault};
@@ -295,7 +295,7 @@ pub fn check_trust(
 pub fn advance_anchor(
     repo: &Repo,
     anchor: &Anchor,
-    head: vault::history::CommitId,
+    head: vault::git::CommitId,
 ) -> anyhow::Result<()> {
     let v = verify(repo, anchor, head)?;
     if v.violations.is_empty() {
