@@ -14,9 +14,9 @@ use serde::Serialize;
 use crate::crypto::{Envelope, Fingerprint, KeyId};
 use crate::error::Result;
 use crate::git::{trailers, Changes, CommitInfo, Objects};
+use crate::snapshot::Snapshot;
 use crate::store::{entry_name, gpg_id_path, show_folder, Layout, MemberName};
 use crate::text::{escape, format_time, format_unix};
-use crate::vault::Vault;
 
 /// The whole report; this is the `--json` document (see docs/audit-json.md).
 #[derive(Debug, Serialize)]
@@ -143,7 +143,7 @@ const SOON: Duration = Duration::from_secs(30 * 24 * 3600);
 ///
 /// # Errors
 /// Git errors reading objects or history.
-pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
+pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
     let layout = vault.layout();
     let objects = Objects::open(vault.root())?;
 
@@ -473,7 +473,7 @@ pub fn audit(vault: &Vault, filter: &Filter) -> Result<Audit> {
 
 /// Fills `last_changed` and `rotate` with one walk of the history.
 fn history(
-    vault: &Vault,
+    vault: &Snapshot,
     objects: &Objects,
     paths: &HashMap<String, usize>,
     former_ids: &HashMap<KeyId, String>,

@@ -4,15 +4,16 @@
 //! in [`crypto`], git2 in [`git`].
 
 pub mod audit;
+pub mod change;
 pub mod crypto;
 pub mod error;
 pub mod git;
 pub mod keyring;
 pub mod roster;
 pub mod secret;
+pub mod snapshot;
 pub mod store;
 pub mod text;
 pub mod trust;
-pub mod vault;
 
 pub use error::{Error, Result};

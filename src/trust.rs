@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{verify_detached, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
 use crate::git::{trailers, write_file_durably, BlobId, CommitId, Repo};
+use crate::snapshot::matching;
 use crate::store::{gpg_id_path, parse_gpg_id, Layout, Spec, GPG_ID, MEMBERS, PUBLIC_KEYS};
 use crate::text::{escape, format_unix};
-use crate::vault::matching;
 
 const ANCHOR_FILE: &str = "vault-anchor";
 

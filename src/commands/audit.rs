@@ -3,9 +3,9 @@
 use std::io::{IsTerminal, Write};
 
 use vault::audit::{audit, Audit, Filter};
+use vault::snapshot::Snapshot;
 use vault::store::{parse_folder, MemberName};
 use vault::text::{count, day_of, escape};
-use vault::vault::Vault;
 use vault::Error;
 
 use crate::cli::{AuditArgs, Global};
@@ -21,7 +21,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let (vault, recovery) = Vault::open_lenient(&store_path(global)?)?;
+    let (vault, recovery) = Snapshot::open_lenient(&store_path(global)?)?;
     report_recovery(recovery, err)?;
     let member = args.member.as_deref().map(MemberName::parse).transpose()?;
     if let Some(m) = &member {

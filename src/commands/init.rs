@@ -5,9 +5,9 @@ use std::io::Write;
 
 use anyhow::bail;
 
+use vault::change::{adopt, create};
 use vault::crypto::{Fingerprint, MemberKey};
 use vault::store::MemberName;
-use vault::vault::{adopt, create};
 use vault::{keyring, Error};
 
 use vault::git::Repo;

@@ -12,12 +12,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use vault::change::Monitor;
 use vault::crypto::{Identity, IdentityError};
 use vault::git::Recovery;
 use vault::git::Repo;
 use vault::secret::Secret;
+use vault::snapshot::Snapshot;
 use vault::trust::{anchor_at, verify, Anchor};
-use vault::vault::{Monitor, Vault};
 use vault::Error;
 
 use crate::cli::Global;
@@ -37,16 +38,16 @@ pub fn store_path(global: &Global) -> anyhow::Result<PathBuf> {
 }
 
 /// Opens the store to read it, saying on `err` what was done about an interrupted earlier change.
-pub fn open(global: &Global, err: &mut dyn Write) -> anyhow::Result<Vault> {
-    let (vault, recovery) = Vault::open(&store_path(global)?)?;
+pub fn open(global: &Global, err: &mut dyn Write) -> anyhow::Result<Snapshot> {
+    let (vault, recovery) = Snapshot::open(&store_path(global)?)?;
     report_recovery(recovery, err)?;
     Ok(vault)
 }
 
 /// Opens the store to change it: holds the store's lock (see [`lock_wait`]) until the returned
-/// value is dropped, and checks that a change may start ([`Vault::check_ready`]).
-pub fn open_for_change(global: &Global, err: &mut dyn Write) -> anyhow::Result<Vault> {
-    let (vault, recovery) = Vault::open_for_change(&store_path(global)?, lock_wait()?)?;
+/// value is dropped, and checks that a change may start ([`Snapshot::check_ready`]).
+pub fn open_for_change(global: &Global, err: &mut dyn Write) -> anyhow::Result<Snapshot> {
+    let (vault, recovery) = Snapshot::open_for_change(&store_path(global)?, lock_wait()?)?;
     report_recovery(recovery, err)?;
     vault.check_ready()?;
     Ok(vault)
@@ -103,7 +104,10 @@ fn passphrase_file(global: &Global) -> vault::Result<Option<Secret>> {
 
 /// The operator: the secret key file of `--identity` / `$VAULT_IDENTITY`, or else (given the
 /// store's members) the member whose secret key the user's gpg-agent holds.
-pub fn identity(global: &Global, members_of: Option<&Vault>) -> anyhow::Result<Option<Identity>> {
+pub fn identity(
+    global: &Global,
+    members_of: Option<&Snapshot>,
+) -> anyhow::Result<Option<Identity>> {
     let Some(path) = &global.identity else {
         let Some(vault) = members_of else {
             return Ok(None);
@@ -174,10 +178,10 @@ fn key_file(
     }
 }
 
-/// Names what a membership change could not re-encrypt ([`vault::vault::Outcome`]), and what
+/// Names what a membership change could not re-encrypt ([`vault::change::Outcome`]), and what
 /// that means for the member (`consequence`, e.g. "and nick may still read it now").
 pub fn say_not_reencrypted(
-    outcome: &vault::vault::Outcome,
+    outcome: &vault::change::Outcome,
     consequence: &str,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
@@ -227,7 +231,7 @@ pub fn with_monitor<T>(total: usize, what: &str, f: impl FnOnce(&Monitor) -> T) 
 /// This clone's trust anchor; on first use, asks the user to trust the members at HEAD. A new
 /// anchor is not saved here: a change saves its successor when it succeeds, `vault verify` saves
 /// it at once.
-pub fn anchor(vault: &Vault, global: &Global, err: &mut dyn Write) -> anyhow::Result<Anchor> {
+pub fn anchor(vault: &Snapshot, global: &Global, err: &mut dyn Write) -> anyhow::Result<Anchor> {
     if let Some(a) = Anchor::load(vault.repo())? {
         return Ok(a);
     }
@@ -258,7 +262,7 @@ pub fn anchor(vault: &Vault, global: &Global, err: &mut dyn Write) -> anyhow::Re
 
 /// Verifies the history and refuses recipients nobody trusted vouched for (unless overridden).
 pub fn check_trust(
-    vault: &Vault,
+    vault: &Snapshot,
     global: &Global,
     after: &std::collections::BTreeSet<vault::crypto::Fingerprint>,
     err: &mut dyn Write,
@@ -330,12 +334,12 @@ pub fn pass_signing_keys() -> anyhow::Result<Vec<vault::crypto::Fingerprint>> {
 /// key this command itself vouches for, is exempt), the operator, the re-encryption with progress
 /// and Ctrl-C handling, and the new trust anchor.
 pub fn carry_out(
-    vault: &Vault,
+    vault: &Snapshot,
     global: &Global,
-    mut plan: vault::vault::Plan,
+    mut plan: vault::change::Plan,
     vouched: Option<vault::crypto::Fingerprint>,
     err: &mut dyn Write,
-) -> anyhow::Result<vault::vault::Outcome> {
+) -> anyhow::Result<vault::change::Outcome> {
     let gpg_id_signer = match &global.signing_key {
         Some(path) => Some(key_file(global, path, "reading signing key")?),
         None => None,

@@ -1,7 +1,6 @@
 //! The history: commits as [`CommitInfo`], trailers by git's rules, signatures, and the walks
 //! that trust and audit make.
 
-
 use git2::{Delta, DiffOptions};
 
 use super::*;
