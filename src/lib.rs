@@ -8,6 +8,7 @@ pub mod change;
 pub mod crypto;
 pub mod error;
 pub mod git;
+pub mod ids;
 pub mod keyring;
 pub mod roster;
 pub mod secret;

@@ -2,11 +2,11 @@
 //! says, and the names people type. Pure logic over a list of committed files; no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use crate::crypto::{Fingerprint, KeyId};
 use crate::error::{Error, Result};
 use crate::git::{BlobId, FileKind, TreeFile};
+pub use crate::ids::MemberName;
 
 pub const GPG_ID: &str = ".gpg-id";
 pub const PUBLIC_KEYS: &str = ".public-keys";
@@ -39,66 +39,6 @@ fn parent(folder: &str) -> Option<&str> {
         None
     } else {
         Some(folder.rsplit_once('/').map(|(p, _)| p).unwrap_or(""))
-    }
-}
-
-/// A member's name as people type it: letters, digits, `.`, `_`, `-`; not starting with `.` or
-/// `-`; at most 64 characters.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MemberName(String);
-
-impl MemberName {
-    /// # Errors
-    /// [`Error::InvalidName`] naming the value.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = |why| Error::InvalidName {
-            what: "member name",
-            value: s.to_string(),
-            why,
-        };
-        if s.is_empty() || s.len() > 64 {
-            return Err(bad("it must be 1 to 64 characters long"));
-        }
-        if s.starts_with('.') || s.starts_with('-') {
-            return Err(bad("it must not start with '.' or '-'"));
-        }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return Err(bad("it may hold only letters, digits, '.', '_' and '-'"));
-        }
-        if s.contains("..") {
-            return Err(bad("it must not contain '..'"));
-        }
-        Ok(MemberName(s.to_string()))
-    }
-
-    /// A name made from an e-mail address's local part (`Eduardo.Diaz@coop` -> `eduardo.diaz`).
-    pub fn from_email(email: &str) -> Option<Self> {
-        let local = email.split('@').next()?.to_ascii_lowercase();
-        let cleaned: String = local
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        let trimmed = cleaned.trim_start_matches(['.', '-']).replace("..", ".");
-        Self::parse(&trimmed).ok()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for MemberName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
     }
 }
 

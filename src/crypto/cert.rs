@@ -1,0 +1,278 @@
+//! Member certificates: parsed once, validated under the standard policy, user ids escaped.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::prelude::*;
+use openpgp::packet::{key, Key};
+use openpgp::parse::Parse;
+use openpgp::serialize::SerializeInto;
+use openpgp::types::{KeyFlags, PublicKeyAlgorithm, RevocationStatus};
+
+use crate::error::KeyProblem;
+
+use super::*;
+
+pub(super) type PublicKey = Key<key::PublicParts, key::UnspecifiedRole>;
+
+/// A member's public certificate, parsed and checked once per run.
+#[derive(Clone)]
+pub struct MemberKey {
+    pub(super) cert: Cert,
+    pub(super) fingerprint: Fingerprint,
+    pub(super) user_ids: Vec<String>,
+    pub(super) emails: Vec<String>,
+    /// The alive, non-revoked, encryption-capable keys under the standard policy, now.
+    pub(super) encryption: Vec<PublicKey>,
+    /// Ids of every key in the certificate, usable or not: to recognise old ciphertexts.
+    pub(super) all_key_ids: Vec<KeyId>,
+    /// Fingerprints of every key in the certificate (primary and subkeys).
+    pub(super) all_fingerprints: Vec<Fingerprint>,
+    pub(super) expiry: Option<SystemTime>,
+    pub(super) problem: Option<KeyProblem>,
+    /// The certificate as vault writes it: checked at parse time that it can be written back.
+    pub(super) armored: Vec<u8>,
+}
+
+impl fmt::Debug for MemberKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberKey")
+            .field("fingerprint", &self.fingerprint)
+            .field("user_ids", &self.user_ids)
+            .field("problem", &self.problem)
+            .finish()
+    }
+}
+
+pub(super) fn parse_single_cert(bytes: &[u8]) -> Result<Cert, KeyProblem> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(KeyProblem::Empty);
+    }
+    let parser =
+        CertParser::from_bytes(bytes).map_err(|e| KeyProblem::NotOpenPgp(e.to_string()))?;
+    let mut certs = Vec::new();
+    for cert in parser {
+        certs.push(cert.map_err(|e| KeyProblem::NotOpenPgp(e.to_string()))?);
+    }
+    match certs.len() {
+        0 => Err(KeyProblem::NotOpenPgp("no certificate found".into())),
+        1 => Ok(certs.pop().expect("one")),
+        n => Err(KeyProblem::Several(n)),
+    }
+}
+
+pub(super) fn encryption_flags() -> KeyFlags {
+    KeyFlags::empty()
+        .set_storage_encryption()
+        .set_transport_encryption()
+}
+
+impl MemberKey {
+    /// Parses a public certificate and records whether it can be encrypted to now. Fails only if
+    /// the bytes are not exactly one public OpenPGP certificate.
+    pub fn parse(bytes: &[u8]) -> Result<Self, KeyProblem> {
+        let cert = parse_single_cert(bytes)?;
+        if cert.is_tsk() {
+            return Err(KeyProblem::SecretMaterial);
+        }
+        let fingerprint = Fingerprint::from_openpgp(&cert.fingerprint())
+            .ok_or(KeyProblem::NotV4(cert.primary_key().key().version()))?;
+        let all_fingerprints = cert
+            .keys()
+            .filter_map(|ka| Fingerprint::from_openpgp(&ka.key().fingerprint()))
+            .collect();
+        let all_key_ids = cert
+            .keys()
+            .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
+            .collect();
+        // User ids are whatever the key's owner (or anyone with push access) wrote: escaped once,
+        // here, so no newline or escape sequence in one reaches a terminal or a commit message.
+        let user_ids: Vec<String> = cert
+            .userids()
+            .map(|u| crate::text::escape(&String::from_utf8_lossy(u.userid().value())).into_owned())
+            .collect();
+        let emails = cert
+            .userids()
+            .filter_map(|u| u.userid().email_normalized().ok().flatten())
+            .collect();
+
+        // A certificate that parses but cannot be written back (e.g. a signature subpacket of an
+        // unknown kind) is refused here, not found out when it is stored.
+        let armored = cert.armored().to_vec().map_err(|e| {
+            KeyProblem::NotOpenPgp(format!("it cannot be written back: {}", root_cause(&e)))
+        })?;
+        let mut key = MemberKey {
+            armored,
+            cert,
+            fingerprint,
+            user_ids,
+            emails,
+            encryption: Vec::new(),
+            all_key_ids,
+            all_fingerprints,
+            expiry: None,
+            problem: None,
+        };
+        key.problem = key.check().err();
+        Ok(key)
+    }
+
+    /// Parses every certificate in `bytes` (a keyring export), each as [`MemberKey::parse`].
+    pub fn parse_many(bytes: &[u8]) -> Result<Vec<Self>, KeyProblem> {
+        let parser =
+            CertParser::from_bytes(bytes).map_err(|e| KeyProblem::NotOpenPgp(e.to_string()))?;
+        let mut out = Vec::new();
+        for cert in parser {
+            let cert = cert.map_err(|e| KeyProblem::NotOpenPgp(e.to_string()))?;
+            let bytes = cert
+                .strip_secret_key_material()
+                .to_vec()
+                .map_err(|e| KeyProblem::NotOpenPgp(e.to_string()))?;
+            out.push(Self::parse(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Ids of the subkeys (usable or not): what a former member's PKESKs are addressed to.
+    pub fn subkey_ids(&self) -> Vec<KeyId> {
+        self.cert
+            .keys()
+            .subkeys()
+            .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
+            .collect()
+    }
+
+    /// Parses a key file for a new member: exactly one public v4 certificate, valid under the
+    /// standard policy, not revoked or expired, with an encryption-capable subkey.
+    pub fn parse_strict(bytes: &[u8]) -> Result<Self, KeyProblem> {
+        let key = Self::parse(bytes)?;
+        match key.problem.clone() {
+            Some(p) => Err(p),
+            None => Ok(key),
+        }
+    }
+
+    fn check(&mut self) -> Result<(), KeyProblem> {
+        if let Some(k) = self.cert.keys().find(|k| k.key().version() != 4) {
+            return Err(KeyProblem::NotV4(k.key().version()));
+        }
+        let vc = self
+            .cert
+            .with_policy(&POLICY, None)
+            .map_err(|e| KeyProblem::Policy(root_cause(&e)))?;
+        self.expiry = vc.primary_key().key_expiration_time();
+        if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+            return Err(KeyProblem::Revoked);
+        }
+        if vc.alive().is_err() {
+            let when = self.expiry.map(format_time).unwrap_or_else(|| "?".into());
+            return Err(KeyProblem::Expired(when));
+        }
+        self.encryption = vc
+            .keys()
+            .supported()
+            .alive()
+            .revoked(false)
+            .key_flags(encryption_flags())
+            .map(|ka| ka.key().clone().role_into_unspecified())
+            .collect();
+        if self.encryption.is_empty() {
+            return Err(KeyProblem::NoEncryptionSubkey);
+        }
+        Ok(())
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The certificate's user ids, escaped for display ([`crate::text::escape`]): safe to print
+    /// and to put in a commit message.
+    pub fn user_ids(&self) -> &[String] {
+        &self.user_ids
+    }
+
+    /// Normalised (lower-case) e-mail addresses of the user ids.
+    pub fn emails(&self) -> &[String] {
+        &self.emails
+    }
+
+    pub fn expiry(&self) -> Option<SystemTime> {
+        self.expiry
+    }
+
+    /// Why this key cannot be encrypted to now, if it cannot.
+    pub fn problem(&self) -> Option<&KeyProblem> {
+        self.problem.as_ref()
+    }
+
+    /// The key ids every entry for this member must be encrypted to (pass's check compares these).
+    pub fn encryption_key_ids(&self) -> Vec<KeyId> {
+        self.encryption
+            .iter()
+            .filter_map(|k| KeyId::from_openpgp(&k.keyid()))
+            .collect()
+    }
+
+    /// The alive signing-capable key (to sign through gpg-agent).
+    pub(super) fn signing_key(&self) -> Option<PublicKey> {
+        let vc = self.cert.with_policy(&POLICY, None).ok()?;
+        let ka = vc.keys().alive().revoked(false).for_signing().next()?;
+        Some(ka.key().clone().role_into_unspecified())
+    }
+
+    /// Every key id of the certificate, including unusable ones.
+    /// Whether `fpr` is the fingerprint of this certificate's primary key or of one of its
+    /// subkeys: GnuPG takes either as naming the certificate (`gpg -r SUBKEY-FPR` without `!`).
+    pub fn has_fingerprint(&self, fpr: Fingerprint) -> bool {
+        self.all_fingerprints.contains(&fpr)
+    }
+
+    pub fn all_key_ids(&self) -> &[KeyId] {
+        &self.all_key_ids
+    }
+
+    /// Whether the primary key or a subkey has this id.
+    pub fn has_key_id(&self, id: KeyId) -> bool {
+        self.all_key_ids.contains(&id)
+    }
+
+    /// Weak algorithms: RSA/DSA/ElGamal under 2048 bits, and DSA and ElGamal at any size.
+    pub fn weakness(&self) -> Option<String> {
+        for ka in self.cert.keys() {
+            let key = ka.key();
+            let bits = key.mpis().bits();
+            #[allow(deprecated)]
+            let weak = match key.pk_algo() {
+                PublicKeyAlgorithm::RSAEncryptSign
+                | PublicKeyAlgorithm::RSAEncrypt
+                | PublicKeyAlgorithm::RSASign => bits.is_some_and(|b| b < 2048),
+                PublicKeyAlgorithm::DSA | PublicKeyAlgorithm::ElGamalEncrypt => true,
+                PublicKeyAlgorithm::ElGamalEncryptSign => true,
+                _ => false,
+            };
+            if weak {
+                return Some(format!(
+                    "{} {}",
+                    key.pk_algo(),
+                    bits.map(|b| format!("{b} bits")).unwrap_or_default()
+                ));
+            }
+        }
+        None
+    }
+
+    /// The public certificate, ASCII-armored (what `.public-keys/<FINGERPRINT>` holds).
+    pub fn armored(&self) -> &[u8] {
+        &self.armored
+    }
+}
+
+pub(super) fn root_cause(e: &anyhow::Error) -> String {
+    e.chain()
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string())
+}

@@ -1,0 +1,326 @@
+//! The operator's secret keys (a key file, or gpg-agent): unlocking session keys, signing, and
+//! verifying detached signatures.
+
+use std::fmt;
+use std::io::Write;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::prelude::*;
+use openpgp::crypto::{KeyPair, Password, SessionKey};
+use openpgp::parse::stream::{MessageStructure, VerificationHelper};
+use openpgp::parse::Parse;
+use openpgp::serialize::stream::Message;
+use openpgp::types::SymmetricAlgorithm;
+
+use crate::error::KeyProblem;
+use crate::secret::Secret;
+
+use super::*;
+
+/// The operator's secret keys: what decrypts the entries during a re-encryption.
+#[derive(Clone)]
+pub struct Identity {
+    pub(super) fingerprint: Fingerprint,
+    pub(super) user_id: String,
+    pub(super) backend: Backend,
+}
+
+#[derive(Clone)]
+pub(super) enum Backend {
+    /// Secret keys from a key file, in memory; each worker thread has its own copy.
+    File {
+        keys: Vec<(KeyId, KeyPair)>,
+        /// An alive, signing-capable secret key: signs vault's commits and `.gpg-id.sig`.
+        signer: Option<KeyPair>,
+    },
+    /// Secret keys held by gpg-agent, reached through one shared session.
+    Agent {
+        session: std::sync::Arc<std::sync::Mutex<agent::Session>>,
+        keys: Vec<(KeyId, PublicKey)>,
+        signer: Option<PublicKey>,
+        on_card: bool,
+    },
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .field(
+                "backend",
+                &match self.backend {
+                    Backend::File { .. } => "key file",
+                    Backend::Agent { .. } => "gpg-agent",
+                },
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an identity could not be loaded.
+#[derive(Debug)]
+pub enum IdentityError {
+    Key(KeyProblem),
+    NoSecretKey,
+    WrongPassphrase,
+    Passphrase(crate::error::Error),
+}
+
+/// A session key unlocked with the operator's key, with its symmetric algorithm.
+pub struct Unlocked {
+    pub(super) algo: SymmetricAlgorithm,
+    pub(super) key: SessionKey,
+}
+
+impl Identity {
+    /// Loads a secret key file (armored or binary). `passphrase` is asked at most once, and only
+    /// if a secret key is encrypted.
+    pub fn from_bytes(
+        bytes: &[u8],
+        passphrase: &mut dyn FnMut() -> crate::error::Result<Secret>,
+    ) -> Result<Self, IdentityError> {
+        let cert = parse_single_cert(bytes).map_err(IdentityError::Key)?;
+        let fingerprint = Fingerprint::from_openpgp(&cert.fingerprint()).ok_or(
+            IdentityError::Key(KeyProblem::NotV4(cert.primary_key().key().version())),
+        )?;
+        let user_id = cert
+            .userids()
+            .next()
+            .map(|u| crate::text::escape(&String::from_utf8_lossy(u.userid().value())).into_owned())
+            .unwrap_or_default();
+        let mut password: Option<Password> = None;
+        let mut keys = Vec::new();
+        let signing: Vec<KeyId> = cert
+            .with_policy(&POLICY, None)
+            .map(|vc| {
+                vc.keys()
+                    .secret()
+                    .alive()
+                    .revoked(false)
+                    .for_signing()
+                    .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut signer = None;
+        for ka in cert.keys().secret() {
+            let key = ka.key().clone().role_into_unspecified();
+            let Some(id) = KeyId::from_openpgp(&key.keyid()) else {
+                continue;
+            };
+            let key = if key.has_unencrypted_secret() {
+                key
+            } else {
+                if password.is_none() {
+                    let secret = passphrase().map_err(IdentityError::Passphrase)?;
+                    password = Some(Password::from(secret.expose()));
+                }
+                key.decrypt_secret(password.as_ref().expect("set above"))
+                    .map_err(|_| IdentityError::WrongPassphrase)?
+            };
+            if let Ok(pair) = key.into_keypair() {
+                if signer.is_none() && signing.contains(&id) {
+                    signer = Some(pair.clone());
+                }
+                keys.push((id, pair));
+            }
+        }
+        if keys.is_empty() {
+            return Err(IdentityError::NoSecretKey);
+        }
+        Ok(Identity {
+            fingerprint,
+            user_id,
+            backend: Backend::File { keys, signer },
+        })
+    }
+
+    /// The operator as the user's gpg-agent knows them (`$GNUPGHOME`, else `~/.gnupg`): the
+    /// member whose encryption subkey the agent holds. Without `interactive` the agent never asks
+    /// for a passphrase; `passphrase` is given to it through loopback.
+    ///
+    /// # Errors
+    /// A message naming the members' fingerprints looked for, or the agent's problem.
+    pub fn from_agent(
+        members: &[&MemberKey],
+        interactive: bool,
+        passphrase: Option<&Secret>,
+    ) -> Result<Self, String> {
+        agent::find_operator(members, interactive, passphrase)
+    }
+
+    /// Whether the operator's key is on a smartcard (each decryption may need a touch).
+    pub fn on_card(&self) -> bool {
+        matches!(self.backend, Backend::Agent { on_card: true, .. })
+    }
+
+    /// What gpg-agent last said when an operation failed, if the agent is in use.
+    pub fn agent_error(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Agent { session, .. } => session.lock().ok()?.last_error.clone(),
+            Backend::File { .. } => None,
+        }
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// Whether `handle` (upper-case hex, as [`signature_issuers`] gives it: a fingerprint or a key
+    /// id) names this identity's primary key or its signing key. This is pass's test of a
+    /// `.gpg-id.sig` signer against `PASSWORD_STORE_SIGNING_KEY`, which accepts either.
+    pub fn signs_as(&self, handle: &str) -> bool {
+        let signer = match &self.backend {
+            Backend::File { signer, .. } => signer.as_ref().map(|p| p.public().clone()),
+            Backend::Agent { signer, .. } => signer.clone(),
+        };
+        let mut names = vec![
+            self.fingerprint.to_string(),
+            self.fingerprint.key_id().to_string(),
+        ];
+        if let Some(k) = signer {
+            names.push(k.fingerprint().to_hex());
+            names.push(k.keyid().to_hex());
+        }
+        let handle = handle.to_ascii_uppercase();
+        names.contains(&handle)
+    }
+
+    /// Whether this identity can sign (has an alive signing-capable secret key).
+    pub fn can_sign(&self) -> bool {
+        match &self.backend {
+            Backend::File { signer, .. } => signer.is_some(),
+            Backend::Agent { signer, .. } => signer.is_some(),
+        }
+    }
+
+    /// A detached signature over `data`: ASCII-armored (for git commits) or binary (for pass's
+    /// `.gpg-id.sig`).
+    pub fn sign_detached(&self, data: &[u8], armored: bool) -> Result<Vec<u8>, String> {
+        let missing = "the operator key has no usable signing key";
+        match &self.backend {
+            Backend::File { signer, .. } => {
+                sign_with(signer.clone().ok_or(missing)?, data, armored)
+            }
+            Backend::Agent {
+                session, signer, ..
+            } => {
+                let key = signer.as_ref().ok_or(missing)?;
+                let pair = session
+                    .lock()
+                    .map_err(|_| "the gpg-agent session is unusable".to_string())?
+                    .signer(key)?;
+                sign_with(pair, data, armored)
+            }
+        }
+    }
+
+    /// Unwraps the session key from the PKESK addressed to one of our keys (wildcard PKESKs are
+    /// tried with every key). `None` if the message is not encrypted to us.
+    pub fn unlock(&mut self, env: &Envelope) -> Option<Unlocked> {
+        for pkesk in &env.pkesks {
+            let target = pkesk.recipient().as_ref().and_then(KeyId::from_handle);
+            let unlocked = match &mut self.backend {
+                Backend::File { keys, .. } => keys
+                    .iter_mut()
+                    .filter(|(id, _)| target.is_none_or(|t| t == *id))
+                    .find_map(|(_, pair)| pkesk.decrypt(pair, None)),
+                Backend::Agent { session, keys, .. } => keys
+                    .iter()
+                    .filter(|(id, _)| target.is_none_or(|t| t == *id))
+                    .find_map(|(_, public)| {
+                        let mut d = agent::AgentDecryptor { session, public };
+                        pkesk.decrypt(&mut d, None)
+                    }),
+            };
+            if let Some((Some(algo), key)) = unlocked {
+                return Some(Unlocked { algo, key });
+            }
+        }
+        None
+    }
+}
+
+/// Makes a detached signature with any signer (a key pair in memory, or gpg-agent's).
+pub(super) fn sign_with<S>(signer: S, data: &[u8], armored: bool) -> Result<Vec<u8>, String>
+where
+    S: openpgp::crypto::Signer + Send + Sync,
+{
+    let mut out = Vec::new();
+    let run = |out: &mut Vec<u8>| -> openpgp::Result<()> {
+        let mut message = Message::new(out);
+        if armored {
+            message = openpgp::serialize::stream::Armorer::new(message)
+                .kind(openpgp::armor::Kind::Signature)
+                .build()?;
+        }
+        let mut signer = openpgp::serialize::stream::Signer::new(message, signer)?
+            .detached()
+            .build()?;
+        signer.write_all(data)?;
+        signer.finalize()?;
+        Ok(())
+    };
+    run(&mut out).map_err(|e| root_cause(&e))?;
+    Ok(out)
+}
+
+pub(super) struct SignatureHelper<'c> {
+    certs: &'c [&'c MemberKey],
+    good: Option<Fingerprint>,
+}
+
+impl VerificationHelper for SignatureHelper<'_> {
+    fn get_certs(&mut self, _ids: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(self.certs.iter().map(|k| k.cert.clone()).collect())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure.into_iter() {
+            if let openpgp::parse::stream::MessageLayer::SignatureGroup { results } = layer {
+                if let Some(good) = results.into_iter().flatten().next() {
+                    self.good = Fingerprint::from_openpgp(&good.ka.cert().fingerprint());
+                    return Ok(());
+                }
+            }
+        }
+        Err(anyhow::anyhow!("no valid signature by a known key"))
+    }
+}
+
+/// Who made the signatures in `signature` (a detached signature, armored or binary), by the
+/// issuer fingerprints and key ids their packets name (RFC 9580 §5.2.3.12 and §5.2.3.35), as
+/// upper-case hex, without checking them. Empty when nothing parses.
+pub fn signature_issuers(signature: &[u8]) -> Vec<String> {
+    let Ok(pile) = openpgp::PacketPile::from_bytes(signature) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = pile
+        .descendants()
+        .filter_map(|p| match p {
+            openpgp::Packet::Signature(sig) => Some(sig.get_issuers()),
+            _ => None,
+        })
+        .flatten()
+        .map(|h| h.to_hex())
+        .collect();
+    out.dedup();
+    out
+}
+
+/// Checks a detached signature (armored or binary) over `data` against `certs`: the fingerprint
+/// of the certificate that made a valid signature, or `None`.
+pub fn verify_detached(signature: &[u8], data: &[u8], certs: &[&MemberKey]) -> Option<Fingerprint> {
+    let helper = SignatureHelper { certs, good: None };
+    let mut verifier = openpgp::parse::stream::DetachedVerifierBuilder::from_bytes(signature)
+        .ok()?
+        .with_policy(&POLICY, None, helper)
+        .ok()?;
+    verifier.verify_bytes(data).ok()?;
+    verifier.into_helper().good
+}
