@@ -10,7 +10,6 @@ pub mod error;
 pub mod git;
 pub mod ids;
 pub mod keyring;
-pub mod roster;
 pub mod secret;
 pub mod snapshot;
 pub mod store;

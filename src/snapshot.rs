@@ -10,7 +10,7 @@ use crate::change::Keyring;
 use crate::crypto::{self, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
 use crate::git::{CommitId, Recovery, Repo, StoreLock};
-use crate::roster::Roster;
+use crate::store::roster::Roster;
 use crate::store::{gpg_id_path, parse_gpg_id, show_folder, Folder, Layout, Spec, PUBLIC_KEYS};
 
 /// A store as committed at HEAD.

@@ -1169,7 +1169,7 @@ fn fuzz_regressions_do_not_panic() {
                     let _ = vault::store::parse_gpg_id(".gpg-id", &bytes);
                 }
                 "members_toml" => {
-                    let _ = vault::roster::Roster::parse(&bytes);
+                    let _ = vault::store::roster::Roster::parse(&bytes);
                 }
                 "key_file" => {
                     // As the fuzz target: parse, then what vault does with a parsed key.

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vault::roster::Roster;
+use vault::store::roster::Roster;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(roster) = Roster::parse(data) else {

@@ -8,8 +8,8 @@ use super::*;
 use crate::crypto::{Fingerprint, Identity, MemberKey};
 use crate::error::{Error, Result};
 use crate::git::{Change, CommitId, Repo, TreeFile};
-use crate::roster::Roster;
 use crate::snapshot::*;
+use crate::store::roster::Roster;
 use crate::store::{gpg_id_path, render_gpg_id, Layout, MemberName, Spec, MEMBERS, PUBLIC_KEYS};
 use crate::text::count;
 

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::{Fingerprint, Identity, KeyId, MemberKey};
 use crate::git::CommitId;
-use crate::roster::Roster;
+use crate::store::roster::Roster;
 use crate::store::{gpg_id_path, Folder, Layout};
 
 /// What a membership change will do, before it is done.

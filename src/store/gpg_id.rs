@@ -1,0 +1,145 @@
+//! `.gpg-id`: parsing it as pass reads it (one recipient per line, `#` comments), and writing it
+//! back as vault does (full fingerprints, comments kept, LF).
+
+use crate::crypto::{Fingerprint, KeyId};
+use crate::error::{Error, Result};
+
+/// One recipient line of a `.gpg-id`, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    Fingerprint(Fingerprint),
+    KeyId(KeyId),
+    Email(String),
+}
+
+/// A line of a `.gpg-id` file.
+#[derive(Clone, Debug)]
+pub struct GpgIdLine {
+    /// 1-based line number.
+    pub number: usize,
+    pub text: String,
+    pub spec: Spec,
+}
+
+/// Parses a `.gpg-id` file as pass reads it: one recipient per line, `#` starts a comment.
+///
+/// # Errors
+/// [`Error::GpgIdLine`] naming the file and line for anything vault cannot resolve (short key
+/// ids, names, group names, binary junk).
+pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::BadFile {
+        file: file.into(),
+        problem: "it is not UTF-8 text (one recipient per line is expected)".into(),
+    })?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let content = raw.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let err = |problem: &str| Error::GpgIdLine {
+            file: file.into(),
+            line: i + 1,
+            text: content.chars().take(80).collect(),
+            problem: problem.into(),
+        };
+        let hex: String = content
+            .trim_start_matches("0x")
+            .trim_start_matches("0X")
+            .chars()
+            .filter(|c| *c != ' ')
+            .collect();
+        if let Some(exact) = content.strip_suffix('!') {
+            if Fingerprint::parse(exact).is_some() || KeyId::parse(exact).is_some() {
+                return Err(err(
+                    "'!' asks GnuPG for exactly that key or subkey, and vault encrypts to all of a \
+                     member's current encryption subkeys: write the key without '!' (pass then \
+                     encrypts to all of them too), or keep managing this folder with pass",
+                ));
+            }
+        }
+        let spec = if let Some(f) = Fingerprint::parse(content) {
+            Spec::Fingerprint(f)
+        } else if let Some(k) = KeyId::parse(content) {
+            Spec::KeyId(k)
+        } else if hex.len() == 8 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(err(
+                "short key ids are ambiguous and unsafe; use the full fingerprint",
+            ));
+        } else if let Some(email) = parse_email(content) {
+            Spec::Email(email)
+        } else {
+            return Err(err(
+                "not a fingerprint, long key id or e-mail address (group names are not supported)",
+            ));
+        };
+        out.push(GpgIdLine {
+            number: i + 1,
+            text: content.to_string(),
+            spec,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_email(s: &str) -> Option<String> {
+    let s = s
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s);
+    let (local, domain) = s.split_once('@')?;
+    let ok = !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && s.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>');
+    ok.then(|| s.to_ascii_lowercase())
+}
+
+/// The text of a `.gpg-id` as vault writes it: full fingerprints, one per line.
+pub fn render_gpg_id(recipients: &[Fingerprint]) -> String {
+    recipients.iter().map(|f| format!("{f}\n")).collect()
+}
+
+/// The text of a changed `.gpg-id` as vault writes it, from the file as it was (`old`, with
+/// `resolved`: the line numbers of its recipient lines and the key each names): comment and blank
+/// lines are kept where they were; a recipient line whose key stays is rewritten as its full
+/// fingerprint followed by the line's own comment; a line whose key goes is dropped with its
+/// comment; recipients new to the file follow at the end, one fingerprint per line. Line ends
+/// are LF (pass hands a CR to `gpg -r`). pass strips `#…` from each line (pass 1.7.4), and GnuPG
+/// ignores the space left before it.
+pub fn render_gpg_id_keeping(
+    old: &str,
+    resolved: &[(usize, Fingerprint)],
+    recipients: &[Fingerprint],
+) -> String {
+    let mut out = String::new();
+    let mut written: Vec<Fingerprint> = Vec::new();
+    for (i, raw) in old.lines().enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let (content, comment) = match line.split_once('#') {
+            Some((c, rest)) => (c.trim(), Some(rest)),
+            None => (line.trim(), None),
+        };
+        if content.is_empty() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            continue;
+        }
+        let Some((_, fpr)) = resolved.iter().find(|(n, _)| *n == i + 1) else {
+            continue; // a line vault could not resolve is not kept in a file it writes
+        };
+        if !recipients.contains(fpr) || written.contains(fpr) {
+            continue;
+        }
+        written.push(*fpr);
+        match comment {
+            Some(c) => out.push_str(&format!("{fpr} #{}\n", c.trim_end())),
+            None => out.push_str(&format!("{fpr}\n")),
+        }
+    }
+    for fpr in recipients.iter().filter(|f| !written.contains(f)) {
+        out.push_str(&format!("{fpr}\n"));
+    }
+    out
+}
