@@ -334,15 +334,12 @@ pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
         .members()
         .map(|(n, f)| (n.to_string(), *f))
         .collect();
-    let named: BTreeSet<Fingerprint> = fprs.iter().map(|(_, f)| *f).collect();
-    let unnamed: BTreeSet<Fingerprint> = vault
-        .recipients()
-        .values()
-        .flatten()
-        .filter(|f| !named.contains(f))
-        .copied()
-        .collect();
-    fprs.extend(unnamed.into_iter().map(|f| (f.to_string(), f)));
+    fprs.extend(
+        vault
+            .unnamed_recipients()
+            .into_iter()
+            .map(|f| (f.to_string(), f)),
+    );
     let now = SystemTime::now();
     for (name, fpr) in fprs {
         if member_filter.as_ref().is_some_and(|m| *m != name) {
@@ -368,12 +365,7 @@ pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
         }
         members.push(MemberReport {
             entries_readable: readable.get(&name).copied().unwrap_or(0),
-            folders: vault
-                .recipients()
-                .iter()
-                .filter(|(_, r)| r.contains(&fpr))
-                .map(|(f, _)| show_folder(f))
-                .collect(),
+            folders: vault.folders_of(fpr),
             name,
             fingerprint: fpr.to_string(),
             expires: key.and_then(|k| k.expiry()).map(format_time),

@@ -102,8 +102,25 @@ pub enum Error {
     FingerprintMismatch { expected: String, actual: String },
     #[error("{0} is already a vault store")]
     AlreadyInitialised(PathBuf),
+    /// A command line or environment value vault cannot use (`--name`, `$VAULT_LOCK_WAIT`).
     #[error("{0}")]
     Usage(String),
+    #[error("{0} has no .gpg-id: it is not a pass store")]
+    NotPassStore(PathBuf),
+    #[error("{0} is already a pass store")]
+    AlreadyPassStore(PathBuf),
+    #[error("{path} {why}: a new store needs a new folder")]
+    NotEmpty { path: PathBuf, why: &'static str },
+    #[error("--name {0}=…: that key is not a recipient in any .gpg-id")]
+    NameNotRecipient(String),
+    #[error("key {0} has no e-mail address to name its member after")]
+    NoNameFor(String),
+    #[error("the store has no root .gpg-id to add a member to")]
+    NoRootGpgId,
+    #[error("git does not know who you are: the commit needs an author")]
+    NoGitIdentity,
+    #[error("PASSWORD_STORE_SIGNING_KEY: {0:?} is not a full fingerprint")]
+    BadSigningKeyVar(String),
     #[error("refusing to encrypt to recipients whose addition nobody trusted vouched for: {}", .0.iter().map(|(r, c)| format!("{r} (added in commit {c})")).collect::<Vec<_>>().join(", "))]
     Unverified(Vec<(String, String)>),
     #[error("interrupted: nothing was changed")]
@@ -202,6 +219,14 @@ impl Error {
             FingerprintMismatch { .. } => "do not add this key: confirm the fingerprint with its owner out of band".into(),
             AlreadyInitialised(_) => "use `vault add-member` to add members".into(),
             Usage(_) => "see `vault --help`".into(),
+            NotPassStore(_) => "give the pass store with --store DIR (or $PASSWORD_STORE_DIR), or create a new store with `vault init KEYFILE --name NAME`".into(),
+            AlreadyPassStore(_) => "run `vault init` without a key file to adopt it".into(),
+            NotEmpty { .. } => "give a folder that does not exist yet (or is empty) for a new store; to adopt an existing pass store, run `vault init` without a key file".into(),
+            NameNotRecipient(_) => "give --name only for keys that a .gpg-id lists".into(),
+            NoNameFor(fpr) => format!("give it a name: --name {fpr}=NAME"),
+            NoRootGpgId => "create the root .gpg-id with `pass init` (or `vault init KEYFILE --name NAME` for a new store), or give the member one folder with --folder DIR".into(),
+            NoGitIdentity => "set `git config --global user.name` and `user.email` (or $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL), then run vault again".into(),
+            BadSigningKeyVar(_) => "set it as pass expects: full 40-digit fingerprints, separated by spaces".into(),
             Interrupted => "run the command again when ready".into(),
             Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
             Unfinished { .. } => "fix the cause (disk space, permissions), then run any vault command: it finishes the change first".into(),

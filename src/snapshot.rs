@@ -369,6 +369,27 @@ impl Snapshot {
             .unwrap_or_else(|| fpr.to_string())
     }
 
+    /// Recipients of some `.gpg-id` that `.members.toml` does not name (added by `pass init` or
+    /// by hand after adoption).
+    pub fn unnamed_recipients(&self) -> BTreeSet<Fingerprint> {
+        let named: BTreeSet<Fingerprint> = self.roster.members().map(|(_, f)| *f).collect();
+        self.recipients
+            .values()
+            .flatten()
+            .filter(|f| !named.contains(f))
+            .copied()
+            .collect()
+    }
+
+    /// The folders whose `.gpg-id` lists `fpr`, as people see them (`/`, `ops/`).
+    pub fn folders_of(&self, fpr: Fingerprint) -> Vec<String> {
+        self.recipients
+            .iter()
+            .filter(|(_, r)| r.contains(&fpr))
+            .map(|(f, _)| show_folder(f))
+            .collect()
+    }
+
     /// Every member with the folders they read.
     pub fn members(&self) -> Vec<MemberInfo> {
         let mut out: Vec<MemberInfo> = self
@@ -376,17 +397,8 @@ impl Snapshot {
             .members()
             .map(|(name, fpr)| self.member_info(name.to_string(), *fpr))
             .collect();
-        // Recipients that nobody named (e.g. added by `pass init` after adoption).
-        let named: BTreeSet<Fingerprint> = self.roster.members().map(|(_, f)| *f).collect();
-        let unnamed: BTreeSet<Fingerprint> = self
-            .recipients
-            .values()
-            .flatten()
-            .filter(|f| !named.contains(f))
-            .copied()
-            .collect();
         out.extend(
-            unnamed
+            self.unnamed_recipients()
                 .into_iter()
                 .map(|f| self.member_info("(unnamed)".into(), f)),
         );
@@ -399,12 +411,7 @@ impl Snapshot {
             name,
             fingerprint: fpr.to_string(),
             user_ids: key.map(|k| k.user_ids().to_vec()).unwrap_or_default(),
-            folders: self
-                .recipients
-                .iter()
-                .filter(|(_, r)| r.contains(&fpr))
-                .map(|(f, _)| show_folder(f))
-                .collect(),
+            folders: self.folders_of(fpr),
             expires: key.and_then(|k| k.expiry()).map(crypto::format_time),
             problem: match key {
                 None => Some("its key is missing from .public-keys/".into()),

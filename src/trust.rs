@@ -19,7 +19,9 @@ use crate::crypto::{verify_detached, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
 use crate::git::{trailers, write_file_durably, BlobId, CommitId, Repo};
 use crate::snapshot::matching;
-use crate::store::{gpg_id_path, parse_gpg_id, Layout, Spec, GPG_ID, MEMBERS, PUBLIC_KEYS};
+use crate::store::{
+    gpg_id_path, is_membership_file, parse_gpg_id, Layout, Spec, MEMBERS, PUBLIC_KEYS,
+};
 use crate::text::{escape, format_unix};
 
 const ANCHOR_FILE: &str = "vault-anchor";
@@ -210,14 +212,6 @@ fn vouched_member(message: &str) -> Option<String> {
     Fingerprint::parse(fpr).map(|f| f.to_string())
 }
 
-fn touches_membership(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name == GPG_ID
-        || name == ".gpg-id.sig"
-        || path == MEMBERS
-        || path.starts_with(&format!("{PUBLIC_KEYS}/"))
-}
-
 /// A recipient for people: its fingerprint and first user id (escaped), or the `.gpg-id` text.
 fn describe(r: &str, keys: &BTreeMap<Fingerprint, MemberKey>) -> String {
     match Fingerprint::parse(r).and_then(|f| keys.get(&f)) {
@@ -274,7 +268,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         if !repo
             .changed_paths(info.id, *parent)?
             .iter()
-            .any(|(p, is_link)| *is_link || touches_membership(p))
+            .any(|(p, is_link)| *is_link || is_membership_file(p))
         {
             continue;
         }

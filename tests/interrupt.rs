@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 
@@ -109,7 +109,7 @@ fn ctrl_c_during_remove_member_leaves_a_consistent_store() {
     }
     // Either way the next command works on a consistent store.
     team.lab.vault(store, &team.alice, &["members"]).ok();
-    assert!(full < Duration::from_secs(120));
+    // How fast the change ran is the benchmark's business (scripts/bench.sh), not this test's.
 }
 
 fn vault_command(team: &Team, store: &str) -> Command {

@@ -130,14 +130,7 @@ impl Snapshot {
                     .into(),
             });
         }
-        let sign = |data: &[u8]| {
-            operator
-                .sign_detached(data, true)
-                .map_err(|problem| Error::Identity {
-                    file: operator.fingerprint().to_string(),
-                    problem,
-                })
-        };
+        let sign = |data: &[u8]| sign_as(operator, data, true);
         // An entry vault cannot rewrite (a symbolic link, perhaps out of the store) would keep
         // its old readers: refuse rather than leave it readable by someone who lost access.
         if !self.layout.temporaries.is_empty() {
@@ -317,12 +310,7 @@ impl Snapshot {
             // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
             let sig_path = format!("{path}.sig");
             if let Some(signer) = gpg_id_signers.get(&sig_path) {
-                let sig = signer
-                    .sign_detached(text.as_bytes(), false)
-                    .map_err(|problem| Error::Identity {
-                        file: signer.fingerprint().to_string(),
-                        problem,
-                    })?;
+                let sig = sign_as(signer, text.as_bytes(), false)?;
                 files.push((sig_path, sig));
             }
             // A `.gpg-id` that is a symbolic link stays one: the file it leads to is written

@@ -52,10 +52,7 @@ pub fn adopt(
     let not_a_repository = matches!(Repo::open(store), Err(Error::NotGitRepo(_)));
     // Check there is something to adopt before making a repository of a random folder.
     if not_a_repository && !store.join(".gpg-id").is_file() {
-        return Err(Error::Usage(format!(
-            "{} has no .gpg-id: it is not a pass store (create one with `vault init KEYFILE --name NAME`)",
-            store.display()
-        )));
+        return Err(Error::NotPassStore(store.to_path_buf()));
     }
     let (repo, made) = Repo::open_or_init(store)?;
     if let Some(what) = repo.operation_in_progress() {
@@ -107,19 +104,14 @@ fn adopt_repo(
         return Err(Error::Temporaries(escaped(&layout.temporaries)));
     }
     if layout.gpg_ids.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} has no .gpg-id: it is not a pass store (create one with `vault init KEYFILE --name NAME`)",
-            repo.root().display()
-        )));
+        return Err(Error::NotPassStore(repo.root().to_path_buf()));
     }
     let mut keys = load_keys(repo, &layout)?;
     let (recipients, _, _) = resolve_gpg_ids(repo, &layout, &mut keys, Some(keyring), false)?;
     let used: BTreeSet<Fingerprint> = recipients.values().flatten().copied().collect();
     for fpr in names.keys() {
         if !used.contains(fpr) {
-            return Err(Error::Usage(format!(
-                "--name {fpr}=...: that key is not a recipient in any .gpg-id"
-            )));
+            return Err(Error::NameNotRecipient(fpr.to_string()));
         }
     }
 
@@ -140,11 +132,7 @@ fn adopt_repo(
                 .emails()
                 .iter()
                 .find_map(|e| MemberName::from_email(e))
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "key {fpr} has no e-mail address to name its member after: give --name {fpr}=NAME"
-                    ))
-                })?,
+                .ok_or_else(|| Error::NoNameFor(fpr.to_string()))?,
         };
         roster.add(name.clone(), *fpr).map_err(|_| {
             Error::MemberExists(format!(
@@ -196,7 +184,8 @@ fn adopt_repo(
 /// the store's lock ([`Repo::lock`], waiting up to `wait`).
 ///
 /// # Errors
-/// [`Error::Usage`] if the folder holds anything but an empty git repository; [`Error::Busy`].
+/// [`Error::AlreadyPassStore`], [`Error::NotEmpty`] if the folder holds anything but an empty
+/// git repository; [`Error::Busy`].
 pub fn create(
     store: &Path,
     key: &MemberKey,
@@ -212,16 +201,13 @@ pub fn create(
             .filter(|n| n != ".git")
             .collect();
         if others.iter().any(|n| n == ".gpg-id") {
-            return Err(Error::Usage(format!(
-                "{} is already a pass store: run `vault init` without a key file to adopt it",
-                store.display()
-            )));
+            return Err(Error::AlreadyPassStore(store.to_path_buf()));
         }
         if !others.is_empty() {
-            return Err(Error::Usage(format!(
-                "{} is not empty: give a new folder for a new store",
-                store.display()
-            )));
+            return Err(Error::NotEmpty {
+                path: store.to_path_buf(),
+                why: "is not empty",
+            });
         }
     } else {
         std::fs::create_dir_all(store).map_err(|e| Error::io("creating", store, e))?;
@@ -229,10 +215,10 @@ pub fn create(
     let (repo, _) = Repo::open_or_init(store)?;
     let _lock = repo.lock(wait)?;
     if !repo.is_unborn() {
-        return Err(Error::Usage(format!(
-            "{} already has git history: give a new folder for a new store",
-            store.display()
-        )));
+        return Err(Error::NotEmpty {
+            path: store.to_path_buf(),
+            why: "already has git history",
+        });
     }
     let fpr = key.fingerprint();
     let mut roster = Roster::default();
@@ -266,11 +252,5 @@ pub fn create(
 /// A commit signer from an optional operator identity that can sign.
 fn signer(identity: Option<&Identity>) -> Option<Box<crate::git::Signer<'_>>> {
     let id = identity.filter(|i| i.can_sign())?;
-    Some(Box::new(move |data: &[u8]| {
-        id.sign_detached(data, true)
-            .map_err(|problem| Error::Identity {
-                file: id.fingerprint().to_string(),
-                problem,
-            })
-    }))
+    Some(Box::new(move |data: &[u8]| sign_as(id, data, true)))
 }

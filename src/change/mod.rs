@@ -16,6 +16,7 @@ pub use init::{adopt, create, Adopted, Keyring};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::{Fingerprint, Identity, KeyId, MemberKey};
+use crate::error::{Error, Result};
 use crate::git::CommitId;
 use crate::store::roster::Roster;
 use crate::store::{gpg_id_path, Folder, Layout};
@@ -93,6 +94,17 @@ impl Plan {
             .collect();
         self
     }
+}
+
+/// `identity`'s detached signature over `data`: ASCII-armored for a git commit (`gpgsig`), binary
+/// for pass's `.gpg-id.sig`. Its failure is named after the key.
+fn sign_as(identity: &Identity, data: &[u8], armored: bool) -> Result<Vec<u8>> {
+    identity
+        .sign_detached(data, armored)
+        .map_err(|problem| Error::Identity {
+            file: identity.fingerprint().to_string(),
+            problem,
+        })
 }
 
 /// What a membership change did.

@@ -54,8 +54,8 @@ impl Snapshot {
     /// the recipients it inherits, plus the new one).
     ///
     /// # Errors
-    /// [`Error::MemberExists`] if the name or key is taken or already reads that folder;
-    /// [`Error::Usage`] if there is no `.gpg-id` to add to.
+    /// [`Error::MemberExists`] if the name or the key is taken (by a member or a former one);
+    /// [`Error::NoRootGpgId`] if there is no `.gpg-id` to add to.
     pub fn plan_add(
         &self,
         key: &MemberKey,
@@ -71,21 +71,10 @@ impl Snapshot {
             Some(r) => r.clone(),
             None => match self.layout.governing(&folder) {
                 Some(g) => recipients[&g].clone(),
-                None if folder.is_empty() => {
-                    return Err(Error::Usage(
-                        "the store has no root .gpg-id; create it with `pass init` or `vault init KEYFILE --name NAME`".into(),
-                    ))
-                }
+                None if folder.is_empty() => return Err(Error::NoRootGpgId),
                 None => Vec::new(),
             },
         };
-        let named = self.roster.name_of(fpr).is_some();
-        if current.contains(&fpr) && recipients.contains_key(&folder) && named {
-            return Err(Error::MemberExists(format!(
-                "key {fpr} already reads {}",
-                show_folder(&folder)
-            )));
-        }
         let mut new = current;
         if !new.contains(&fpr) {
             new.push(fpr);

@@ -320,12 +320,8 @@ pub fn pass_signing_keys() -> anyhow::Result<Vec<vault::crypto::Fingerprint>> {
     value
         .split_whitespace()
         .map(|f| {
-            vault::crypto::Fingerprint::parse(f).ok_or_else(|| {
-                Error::Usage(format!(
-                    "PASSWORD_STORE_SIGNING_KEY: {f:?} is not a full fingerprint"
-                ))
-                .into()
-            })
+            vault::crypto::Fingerprint::parse(f)
+                .ok_or_else(|| Error::BadSigningKeyVar(vault::text::escape(f).into_owned()).into())
         })
         .collect()
 }

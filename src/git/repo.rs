@@ -299,12 +299,7 @@ impl Repo {
         if let (Some(name), Some(email)) = (env("GIT_AUTHOR_NAME"), env("GIT_AUTHOR_EMAIL")) {
             return Signature::now(&name, &email).map_err(ge("making the commit author"));
         }
-        self.repo.signature().map_err(|_| {
-            Error::Usage(
-                "git does not know who you are: set `git config --global user.name` and `user.email` (the commit author)"
-                    .into(),
-            )
-        })
+        self.repo.signature().map_err(|_| Error::NoGitIdentity)
     }
 
     /// The branch HEAD names.

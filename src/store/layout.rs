@@ -93,12 +93,35 @@ pub fn is_store_file(path: &str) -> bool {
         || path == MEMBERS
 }
 
+/// Whether a file decides who can read the store: a `.gpg-id` or its `.gpg-id.sig`, a key in
+/// `.public-keys/`, or `.members.toml` (what `vault verify` checks each commit for).
+pub fn is_membership_file(path: &str) -> bool {
+    matches!(file_name(path), GPG_ID | ".gpg-id.sig")
+        || path == MEMBERS
+        || path
+            .strip_prefix(PUBLIC_KEYS)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
 fn folder_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
 }
 
 fn file_name(path: &str) -> &str {
     path.rsplit_once('/').map(|(_, n)| n).unwrap_or(path)
+}
+
+/// `folder` or its nearest parent (up to the root, `""`) for which `has` holds: pass's rule for
+/// the `.gpg-id` that governs a folder.
+fn nearest(folder: &str, has: impl Fn(&str) -> bool) -> Option<Folder> {
+    let mut f = Some(folder);
+    while let Some(cur) = f {
+        if has(cur) {
+            return Some(cur.to_string());
+        }
+        f = parent(cur);
+    }
+    None
 }
 
 /// Where a symbolic link leads, inside the committed tree.
@@ -414,27 +437,15 @@ impl Layout {
     /// The folder whose `.gpg-id` governs `folder`: its own, else the nearest parent's. A
     /// `.gpg-id` vault cannot read still governs (pass would use it, or fail).
     pub fn governing(&self, folder: &str) -> Option<Folder> {
-        let mut f = Some(folder);
-        while let Some(cur) = f {
-            if self.gpg_ids.contains_key(cur) || self.broken_gpg_ids.contains_key(cur) {
-                return Some(cur.to_string());
-            }
-            f = parent(cur);
-        }
-        None
+        nearest(folder, |f| {
+            self.gpg_ids.contains_key(f) || self.broken_gpg_ids.contains_key(f)
+        })
     }
 
     /// The folder that would govern `folder` if `gpg_ids` (a set of folders with a `.gpg-id`)
     /// were the store's `.gpg-id` files.
     pub fn governing_in<V>(gpg_ids: &BTreeMap<Folder, V>, folder: &str) -> Option<Folder> {
-        let mut f = Some(folder);
-        while let Some(cur) = f {
-            if gpg_ids.contains_key(cur) {
-                return Some(cur.to_string());
-            }
-            f = parent(cur);
-        }
-        None
+        nearest(folder, |f| gpg_ids.contains_key(f))
     }
 
     /// The folders that share `folder`'s recipient file: `folder` itself, the folder whose

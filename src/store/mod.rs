@@ -9,7 +9,8 @@ pub mod roster;
 
 pub use gpg_id::{parse_gpg_id, render_gpg_id, render_gpg_id_keeping, GpgIdLine, Spec};
 pub use layout::{
-    entry_name, is_store_file, is_temporary_name, Entry, Layout, Skipped, TMP_SUFFIX,
+    entry_name, is_membership_file, is_store_file, is_temporary_name, Entry, Layout, Skipped,
+    TMP_SUFFIX,
 };
 
 use crate::error::{Error, Result};
@@ -259,6 +260,17 @@ mod tests {
         }
         for no in ["export.csv", "notes.txt", ".public-keysX", "README.md"] {
             assert!(!is_store_file(no), "{no}");
+        }
+        for yes in [
+            ".gpg-id",
+            "a/b/.gpg-id.sig",
+            ".public-keys/X",
+            ".members.toml",
+        ] {
+            assert!(is_membership_file(yes), "{yes}");
+        }
+        for no in ["a.gpg", ".public-keysX/Y", "x/.members.toml", ".gpg-id.bak"] {
+            assert!(!is_membership_file(no), "{no}");
         }
     }
 
