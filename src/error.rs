@@ -213,7 +213,7 @@ impl Error {
             NoIdentity => "give your secret key file with --identity FILE or $VAULT_IDENTITY".into(),
             Identity { .. } => "give the secret key of a member with --identity FILE (a passphrase can come from --passphrase-file)".into(),
             Entry { .. } => "restore a good version from git history (`git -C STORE log -- ENTRY.gpg`, then `git -C STORE checkout COMMIT -- ENTRY.gpg`), or remove it (`pass rm ENTRY`), and commit".into(),
-            Unreadable { .. } => "make it a regular file (or a link to an entry inside the store), or remove it, and commit; vault never follows a link out of the store".into(),
+            Unreadable { .. } => "make it a regular file with a valid UTF-8 name (or a link to an entry inside the store), or remove it, and commit; vault never follows a link out of the store".into(),
             MemberKey { member, .. } => format!("ask {member} for an updated key, or remove them with `vault remove-member {member}`"),
             MissingKey { .. } => "import that key into your GnuPG keyring (or put it in .public-keys/) and run `vault init` again, or fix the .gpg-id".into(),
             FingerprintMismatch { .. } => "do not add this key: confirm the fingerprint with its owner out of band".into(),

@@ -63,7 +63,7 @@ impl Fingerprint {
     }
 
     /// A fingerprint from its 20 bytes.
-    pub fn from_bytes(bytes: [u8; 20]) -> Self {
+    pub(crate) fn from_bytes(bytes: [u8; 20]) -> Self {
         Fingerprint(bytes)
     }
 }
@@ -87,7 +87,7 @@ impl KeyId {
     }
 
     /// A key id from its 8 bytes.
-    pub fn from_bytes(bytes: [u8; 8]) -> Self {
+    pub(crate) fn from_bytes(bytes: [u8; 8]) -> Self {
         KeyId(bytes)
     }
 }

@@ -24,7 +24,7 @@ pub struct Snapshot {
     pub(crate) gpg_id_problems: Vec<Error>,
     pub(crate) gpg_id_texts: GpgIdTexts,
     /// Held from loading to the end of a change (see [`Snapshot::open_for_change`]).
-    pub(crate) _lock: Option<StoreLock>,
+    _lock: Option<StoreLock>,
     /// A git operation left half-done ("a merge", "a rebase"): read, never changed.
     pub(crate) in_progress: Option<&'static str>,
 }
@@ -41,6 +41,24 @@ pub struct MemberInfo {
     pub expires: Option<String>,
     /// Why the key cannot be encrypted to, if it cannot.
     pub problem: Option<String>,
+}
+
+/// `vault members --json` (docs/json-output.md).
+#[derive(Debug, serde::Serialize)]
+pub struct MembersReport {
+    /// Named members, then recipients nobody named (`name`: `(unnamed)`).
+    pub members: Vec<MemberInfo>,
+    pub former_members: Vec<FormerInfo>,
+}
+
+/// A former member as `vault members` shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct FormerInfo {
+    pub name: String,
+    pub fingerprint: String,
+    /// When they were removed, as `.members.toml` records it (RFC 3339; escaped, it is text
+    /// anyone with push access could write).
+    pub removed: String,
 }
 
 pub(crate) fn load_keys(repo: &Repo, layout: &Layout) -> Result<BTreeMap<Fingerprint, MemberKey>> {
@@ -74,14 +92,31 @@ pub(crate) fn matching<'k>(
     spec: &Spec,
     keys: impl Iterator<Item = &'k MemberKey>,
 ) -> std::result::Result<Fingerprint, (usize, String)> {
-    let found: Vec<Fingerprint> = keys
-        .filter(|k| match spec {
-            Spec::Fingerprint(f) => k.has_fingerprint(*f),
-            Spec::KeyId(id) => k.has_key_id(*id),
-            Spec::Email(e) => k.emails().iter().any(|m| m == e),
-        })
+    let keys: Vec<&MemberKey> = keys.collect();
+    // A primary key named exactly wins: a certificate that binds another's key as its subkey
+    // (anyone can publish one) must not make that key's line ambiguous, nor take it over.
+    let primary = |k: &MemberKey| match spec {
+        Spec::Fingerprint(f) => k.fingerprint() == *f,
+        Spec::KeyId(id) => k.fingerprint().key_id() == *id,
+        Spec::Email(_) => false,
+    };
+    let any_key = |k: &MemberKey| match spec {
+        Spec::Fingerprint(f) => k.has_fingerprint(*f),
+        Spec::KeyId(id) => k.has_bound_key_id(*id),
+        Spec::Email(e) => k.emails().iter().any(|m| m == e),
+    };
+    let mut found: Vec<Fingerprint> = keys
+        .iter()
+        .filter(|k| primary(k))
         .map(|k| k.fingerprint())
         .collect();
+    if found.is_empty() {
+        found = keys
+            .iter()
+            .filter(|k| any_key(k))
+            .map(|k| k.fingerprint())
+            .collect();
+    }
     match found.as_slice() {
         [one] => Ok(*one),
         [] => Err((0, String::new())),
@@ -97,12 +132,13 @@ pub(crate) fn matching<'k>(
 
 pub(crate) type RecipientMap = BTreeMap<Folder, Vec<Fingerprint>>;
 
-/// Resolves every `.gpg-id` to fingerprints. With `lenient`, a line that cannot be resolved is
-/// skipped and returned as a problem instead of failing.
 /// Each `.gpg-id` as committed, with the line number of each recipient line vault resolved and
 /// its fingerprint: what a rewrite keeps comments from ([`crate::store::render_gpg_id_keeping`]).
 pub(crate) type GpgIdTexts = BTreeMap<Folder, (String, Vec<(usize, Fingerprint)>)>;
 
+/// Resolves every `.gpg-id` to fingerprints (and keeps its text, [`GpgIdTexts`]). A `.gpg-id`
+/// vault cannot read is an error naming it, or with `lenient`, a problem returned beside the
+/// rest; so is a line that resolves to no key.
 pub(crate) fn resolve_gpg_ids(
     repo: &Repo,
     layout: &Layout,
@@ -388,6 +424,23 @@ impl Snapshot {
             .filter(|(_, r)| r.contains(&fpr))
             .map(|(f, _)| show_folder(f))
             .collect()
+    }
+
+    /// The members and former members, as `vault members` reports them.
+    pub fn members_report(&self) -> MembersReport {
+        MembersReport {
+            members: self.members(),
+            former_members: self
+                .roster
+                .former()
+                .iter()
+                .map(|f| FormerInfo {
+                    name: f.name.to_string(),
+                    fingerprint: f.fingerprint.to_string(),
+                    removed: crate::text::escape(&f.removed).into_owned(),
+                })
+                .collect(),
+        }
     }
 
     /// Every member with the folders they read.

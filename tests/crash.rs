@@ -40,7 +40,7 @@ const BIG_FOLDER: usize = 150;
 /// Longest a single vault run may take before the test fails instead of hanging.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The names of the commit-phase steps, in order (see src/history.rs).
+/// The names of the commit-phase steps, in order (see src/git/transaction.rs).
 const COMMIT_STEPS: &[&str] = &[
     "journal begun",
     "objects synced",

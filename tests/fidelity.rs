@@ -316,7 +316,7 @@ fn key_selectors_gnupg_accepts_resolve_and_comments_survive_a_rewrite() {
     assert_eq!(
         store.read(".gpg-id"),
         format!(
-            "# the coop's tech group\n{} # alice\n{} # bob, by his encryption subkey\n{}\n",
+            "# the coop's tech group\n# alice\n{}\n# bob, by his encryption subkey\n{}\n{}\n",
             alice.fpr, bob.fpr, carol.fpr
         )
     );
@@ -422,4 +422,85 @@ fn counts_agree_with_their_nouns_and_hints_do_not_force_rotation() {
     out.ok()
         .stdout_has("1 entry re-encrypted")
         .stdout_has("bob could read this entry");
+}
+
+#[test]
+fn entries_with_hidden_recipients_count_as_readable_by_a_member_who_leaves() {
+    let team = adopted_team(); // root: alice, bob; ops/: alice
+    let (lab, store, alice, bob) = (&team.lab, &team.store, &team.alice, &team.bob);
+    let hidden = [("ops/hidden", "h-pw\n")];
+    encrypt_as(
+        alice,
+        hidden[0].1,
+        &store.entry_file(hidden[0].0),
+        &[&alice.fpr, &bob.fpr],
+        &["--throw-keyids"],
+    );
+    git_commit_all(store, "Save ops/hidden with hidden recipients");
+    // Nobody can tell whether bob can read it: it is listed to rotate, and re-encrypted to its
+    // folder's readers with named recipients.
+    let before = store.entry_bytes("ops/hidden");
+    let out = lab.vault_as(store, alice, &["--yes", "remove-member", "bob"]);
+    out.ok().stdout_has("  ops/hidden");
+    assert_ne!(before, store.entry_bytes("ops/hidden"));
+    let pkesks = alice.gpg.pkesk_key_ids(&store.entry_file("ops/hidden"));
+    assert_eq!(pkesks, alice.encryption_subkeys());
+    lab.assert_reads(store, alice, &hidden);
+}
+
+/// A certificate for `owner` that also binds `victim`'s primary key as an encryption subkey:
+/// anyone can publish one (a binding is signed by the certificate's own primary key only).
+fn certificate_grafting(owner: &Person, victim: &Person) -> Vec<u8> {
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::parse::Parse;
+    use openpgp::serialize::SerializeInto;
+    use openpgp::types::{KeyFlags, SignatureType};
+    use sequoia_openpgp as openpgp;
+    let secret = openpgp::Cert::from_file(&owner.secret).unwrap();
+    let stolen = openpgp::Cert::from_file(&victim.public).unwrap();
+    let subkey = stolen.primary_key().key().clone().role_into_subordinate();
+    let mut signer = secret
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let flags = KeyFlags::empty()
+        .set_transport_encryption()
+        .set_storage_encryption();
+    let binding = subkey
+        .bind(
+            &mut signer,
+            &secret,
+            SignatureBuilder::new(SignatureType::SubkeyBinding)
+                .set_key_flags(flags)
+                .unwrap(),
+        )
+        .unwrap();
+    let (grafted, _) = secret
+        .strip_secret_key_material()
+        .insert_packets(vec![openpgp::Packet::from(subkey), binding.into()])
+        .unwrap();
+    let armored = grafted.armored().to_vec().unwrap();
+    armored
+}
+
+#[test]
+fn a_certificate_that_binds_a_members_key_cannot_make_their_line_ambiguous() {
+    let team = adopted_team();
+    let (lab, store, alice) = (&team.lab, &team.store, &team.alice);
+    let mallory = Person::generate("mallory", KeyKind::Ed25519);
+    fs::write(
+        store.file(&format!(".public-keys/{}", mallory.fpr)),
+        certificate_grafting(&mallory, alice),
+    )
+    .unwrap();
+    git_commit_all(store, "A key that claims alice's");
+    // alice's line in .gpg-id still names alice alone: nothing is blocked, nothing taken over.
+    lab.vault_as(store, alice, &["members"]).ok();
+    lab.vault_as(store, alice, &team.carol.add_member_args())
+        .ok();
+    lab.assert_reads(store, alice, ROOT_ENTRIES);
 }

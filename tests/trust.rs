@@ -378,4 +378,24 @@ fn gpg_id_signed_with_the_team_signing_key_stays_valid_for_pass() {
         show(&out)
     );
     lab.assert_reads(&store, &carol, &[("bank", "pw\n"), ("web", "web-pw\n")]);
+
+    // A new folder's .gpg-id in a signed store is signed too, with the same key.
+    let args = [
+        "--signing-key",
+        team_key.secret_str(),
+        "--yes",
+        "remove-member",
+        "bob",
+        "--folder",
+        "board",
+        "--create",
+    ];
+    lab.vault_as(&store, &alice, &args).ok();
+    assert!(store.file("board/.gpg-id.sig").is_file());
+    let out = pass_signed(&lab, &store, &alice, t, &["insert", "-m", "board/x"], "x\n");
+    assert!(
+        out.status.success(),
+        "pass rejected the new folder: {}",
+        show(&out)
+    );
 }

@@ -54,15 +54,42 @@ impl Snapshot {
                     ),
                 });
             }
-            let existing = self.layout.signatures.get(&sig_path);
-            if existing.is_none() && plan.pass_signing_keys.is_empty() {
+            // A store that signs its `.gpg-id` files signs every one: a new folder's needs a
+            // signature too, or every teammate's pass refuses it ("Signature … does not exist").
+            let existing: Vec<_> = match self.layout.signatures.get(&sig_path) {
+                Some(sig) => vec![*sig],
+                None => self.layout.signatures.values().copied().collect(),
+            };
+            if existing.is_empty() && plan.pass_signing_keys.is_empty() {
                 continue;
             }
             let (expected, rule): (Vec<String>, &str) = if plan.pass_signing_keys.is_empty() {
-                let sig = self.repo.read(*existing.expect("checked above"))?;
+                let mut issuers = Vec::new();
+                for sig in existing {
+                    issuers.extend(crypto::signature_issuers(&self.repo.read(sig)?));
+                }
+                // pass matches the signer's primary fingerprint as well as its signing key's: a
+                // member's newer signing subkey is as good as the one that signed before.
+                let primaries: Vec<String> = issuers
+                    .iter()
+                    .filter_map(|h| self.key_named(h))
+                    .map(|k| k.fingerprint().to_string())
+                    .collect();
+                issuers.extend(primaries);
+                issuers.sort();
+                issuers.dedup();
+                if issuers.is_empty() {
+                    return Err(Error::BadFile {
+                        file: crate::text::escape(&sig_path).into_owned(),
+                        problem: "the store's .gpg-id signatures do not say who made them, so \
+                                  vault cannot tell which key the team's pass accepts"
+                            .into(),
+                    });
+                }
                 (
-                    crypto::signature_issuers(&sig),
-                    "the key that signed it (pass checks it against PASSWORD_STORE_SIGNING_KEY)",
+                    issuers,
+                    "the key that signed the store's .gpg-id files (pass checks it against \
+                     PASSWORD_STORE_SIGNING_KEY)",
                 )
             } else {
                 (
@@ -73,8 +100,7 @@ impl Snapshot {
                     "PASSWORD_STORE_SIGNING_KEY",
                 )
             };
-            let accepted =
-                |id: &Identity| expected.is_empty() || expected.iter().any(|h| id.signs_as(h));
+            let accepted = |id: &Identity| expected.iter().any(|h| id.signs_as(h));
             let signer = [Some(operator), plan.gpg_id_signer.as_ref()]
                 .into_iter()
                 .flatten()
@@ -94,14 +120,18 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The member certificate that binds the key `handle` names (a fingerprint or key id, hex).
+    fn key_named(&self, handle: &str) -> Option<&MemberKey> {
+        let fpr = crypto::Fingerprint::parse(handle);
+        let id = crypto::KeyId::parse(handle);
+        self.keys.values().find(|k| {
+            fpr.is_some_and(|f| k.has_fingerprint(f)) || id.is_some_and(|i| k.has_bound_key_id(i))
+        })
+    }
+
     /// A key named by fingerprint or key id (hex), with the member's name when it is a member's.
     fn describe_key(&self, handle: &str) -> String {
-        let member = self.keys.values().find(|k| {
-            k.fingerprint().to_string() == handle
-                || k.all_key_ids().iter().any(|id| id.to_string() == handle)
-                || k.fingerprint().key_id().to_string() == handle
-        });
-        match member {
+        match self.key_named(handle) {
             Some(k) => format!("{handle} (member {})", self.display_name(k.fingerprint())),
             None => handle.to_string(),
         }
@@ -175,15 +205,17 @@ impl Snapshot {
         // inserting one) encrypt to other readers than `.gpg-id` says: an entry the leaving member
         // can actually read is re-encrypted to its proper readers wherever it is, and listed to
         // rotate. One that no `.gpg-id` governs cannot be: it is named instead.
-        // What vault cannot re-encrypt in the changed folders (age files, submodules) is named:
-        // never a clean summary over something someone may still read.
+        // What vault cannot re-encrypt (age files, submodules) is named: in the changed folders,
+        // and anywhere when someone loses access (an `.age-recipients`, not a `.gpg-id`, says
+        // who reads an age file): never a clean summary over something someone may still read.
         let mut not_reencrypted: Vec<String> = self
             .layout
             .foreign
             .iter()
             .filter(|f| {
-                Layout::governing_in(&plan.recipients, Layout::folder_of(&f.path))
-                    .is_some_and(|g| plan.changed.contains(&g))
+                !plan.removed_key_ids.is_empty()
+                    || Layout::governing_in(&plan.recipients, Layout::folder_of(&f.path))
+                        .is_some_and(|g| plan.changed.contains(&g))
             })
             .map(|f| format!("{}: {}", crate::text::escape(&f.path), f.why))
             .collect();
@@ -199,11 +231,8 @@ impl Snapshot {
                             return true; // checked (and reported) with the rest in phase 1
                         };
                         match objects.read(entry.blob).map(|b| {
-                            Envelope::parse(&b).map(|env| {
-                                env.readers()
-                                    .iter()
-                                    .any(|r| r.is_some_and(|id| plan.removed_key_ids.contains(&id)))
-                            })
+                            Envelope::parse(&b)
+                                .map(|env| may_read(&env.readers(), &plan.removed_key_ids))
                         }) {
                             Ok(Ok(exposed)) => exposed,
                             _ => true, // unreadable: phase 1 names it
@@ -543,6 +572,13 @@ enum Checked {
     },
 }
 
+/// Whether someone with one of the keys `ids` may be able to read a message with these
+/// `readers` (its PKESKs): one is addressed to such a key, or one hides its recipient
+/// (`gpg --throw-keyids`), which could be anyone's.
+fn may_read(readers: &[crypto::Reader], ids: &[KeyId]) -> bool {
+    readers.iter().any(|r| r.is_none_or(|id| ids.contains(&id)))
+}
+
 /// Phase 1 for one entry: decides what it needs and proves the operator can do it. Once any
 /// entry has failed (`checking_only`), it only checks whether the operator can decrypt, so the
 /// error can list every such entry without wasted work.
@@ -562,9 +598,7 @@ fn check_entry(
     let bytes = objects.read(entry.blob).map_err(Failure::Other)?;
     let env = Envelope::parse(&bytes).map_err(Failure::Corrupt)?;
     let readers = env.readers();
-    let exposed = readers
-        .iter()
-        .any(|r| r.is_some_and(|id| removed.contains(&id)));
+    let exposed = !removed.is_empty() && may_read(&readers, removed);
     let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
     let all_named = readers.iter().all(Option::is_some) && env.password_session_keys() == 0;
     if all_named && actual == *wanted && readers.len() == wanted.len() {

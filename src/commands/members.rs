@@ -12,24 +12,12 @@ pub fn run(
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let vault = open(global, err)?;
-    let members = vault.members();
+    let report = vault.members_report();
     if args.json {
-        let former: Vec<serde_json::Value> = vault
-            .roster()
-            .former()
-            .iter()
-            .map(|f| {
-                serde_json::json!({
-                    "name": f.name.as_str(),
-                    "fingerprint": f.fingerprint.to_string(),
-                    "removed": f.removed,
-                })
-            })
-            .collect();
-        let doc = serde_json::json!({ "members": members, "former_members": former });
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
+    let members = &report.members;
     let width = members
         .iter()
         .map(|m| m.name.len())
@@ -41,7 +29,7 @@ pub fn run(
         "{:<width$}  {:<40}  {:<20}  FOLDERS",
         "NAME", "FINGERPRINT", "EXPIRES"
     )?;
-    for m in &members {
+    for m in members {
         let expires = m.expires.clone().unwrap_or_else(|| "never".into());
         writeln!(
             out,
@@ -59,16 +47,13 @@ pub fn run(
             writeln!(out, "{:<width$}  ! {p}", "")?;
         }
     }
-    let former = vault.roster().former();
-    if !former.is_empty() {
+    if !report.former_members.is_empty() {
         writeln!(out, "\nFormer members:")?;
-        for f in former {
+        for f in &report.former_members {
             writeln!(
                 out,
                 "  {:<width$}  {}  removed {}",
-                f.name.as_str(),
-                f.fingerprint,
-                vault::text::escape(&f.removed)
+                f.name, f.fingerprint, f.removed
             )?;
         }
     }

@@ -235,6 +235,10 @@ pub fn anchor(vault: &Snapshot, global: &Global, err: &mut dyn Write) -> anyhow:
     if let Some(a) = Anchor::load(vault.repo())? {
         return Ok(a);
     }
+    // Mid-rebase, HEAD is a commit that may never reach the branch: no anchor on it.
+    if let Some(what) = vault.in_progress() {
+        return Err(Error::InProgress(what).into());
+    }
     let a = anchor_at(vault.repo(), vault.head())?;
     writeln!(
         err,

@@ -28,7 +28,7 @@ pub struct MemberKey {
     pub(super) encryption: Vec<PublicKey>,
     /// Ids of every key in the certificate, usable or not: to recognise old ciphertexts.
     pub(super) all_key_ids: Vec<KeyId>,
-    /// Fingerprints of every key in the certificate (primary and subkeys).
+    /// Fingerprints of the primary key and of the subkeys the certificate validly binds.
     pub(super) all_fingerprints: Vec<Fingerprint>,
     pub(super) expiry: Option<SystemTime>,
     pub(super) problem: Option<KeyProblem>,
@@ -79,10 +79,15 @@ impl MemberKey {
         }
         let fingerprint = Fingerprint::from_openpgp(&cert.fingerprint())
             .ok_or(KeyProblem::NotV4(cert.primary_key().key().version()))?;
-        let all_fingerprints = cert
-            .keys()
-            .filter_map(|ka| Fingerprint::from_openpgp(&ka.key().fingerprint()))
-            .collect();
+        // Only subkeys this certificate validly binds (under the standard policy) name it: anyone
+        // can append someone else's key packet to a certificate they publish.
+        let all_fingerprints = match cert.with_policy(&POLICY, None) {
+            Ok(vc) => vc
+                .keys()
+                .filter_map(|ka| Fingerprint::from_openpgp(&ka.key().fingerprint()))
+                .collect(),
+            Err(_) => vec![fingerprint],
+        };
         let all_key_ids = cert
             .keys()
             .filter_map(|ka| KeyId::from_openpgp(&ka.key().keyid()))
@@ -223,20 +228,22 @@ impl MemberKey {
         Some(ka.key().clone().role_into_unspecified())
     }
 
-    /// Every key id of the certificate, including unusable ones.
-    /// Whether `fpr` is the fingerprint of this certificate's primary key or of one of its
-    /// subkeys: GnuPG takes either as naming the certificate (`gpg -r SUBKEY-FPR` without `!`).
+    /// Whether `fpr` is the fingerprint of this certificate's primary key or of a subkey it
+    /// validly binds: GnuPG takes either as naming the certificate (`gpg -r SUBKEY-FPR` without
+    /// `!`).
     pub fn has_fingerprint(&self, fpr: Fingerprint) -> bool {
         self.all_fingerprints.contains(&fpr)
     }
 
-    pub fn all_key_ids(&self) -> &[KeyId] {
-        &self.all_key_ids
+    /// Whether `id` is the key id of this certificate's primary key or of a subkey it validly
+    /// binds.
+    pub fn has_bound_key_id(&self, id: KeyId) -> bool {
+        self.all_fingerprints.iter().any(|f| f.key_id() == id)
     }
 
-    /// Whether the primary key or a subkey has this id.
-    pub fn has_key_id(&self, id: KeyId) -> bool {
-        self.all_key_ids.contains(&id)
+    /// Ids of every key in the certificate, usable or not: to recognise old ciphertexts.
+    pub fn all_key_ids(&self) -> &[KeyId] {
+        &self.all_key_ids
     }
 
     /// Weak algorithms: RSA/DSA/ElGamal under 2048 bits, and DSA and ElGamal at any size.

@@ -30,7 +30,24 @@ impl Repo {
     /// Whether a journal says a change is under way (or was interrupted): then, and only then,
     /// there may be something to recover.
     pub fn change_under_way(&self) -> bool {
-        self.journal_path().exists()
+        self.journal_path().exists() || !self.partial_journals().unwrap_or_default().is_empty()
+    }
+
+    /// Journals whose writing was cut short (`.vault-journal.XXXXXXXX.tmp`, see
+    /// [`write_file_durably`]; older versions of vault wrote `vault-journal.tmp`).
+    fn partial_journals(&self) -> Result<Vec<PathBuf>> {
+        let git_dir = self.repo.path();
+        Ok(fs::read_dir(git_dir)
+            .map_err(|e| Error::io("reading", git_dir, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n == "vault-journal.tmp"
+                        || (n.starts_with(".vault-journal.") && n.ends_with(".tmp"))
+                })
+            })
+            .collect())
     }
 
     /// Finishes or undoes a change that an earlier run left unfinished (a crash, a kill, a power
@@ -44,18 +61,7 @@ impl Repo {
         // yet (it moves only after the journal is in place), so it is simply dropped. (Its
         // temporary is `.vault-journal.XXXXXXXX.tmp`, see `write_file_durably`; older versions
         // of vault wrote `vault-journal.tmp`.)
-        let git_dir = self.repo.path();
-        let partial = fs::read_dir(git_dir)
-            .map_err(|e| Error::io("reading", git_dir, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n == "vault-journal.tmp"
-                        || (n.starts_with(".vault-journal.") && n.ends_with(".tmp"))
-                })
-            });
-        for partial in partial {
+        for partial in self.partial_journals()? {
             match fs::remove_file(&partial) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

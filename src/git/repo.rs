@@ -126,12 +126,16 @@ impl Repo {
     /// # Errors
     /// [`Error::BadHead`] for a repository with no commit.
     pub fn head_commit(&self) -> Result<CommitId> {
-        self.repo
-            .head()
-            .ok()
-            .and_then(|h| h.target())
-            .map(CommitId)
-            .ok_or(Error::BadHead("on a branch with no commits yet"))
+        match self.repo.head() {
+            Ok(h) => h
+                .target()
+                .map(CommitId)
+                .ok_or(Error::BadHead("not a commit")),
+            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
+                Err(Error::BadHead("on a branch with no commits yet"))
+            }
+            Err(e) => Err(Error::git("reading HEAD", e)),
+        }
     }
 
     /// The commit the current branch points to.

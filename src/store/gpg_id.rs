@@ -21,6 +21,13 @@ pub struct GpgIdLine {
     pub spec: Spec,
 }
 
+/// `s` without the blanks bash's `read` strips around a line (space and tab): what pass hands
+/// to `gpg -r`. Other white space (a no-break space, a form feed) stays, and makes the line one
+/// vault does not resolve, as pass could not.
+fn trim_blanks(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
 /// Parses a `.gpg-id` file as pass reads it: one recipient per line, `#` starts a comment.
 ///
 /// # Errors
@@ -33,7 +40,7 @@ pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
     })?;
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let content = raw.split('#').next().unwrap_or("").trim();
+        let content = trim_blanks(raw.split('#').next().unwrap_or(""));
         if content.is_empty() {
             continue;
         }
@@ -49,6 +56,21 @@ pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
             .chars()
             .filter(|c| *c != ' ')
             .collect();
+        if let Some(c) = content
+            .chars()
+            .find(|c| (c.is_whitespace() || c.is_control()) && !matches!(c, ' ' | '\t'))
+        {
+            return Err(err(&format!(
+                "it holds {} (U+{:04X}), which pass hands to gpg as part of the recipient: only \
+                 spaces and tabs may surround or separate what a line says",
+                if c.is_control() {
+                    "a control character"
+                } else {
+                    "white space other than a space"
+                },
+                c as u32
+            )));
+        }
         if let Some(exact) = content.strip_suffix('!') {
             if Fingerprint::parse(exact).is_some() || KeyId::parse(exact).is_some() {
                 return Err(err(
@@ -104,10 +126,9 @@ pub fn render_gpg_id(recipients: &[Fingerprint]) -> String {
 /// The text of a changed `.gpg-id` as vault writes it, from the file as it was (`old`, with
 /// `resolved`: the line numbers of its recipient lines and the key each names): comment and blank
 /// lines are kept where they were; a recipient line whose key stays is rewritten as its full
-/// fingerprint followed by the line's own comment; a line whose key goes is dropped with its
-/// comment; recipients new to the file follow at the end, one fingerprint per line. Line ends
-/// are LF (pass hands a CR to `gpg -r`). pass strips `#…` from each line (pass 1.7.4), and GnuPG
-/// ignores the space left before it.
+/// fingerprint, its own comment kept on a line of its own just above it (vault writes no inline
+/// comments); a line whose key goes is dropped with its comment; recipients new to the file
+/// follow at the end, one fingerprint per line. Line ends are LF (pass hands a CR to `gpg -r`).
 pub fn render_gpg_id_keeping(
     old: &str,
     resolved: &[(usize, Fingerprint)],
@@ -118,8 +139,8 @@ pub fn render_gpg_id_keeping(
     for (i, raw) in old.lines().enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let (content, comment) = match line.split_once('#') {
-            Some((c, rest)) => (c.trim(), Some(rest)),
-            None => (line.trim(), None),
+            Some((c, rest)) => (trim_blanks(c), Some(rest)),
+            None => (trim_blanks(line), None),
         };
         if content.is_empty() {
             out.push_str(line.trim_end());
@@ -134,7 +155,7 @@ pub fn render_gpg_id_keeping(
         }
         written.push(*fpr);
         match comment {
-            Some(c) => out.push_str(&format!("{fpr} #{}\n", c.trim_end())),
+            Some(c) => out.push_str(&format!("#{}\n{fpr}\n", c.trim_end())),
             None => out.push_str(&format!("{fpr}\n")),
         }
     }

@@ -132,6 +132,10 @@ mod tests {
         let err = parse_gpg_id("ops/.gpg-id", b"ABCD1234\n").unwrap_err();
         assert!(err.to_string().contains("ops/.gpg-id line 1"), "{err}");
         assert!(parse_gpg_id(".gpg-id", b"some group\n").is_err());
+        // pass strips only spaces and tabs (bash's read): a no-break space stays in the recipient.
+        let nbsp = "3AA5C34371567BD2E1A4A2A5D2E6B2F3A1B2C3D4\u{a0}\n";
+        assert!(parse_gpg_id(".gpg-id", nbsp.as_bytes()).is_err());
+        assert!(parse_gpg_id(".gpg-id", b"\t3AA5C34371567BD2E1A4A2A5D2E6B2F3A1B2C3D4 \n").is_ok());
     }
 
     fn file(path: &[u8], kind: FileKind, link: Option<&str>) -> TreeFile {
@@ -238,11 +242,11 @@ mod tests {
         let resolved = [(2, a), (4, b)];
         assert_eq!(
             render_gpg_id_keeping(old, &resolved, &[a, c]),
-            format!("# the ops team\n{a} # alice\n\n# end\n{c}\n")
+            format!("# the ops team\n# alice\n{a}\n\n# end\n{c}\n")
         );
         assert_eq!(
             render_gpg_id_keeping(old, &resolved, &[b, a]),
-            format!("# the ops team\n{a} # alice\n\n{b} # bob, by mail\n# end\n")
+            format!("# the ops team\n# alice\n{a}\n\n# bob, by mail\n{b}\n# end\n")
         );
     }
 
