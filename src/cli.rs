@@ -80,7 +80,8 @@ pub struct AddMemberArgs {
     /// The member's name [default: the key file's name without extension]
     #[arg(long)]
     pub name: Option<String>,
-    /// Give access to this folder only (its .gpg-id is created if needed)
+    /// Give access to this folder only (its .gpg-id is created if needed; a folder that holds
+    /// nothing yet needs --create)
     #[arg(long, value_name = "DIR")]
     pub folder: Option<String>,
     /// With --folder: the folder may be new (holds no entry and no .gpg-id yet)

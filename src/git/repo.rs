@@ -146,16 +146,7 @@ impl Repo {
         if self.repo.head_detached().unwrap_or(false) {
             return Err(Error::BadHead("detached (not on a branch)"));
         }
-        match self.repo.head() {
-            Ok(h) => h
-                .target()
-                .map(CommitId)
-                .ok_or(Error::BadHead("not a commit")),
-            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
-                Err(Error::BadHead("on a branch with no commits yet"))
-            }
-            Err(e) => Err(Error::git("reading HEAD", e)),
-        }
+        self.head_commit()
     }
 
     /// Whether HEAD is a branch with no commit yet (a repository just created).
