@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
+use unicode_width::UnicodeWidthStr;
 use vault::audit::{audit, Audit, Filter};
 use vault::snapshot::Snapshot;
 use vault::store::{parse_folder, MemberName};
@@ -68,11 +69,18 @@ impl Paint {
     }
 }
 
+/// `s` padded with spaces to `width` terminal columns (as `unicode-width` counts them: a CJK
+/// character takes two, a combining mark none; `{:<N}` would count characters).
+fn pad(s: &str, width: usize) -> String {
+    let fill = width.saturating_sub(UnicodeWidthStr::width(s));
+    format!("{s}{}", " ".repeat(fill))
+}
+
 fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
     let width = a
         .entries
         .iter()
-        .map(|e| escape(e.name.rsplit('/').next().unwrap_or(&e.name)).len())
+        .map(|e| UnicodeWidthStr::width(&*escape(e.name.rsplit('/').next().unwrap_or(&e.name))))
         .max()
         .unwrap_or(5)
         .max(5);
@@ -101,7 +109,8 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
             .unwrap_or_default();
         writeln!(
             out,
-            "  {short:<width$}  {:<32}  {}",
+            "  {}  {:<32}  {}",
+            pad(&short, width),
             e.readers.join(", "),
             p.dim(&changed)
         )?;
@@ -197,4 +206,16 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pad;
+
+    #[test]
+    fn columns_are_padded_by_terminal_width() {
+        assert_eq!(pad("日本", 6), "日本  ");
+        assert_eq!(pad("bank", 6), "bank  ");
+        assert_eq!(pad("longer-than", 4), "longer-than");
+    }
 }
