@@ -12,23 +12,7 @@ use common::*;
 /// Encrypts `plain` into `file` with `who`'s GnuPG, to `to`, as a client that ignores `.gpg-id`
 /// would (ripasso saving an entry, an older gopass inserting one).
 fn encrypt_as(who: &Person, plain: &str, file: &Path, to: &[&str], extra: &[&str]) {
-    fs::create_dir_all(file.parent().unwrap()).unwrap();
-    let src = who.gpg.scratch().join("plain");
-    fs::write(&src, plain).unwrap();
-    let mut args = vec![
-        "--yes",
-        "--compress-algo",
-        "none",
-        "-o",
-        file.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    for r in to {
-        args.extend(["-r", r]);
-    }
-    args.extend(["--encrypt", src.to_str().unwrap()]);
-    who.gpg.gpg(&args).ok();
-    fs::remove_file(&src).unwrap();
+    who.gpg.encrypt_to(plain.as_bytes(), file, to, extra);
 }
 
 #[test]

@@ -120,22 +120,7 @@ impl Ctx {
 
     /// Encrypts `plain` to `to` with GnuPG (as pass does) into `file`.
     fn encrypt(&self, plain: &[u8], file: &Path, to: &[&str]) {
-        fs::create_dir_all(file.parent().unwrap()).unwrap();
-        let src = self.gpg.scratch().join("plain");
-        fs::write(&src, plain).unwrap();
-        let mut args = vec![
-            "--yes",
-            "--compress-algo",
-            "none",
-            "-o",
-            file.to_str().unwrap(),
-        ];
-        for r in to {
-            args.extend(["-r", r]);
-        }
-        args.extend(["--encrypt", src.to_str().unwrap()]);
-        self.gpg.gpg(&args).ok();
-        fs::remove_file(&src).unwrap();
+        self.gpg.encrypt_to(plain, file, to, &[]);
     }
 
     /// A fresh copy of the base store (`cp -a`, .git included).

@@ -278,15 +278,16 @@ impl Repo {
     /// The store files of the work tree ([`is_store_file`], not ignored) as they would be
     /// committed, for adopting a folder whose files are not committed yet. Writes their blobs.
     pub fn worktree_files(&self) -> Result<Vec<TreeFile>> {
-        let tree_id = self
-            .store_index()?
+        let tree = self.write_tree(&mut self.store_index()?)?;
+        self.tree_files(&tree)
+    }
+
+    /// Writes the trees an in-memory index describes into the object database; returns the root.
+    pub(super) fn write_tree(&self, index: &mut Index) -> Result<git2::Tree<'_>> {
+        let id = index
             .write_tree_to(&self.repo)
             .map_err(ge("writing the tree"))?;
-        let tree = self
-            .repo
-            .find_tree(tree_id)
-            .map_err(ge("reading the tree"))?;
-        self.tree_files(&tree)
+        self.repo.find_tree(id).map_err(ge("reading the tree"))
     }
 
     pub(super) fn author(&self) -> Result<Signature<'static>> {

@@ -166,13 +166,7 @@ impl Repo {
                 .remove_path(Path::new(path))
                 .map_err(ge("staging the change"))?;
         }
-        let tree_id = index
-            .write_tree_to(&self.repo)
-            .map_err(ge("writing the tree"))?;
-        let tree = self
-            .repo
-            .find_tree(tree_id)
-            .map_err(ge("reading the tree"))?;
+        let tree = self.write_tree(&mut index)?;
         let author = self.author()?;
         let parents: Vec<git2::Commit> = parent
             .iter()

@@ -230,6 +230,28 @@ impl Gpg {
         )
     }
 
+    /// Encrypts `plain` into `file` (folders made) to the fingerprints `to`, as pass does
+    /// (`--compress-algo none`), with `extra` options (e.g. `--throw-keyids`).
+    pub fn encrypt_to(&self, plain: &[u8], file: &Path, to: &[&str], extra: &[&str]) {
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let src = self.scratch().join("plain");
+        fs::write(&src, plain).unwrap();
+        let mut args = vec![
+            "--yes",
+            "--compress-algo",
+            "none",
+            "-o",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        for r in to {
+            args.extend(["-r", r]);
+        }
+        args.extend(["--encrypt", src.to_str().unwrap()]);
+        self.gpg(&args).ok();
+        fs::remove_file(&src).unwrap();
+    }
+
     /// Generates a key (no passphrase) and returns its fingerprint.
     pub fn generate(&self, name: &str, email: &str, kind: KeyKind) -> String {
         let uid = format!("{name} <{email}>");
