@@ -1,5 +1,6 @@
 //! Fault injection for the crash-safety tests (debug builds only).
 
+#[cfg(debug_assertions)]
 use std::time::Duration;
 
 /// Fault injection for the crash-safety tests, in debug builds only: with
