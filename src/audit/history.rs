@@ -1,0 +1,101 @@
+//! The one walk of history that audit makes: when each entry's content last changed, and which
+//! former members could decrypt a version with its current content (those must be rotated).
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{EntryReport, LastChanged};
+use crate::crypto::{Envelope, KeyId};
+use crate::error::Result;
+use crate::git::{trailers, Changes, CommitInfo, Objects};
+use crate::snapshot::Snapshot;
+use crate::store::entry_name;
+use crate::text::format_unix;
+
+/// Whether a commit only re-encrypted (same plaintexts, new recipients): vault's own (its
+/// `Vault-Action` trailer, read from the trailer block by git's rules only), pass's and gopass's
+/// re-encryption commits (by their subject lines).
+pub fn is_reencryption(message: &str) -> bool {
+    let vault = trailers(message).iter().any(|(k, v)| {
+        k == "Vault-Action" && matches!(v.as_str(), "add-member" | "remove-member" | "reencrypt")
+    });
+    let subject = message.lines().next().unwrap_or("");
+    vault
+        || subject.starts_with("Reencrypt password store using new GPG id")
+        || subject.contains("Re-encrypt Store for Recipient")
+        || subject.contains("Re-encrypted Store for Recipient")
+}
+
+/// Fills `last_changed` and `rotate` with one walk of the history.
+pub(super) fn history(
+    vault: &Snapshot,
+    objects: &Objects,
+    paths: &HashMap<String, usize>,
+    former_ids: &HashMap<KeyId, String>,
+    reports: &mut [EntryReport],
+) -> Result<()> {
+    let mut open: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    let mut rotate: Vec<BTreeSet<String>> = vec![BTreeSet::new(); reports.len()];
+    let mut visit = |commit: &CommitInfo, changes: &Changes| -> Result<bool> {
+        let reencryption = is_reencryption(&commit.message);
+        for (path, blob) in changes {
+            if !open.contains(path.as_str()) {
+                continue;
+            }
+            let i = paths[path];
+            if let Some(blob) = blob {
+                if !former_ids.is_empty() {
+                    // A version with the current content: who could decrypt it?
+                    if let Ok(Ok(env)) = objects
+                        .read(*blob)
+                        .map(|b| Envelope::parse(&b).map(|e| e.readers()))
+                    {
+                        for id in env.into_iter().flatten() {
+                            if let Some(name) = former_ids.get(&id) {
+                                rotate[i].insert(name.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            if !reencryption {
+                reports[i].last_changed = Some(LastChanged {
+                    commit: commit.id.short(),
+                    author: commit.author.clone(),
+                    date: format_unix(commit.time),
+                });
+                open.remove(path.as_str());
+            }
+        }
+        Ok(!open.is_empty())
+    };
+    vault.repo().walk_changes(
+        vault.head(),
+        &|p| entry_name(p).is_some() && paths.contains_key(p),
+        &mut visit,
+    )?;
+    for (r, set) in reports.iter_mut().zip(rotate) {
+        r.rotate = set.into_iter().collect();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reencryption_commits() {
+        assert!(is_reencryption(
+            "Reencrypt password store using new GPG id ABC.\n"
+        ));
+        assert!(is_reencryption(
+            "Add member x\n\nbody\n\nVault-Action: add-member\n"
+        ));
+        assert!(is_reencryption("Re-encrypted Store for Recipient x\n"));
+        assert!(!is_reencryption("Edit password for x using vim.\n"));
+        assert!(!is_reencryption("Adopt\n\nVault-Action: init\n"));
+    }
+}
