@@ -66,20 +66,7 @@ impl Snapshot {
         let mut roster = self.roster.clone();
         roster.add(name.clone(), fpr)?;
         let folder = folder.unwrap_or_default();
-        let mut recipients = self.recipients.clone();
-        let current = match recipients.get(&folder) {
-            Some(r) => r.clone(),
-            None => match self.layout.governing(&folder) {
-                Some(g) => recipients[&g].clone(),
-                None if folder.is_empty() => return Err(Error::NoRootGpgId),
-                None => Vec::new(),
-            },
-        };
-        let mut new = current;
-        if !new.contains(&fpr) {
-            new.push(fpr);
-        }
-        recipients.insert(folder.clone(), new);
+        let recipients = with_recipient(&self.recipients, &self.layout, &folder, fpr)?;
         let uid = key.user_ids().first().cloned().unwrap_or_default();
         Ok(Plan {
             action: "add-member",
@@ -116,44 +103,8 @@ impl Snapshot {
             .roster
             .fingerprint(name)
             .ok_or_else(|| Error::UnknownMember(name.to_string()))?;
-        let mut recipients = self.recipients.clone();
-        let targets: Vec<Folder> = match &folder {
-            None => recipients
-                .iter()
-                .filter(|(_, r)| r.contains(&fpr))
-                .map(|(f, _)| f.clone())
-                .collect(),
-            Some(f) => {
-                let governing = self.layout.governing(f);
-                match governing {
-                    Some(g) if recipients[&g].contains(&fpr) => {
-                        if &g != f {
-                            let inherited = recipients[&g].clone();
-                            recipients.insert(f.clone(), inherited);
-                        }
-                        vec![f.clone()]
-                    }
-                    _ => {
-                        return Err(Error::NotRecipient {
-                            member: name.to_string(),
-                            folder: show_folder(f),
-                        })
-                    }
-                }
-            }
-        };
-        for f in &targets {
-            let list = recipients
-                .get_mut(f)
-                .expect("target folders have recipients");
-            list.retain(|r| *r != fpr);
-            if list.is_empty() {
-                return Err(Error::WouldEmpty {
-                    member: name.to_string(),
-                    file: gpg_id_path(f),
-                });
-            }
-        }
+        let (recipients, targets) =
+            without_recipient(&self.recipients, &self.layout, fpr, folder.as_ref(), name)?;
         let still_member = recipients.values().any(|r| r.contains(&fpr));
         let mut roster = self.roster.clone();
         let key = self.keys.get(&fpr);
@@ -208,5 +159,172 @@ impl Snapshot {
             links: BTreeMap::new(),
         }
         .with_links(&self.layout))
+    }
+}
+
+/// Who reads each folder once `fpr` reads `folder`: the folder's recipients (or, when it has no
+/// `.gpg-id`, those it inherits, as pass reads the nearest one) plus `fpr`.
+///
+/// # Errors
+/// [`Error::NoRootGpgId`] when adding to the root of a store without a root `.gpg-id`.
+fn with_recipient(
+    recipients: &BTreeMap<Folder, Vec<Fingerprint>>,
+    layout: &Layout,
+    folder: &Folder,
+    fpr: Fingerprint,
+) -> Result<BTreeMap<Folder, Vec<Fingerprint>>> {
+    let mut after = recipients.clone();
+    let mut list = match recipients.get(folder) {
+        Some(r) => r.clone(),
+        None => match layout.governing(folder) {
+            Some(g) => recipients[&g].clone(),
+            None if folder.is_empty() => return Err(Error::NoRootGpgId),
+            None => Vec::new(),
+        },
+    };
+    if !list.contains(&fpr) {
+        list.push(fpr);
+    }
+    after.insert(folder.clone(), list);
+    Ok(after)
+}
+
+/// Who reads each folder once `fpr` (member `name`) is removed from every `.gpg-id` that lists
+/// them, or only from `folder` (which gets a `.gpg-id` of its own from what it inherits); and the
+/// folders whose `.gpg-id` changes.
+///
+/// # Errors
+/// [`Error::NotRecipient`] if `folder` is not read by them; [`Error::WouldEmpty`] if a `.gpg-id`
+/// would be left with nobody.
+fn without_recipient(
+    recipients: &BTreeMap<Folder, Vec<Fingerprint>>,
+    layout: &Layout,
+    fpr: Fingerprint,
+    folder: Option<&Folder>,
+    name: &MemberName,
+) -> Result<(BTreeMap<Folder, Vec<Fingerprint>>, Vec<Folder>)> {
+    let mut after = recipients.clone();
+    let targets: Vec<Folder> = match folder {
+        None => recipients
+            .iter()
+            .filter(|(_, r)| r.contains(&fpr))
+            .map(|(f, _)| f.clone())
+            .collect(),
+        Some(f) => match layout.governing(f) {
+            Some(g) if recipients[&g].contains(&fpr) => {
+                if &g != f {
+                    after.insert(f.clone(), recipients[&g].clone());
+                }
+                vec![f.clone()]
+            }
+            _ => {
+                return Err(Error::NotRecipient {
+                    member: name.to_string(),
+                    folder: show_folder(f),
+                })
+            }
+        },
+    };
+    for f in &targets {
+        let list = after.get_mut(f).expect("target folders have recipients");
+        list.retain(|r| *r != fpr);
+        if list.is_empty() {
+            return Err(Error::WouldEmpty {
+                member: name.to_string(),
+                file: gpg_id_path(f),
+            });
+        }
+    }
+    Ok((after, targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::{BlobId, FileKind, TreeFile};
+
+    fn fpr(c: char) -> Fingerprint {
+        Fingerprint::parse(&c.to_string().repeat(40)).unwrap()
+    }
+
+    /// A store with a root `.gpg-id` (a, b), `ops/.gpg-id` (a), and entries below both.
+    fn store() -> (BTreeMap<Folder, Vec<Fingerprint>>, Layout) {
+        let file = |path: &str| TreeFile {
+            path: path.into(),
+            utf8: true,
+            blob: BlobId::hash(path.as_bytes()),
+            kind: FileKind::Regular,
+            link: None,
+        };
+        let layout = Layout::new(
+            [".gpg-id", "web.gpg", "ops/.gpg-id", "ops/db.gpg", "ops/dns/zone.gpg", "hr/pay.gpg"]
+                .into_iter()
+                .map(file)
+                .collect(),
+        );
+        let recipients = BTreeMap::from([
+            (String::new(), vec![fpr('A'), fpr('B')]),
+            ("ops".to_string(), vec![fpr('A')]),
+        ]);
+        (recipients, layout)
+    }
+
+    fn name(n: &str) -> MemberName {
+        MemberName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn adding_to_a_folder_without_a_gpg_id_starts_from_what_it_inherits() {
+        let (recipients, layout) = store();
+        let after = with_recipient(&recipients, &layout, &"hr".into(), fpr('C')).unwrap();
+        assert_eq!(after["hr"], [fpr('A'), fpr('B'), fpr('C')]);
+        assert_eq!(after[""], recipients[""], "the root is unchanged");
+        let after = with_recipient(&recipients, &layout, &"ops/dns".into(), fpr('C')).unwrap();
+        assert_eq!(after["ops/dns"], [fpr('A'), fpr('C')]);
+        // Already a reader: the list stays as it is (no duplicate line).
+        let after = with_recipient(&recipients, &layout, &"ops".into(), fpr('A')).unwrap();
+        assert_eq!(after["ops"], [fpr('A')]);
+    }
+
+    #[test]
+    fn adding_to_the_root_needs_a_root_gpg_id() {
+        let (mut recipients, _) = store();
+        recipients.remove("");
+        let layout = Layout::new(Vec::new());
+        assert!(matches!(
+            with_recipient(&recipients, &layout, &String::new(), fpr('C')),
+            Err(Error::NoRootGpgId)
+        ));
+    }
+
+    #[test]
+    fn removing_everywhere_changes_every_gpg_id_that_lists_them() {
+        let (recipients, layout) = store();
+        let (after, targets) =
+            without_recipient(&recipients, &layout, fpr('B'), None, &name("bob")).unwrap();
+        assert_eq!(targets, [String::new()]);
+        assert_eq!(after[""], [fpr('A')]);
+        // The last reader of a folder cannot go: the folder would be unreadable.
+        let Err(Error::WouldEmpty { member, file }) =
+            without_recipient(&recipients, &layout, fpr('A'), None, &name("alice"))
+        else {
+            panic!("alice is ops/'s only reader");
+        };
+        assert_eq!((member.as_str(), file.as_str()), ("alice", "ops/.gpg-id"));
+    }
+
+    #[test]
+    fn removing_from_one_folder_gives_it_a_gpg_id_of_its_own() {
+        let (recipients, layout) = store();
+        let (after, targets) =
+            without_recipient(&recipients, &layout, fpr('B'), Some(&"hr".into()), &name("bob"))
+                .unwrap();
+        assert_eq!(targets, ["hr"]);
+        assert_eq!(after["hr"], [fpr('A')]);
+        assert_eq!(after[""], [fpr('A'), fpr('B')], "bob still reads the root");
+        // A folder they do not read.
+        let err = without_recipient(&recipients, &layout, fpr('B'), Some(&"ops".into()), &name("bob"))
+            .unwrap_err();
+        assert!(matches!(err, Error::NotRecipient { .. }), "{err}");
     }
 }

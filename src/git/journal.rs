@@ -80,30 +80,18 @@ impl Repo {
             .find_reference(&journal.refname)
             .ok()
             .and_then(|r| r.target());
-        let outcome = if let Some(new) = journal.new.filter(|n| current == Some(*n)) {
-            self.update_worktree(journal.old, new, journal.old.is_none(), &Default::default())?;
-            Recovery::Finished {
-                action: journal.action.clone(),
-                commit: short_id(new),
+        let outcome = match journal.decide(current) {
+            Decision::Finish(new) => {
+                self.update_worktree(journal.old, new, journal.old.is_none(), &Default::default())?;
+                Recovery::Finished {
+                    action: journal.action.clone(),
+                    commit: short_id(new),
+                }
             }
-        } else if current == journal.old {
-            Recovery::RolledBack {
+            Decision::RollBack => Recovery::RolledBack {
                 action: journal.action.clone(),
-            }
-        } else {
-            return Err(Error::Journal(format!(
-                "{} points to neither the commit before ({}) nor after ({}) the change '{}'",
-                journal.refname,
-                journal
-                    .old
-                    .map(|o| o.to_string())
-                    .unwrap_or_else(|| "none".into()),
-                journal
-                    .new
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "not made yet".into()),
-                journal.action
-            )));
+            },
+            Decision::Stuck(why) => return Err(Error::Journal(why)),
         };
         self.remove_temporaries()?;
         self.sync()?;
@@ -211,12 +199,7 @@ pub fn write_file_durably(path: &Path, data: &[u8]) -> Result<()> {
 /// Flushes the file system holding `path` (one call for all the objects of a change).
 pub(super) fn sync_fs(path: &Path) -> Result<()> {
     let f = fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: syncfs takes a valid open descriptor and touches no memory of ours.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(Error::io("flushing", path, std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::fs::syncfs(&f).map_err(|e| Error::io("flushing", path, e.into()))
 }
 
 /// `.git/vault-journal`: a change under way. `new` is `none` until the new commit exists and
@@ -228,7 +211,39 @@ pub(super) struct Journal {
     pub(super) action: String,
 }
 
+/// What recovery does about a journal, from where the branch points now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// The branch moved to the new commit: bring the work tree up to it.
+    Finish(Oid),
+    /// The branch is where it was: the change never happened; drop its leftovers.
+    RollBack,
+    /// The branch is somewhere else (someone moved it by hand): say where, touch nothing.
+    Stuck(String),
+}
+
 impl Journal {
+    /// The commit point is the branch moving from `old` to `new` (`new` is recorded, durably,
+    /// before it may move): so a branch at `new` means the change happened, a branch at `old`
+    /// (with `new` made or not) means it did not, and anything else is not vault's doing.
+    pub(super) fn decide(&self, current: Option<Oid>) -> Decision {
+        match self.new {
+            Some(new) if current == Some(new) => Decision::Finish(new),
+            _ if current == self.old => Decision::RollBack,
+            _ => Decision::Stuck(format!(
+                "{} points to neither the commit before ({}) nor after ({}) the change '{}'",
+                self.refname,
+                self.old
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                self.new
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "not made yet".into()),
+                self.action
+            )),
+        }
+    }
+
     pub(super) fn write(&self, path: &Path) -> Result<()> {
         let id = |o: Option<Oid>| o.map(|o| o.to_string()).unwrap_or_else(|| "none".into());
         let text = format!(
@@ -267,5 +282,71 @@ impl Journal {
             new: id(&new)?,
             action,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(c: char) -> Oid {
+        Oid::from_str(&c.to_string().repeat(40)).unwrap()
+    }
+
+    fn journal(old: Option<Oid>, new: Option<Oid>) -> Journal {
+        Journal {
+            refname: "refs/heads/main".into(),
+            old,
+            new,
+            action: "remove-member".into(),
+        }
+    }
+
+    /// Every fault point of the commit protocol, by what the journal and the branch say then.
+    #[test]
+    fn recovery_decides_from_the_journal_and_the_branch() {
+        let (old, new, other) = (oid('a'), oid('b'), oid('c'));
+        // Died before the new commit was recorded (staging, pack, tree): the branch is at old.
+        assert_eq!(journal(Some(old), None).decide(Some(old)), Decision::RollBack);
+        // Died after recording it but before the branch moved.
+        assert_eq!(journal(Some(old), Some(new)).decide(Some(old)), Decision::RollBack);
+        // Died after the branch moved (work tree, index): finish.
+        assert_eq!(journal(Some(old), Some(new)).decide(Some(new)), Decision::Finish(new));
+        // The first commit of a repository: no old commit, no branch yet.
+        assert_eq!(journal(None, Some(new)).decide(None), Decision::RollBack);
+        assert_eq!(journal(None, Some(new)).decide(Some(new)), Decision::Finish(new));
+        // Someone moved the branch meanwhile: neither is safe.
+        for (j, current) in [
+            (journal(Some(old), Some(new)), Some(other)),
+            (journal(Some(old), None), Some(other)),
+            (journal(Some(old), Some(new)), None),
+        ] {
+            let Decision::Stuck(why) = j.decide(current) else {
+                panic!("{current:?} must be stuck");
+            };
+            assert!(why.contains("refs/heads/main") && why.contains("remove-member"), "{why}");
+        }
+    }
+
+    #[test]
+    fn journal_text_round_trips_and_refuses_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL);
+        let mut j = journal(Some(oid('a')), None);
+        j.action = "add-member\nsmuggled line".into();
+        j.write(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let back = Journal::parse(&text).unwrap();
+        assert_eq!((back.old, back.new), (Some(oid('a')), None));
+        assert_eq!(back.action, "add-member smuggled line");
+        for bad in [
+            "",
+            "vault-journal 2\nref r\nold none\nnew none\naction x\n",
+            "vault-journal 1\nref r\nold nothex\nnew none\naction x\n",
+            "vault-journal 1\nref r\nnew none\nold none\naction x\n",
+            "vault-journal 1\nref r\nold none\n",
+        ] {
+            assert!(Journal::parse(bad).is_none(), "{bad:?}");
+        }
     }
 }
