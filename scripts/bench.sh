@@ -13,6 +13,9 @@
 #   --dir     working folder (default: a new one under ${TMPDIR:-/tmp})
 #   --reps    runs of each vault measurement, each on a fresh copy of the store; the median is
 #             reported (default 5; 3 with --quick)
+#   --vault BIN --floor BIN
+#             measure these binaries instead of building the work tree's (to compare two
+#             commits: keep an earlier run's DIR/bin/vault and DIR/bin/crypto_floor)
 #
 # Everything happens in a private GnuPG home (trust-model always) and temporary stores; your
 # ~/.gnupg, ~/.password-store and git configuration are not touched. Results: a Markdown report
@@ -41,6 +44,8 @@ cd "$repo"
 
 quick=0
 keep=0
+given_vault=""
+given_floor=""
 work=""
 reps=""
 while [ $# -gt 0 ]; do
@@ -54,6 +59,14 @@ while [ $# -gt 0 ]; do
     ;;
   --reps)
     reps="$2"
+    shift
+    ;;
+  --vault)
+    given_vault="$2"
+    shift
+    ;;
+  --floor)
+    given_floor="$2"
     shift
     ;;
   -h | --help)
@@ -141,19 +154,26 @@ else
   work="$(cd "$work" && pwd)"
 fi
 
-say "building vault (cargo build --release) and the floor benchmark"
-cargo build --release --quiet
-floor_built="$repo/$(cargo bench --bench crypto_floor --no-run 2>&1 |
-  sed -n 's/^ *Executable .*(\(.*\))$/\1/p' | tail -n 1)"
+if [ -n "$given_vault" ] && [ -n "$given_floor" ]; then
+  built_vault="$given_vault"
+  floor_built="$given_floor"
+  built_from="the given binaries ($given_vault, $given_floor)"
+else
+  say "building vault (cargo build --release) and the floor benchmark"
+  cargo build --release --quiet
+  built_vault="$repo/target/release/vault"
+  floor_built="$repo/$(cargo bench --bench crypto_floor --no-run 2>&1 |
+    sed -n 's/^ *Executable .*(\(.*\))$/\1/p' | tail -n 1)"
+  built_from="commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock benches 2>/dev/null || echo " + uncommitted changes")"
+fi
 [ -x "$floor_built" ] || { echo "bench: cannot find the crypto_floor benchmark binary" >&2; exit 1; }
 # Private copies: a rebuild in the shared target folder during the run must not change what is
 # measured.
 mkdir -p "$work/bin"
-cp "$repo/target/release/vault" "$work/bin/vault"
-cp "$floor_built" "$work/bin/crypto_floor"
+cp "$built_vault" "$work/bin/vault.new" && mv "$work/bin/vault.new" "$work/bin/vault"
+cp "$floor_built" "$work/bin/crypto_floor.new" && mv "$work/bin/crypto_floor.new" "$work/bin/crypto_floor"
 VAULT="$work/bin/vault"
 FLOOR="$work/bin/crypto_floor"
-built_from="commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock benches 2>/dev/null || echo " + uncommitted changes")"
 say "working folder: $work"
 
 export GNUPGHOME="$work/gnupg"
