@@ -30,14 +30,21 @@ pub enum KeyProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {path}: {cause}")]
+    /// A file system call failed: what vault was doing, on which path, and the OS's reason.
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
+        #[source]
         cause: std::io::Error,
     },
-    #[error("git: {what}: {message}")]
-    Git { what: String, message: String },
+    /// A libgit2 call failed; the cause keeps libgit2's message, class and code.
+    #[error("git: {what}")]
+    Git {
+        what: String,
+        #[source]
+        cause: git2::Error,
+    },
     #[error("no password store at {0}")]
     NoStore(PathBuf),
     #[error("{0} is a pass store that vault has not adopted yet (no .members.toml)")]
@@ -162,11 +169,17 @@ impl Error {
         }
     }
 
-    pub fn git(what: impl Into<String>, e: git2::Error) -> Self {
+    /// A libgit2 failure while doing `what`.
+    pub fn git(what: impl Into<String>, cause: git2::Error) -> Self {
         Error::Git {
             what: what.into(),
-            message: e.message().to_string(),
+            cause,
         }
+    }
+
+    /// A git failure vault itself detected (no libgit2 error behind it).
+    pub fn git_msg(what: impl Into<String>, message: &str) -> Self {
+        Error::git(what, git2::Error::from_str(message))
     }
 
     /// What the user should do next, when there is something to say.

@@ -37,14 +37,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
-    ui::disable_core_dumps();
+    ui::private_process();
     ui::catch_interrupts();
     ui::catch_file_size_limit();
-    // Like pass: files vault creates are readable by their owner only.
-    // SAFETY: umask only sets the process's file-creation mask.
-    unsafe {
-        libc::umask(0o077);
-    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::*;
 use crate::crypto::{self, Envelope, Identity, KeyId, Recipients};
 use crate::error::{Error, Result};
-use crate::git::{BlobId, Change, Objects, PackedBlob, Staging};
+use crate::git::{BlobId, Change, NewBlob, Objects, Staging};
 use crate::snapshot::*;
 use crate::store::{
     gpg_id_path, render_gpg_id, render_gpg_id_keeping, Entry, Folder, Layout, MEMBERS,
@@ -358,20 +358,15 @@ impl Snapshot {
         )?;
 
         // Phase 2 rewrites, with the session keys unlocked in phase 1. Workers stage each new
-        // file beside the old one and frame its blob; this thread streams the blobs, and the
-        // store's own files, into one pack, which joins the object database only when complete.
+        // file beside the old one and hash its blob; this thread collects the blobs, and the
+        // store's own files, for one pack, which joins the object database only when complete.
         // A change that stops before its commit point leaves neither the pack nor the staged files.
         let staging = self.repo.begin(plan.action)?;
-        let rewrites = checked
-            .iter()
-            .filter(|c| !matches!(c, Some(Checked::Unchanged { .. })))
-            .count();
         // Two files of a change may have the same content (two `.gpg-id` files left with the same
-        // recipients): a pack holds each object once.
-        let distinct_files = files.iter().map(|(_, b)| b).collect::<BTreeSet<_>>().len();
-        let pack = self.repo.write_pack(rewrites + distinct_files, |sink| {
+        // recipients): each object goes to the pack once.
+        let pack = self.repo.write_pack(|sink| {
             let (results, sent) = std::thread::scope(|scope| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<PackedBlob>(256);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<NewBlob>(256);
                 let workers = scope.spawn(|| {
                     let tx = tx;
                     work.par_iter()
@@ -410,10 +405,10 @@ impl Snapshot {
             let mut ids = Vec::new();
             let mut sent = BTreeSet::new();
             for (path, bytes) in &files {
-                let packed = PackedBlob::new(bytes, true)?;
-                ids.push((path.clone(), packed.id()));
+                let blob = NewBlob::new(bytes.to_vec());
+                ids.push((path.clone(), blob.id()));
                 if sent.insert(bytes) {
-                    sink(packed)?;
+                    sink(blob)?;
                 }
             }
             Ok((results, ids))
@@ -629,7 +624,7 @@ fn rewrite_entry(
     objects: &Result<Objects>,
     recipients: &Recipients,
     monitor: &Monitor,
-    (staging, pack): (&Staging, &std::sync::mpsc::SyncSender<PackedBlob>),
+    (staging, pack): (&Staging, &std::sync::mpsc::SyncSender<NewBlob>),
 ) -> Result<Rewritten> {
     let done = |how, exposed| {
         Ok(Rewritten {
@@ -654,10 +649,10 @@ fn rewrite_entry(
     let env = Envelope::parse(&bytes).map_err(corrupt)?;
     let write = |ct: &[u8]| -> Result<BlobId> {
         staging.write(&entry.path, ct)?;
-        let packed = PackedBlob::new(ct, false)?;
-        let blob = packed.id();
+        let new = NewBlob::new(ct.to_vec());
+        let blob = new.id();
         // The receiver goes away only when writing the pack failed: stop quietly.
-        pack.send(packed).map_err(|_| Error::Interrupted)?;
+        pack.send(new).map_err(|_| Error::Interrupted)?;
         Ok(blob)
     };
     match check {

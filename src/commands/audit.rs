@@ -1,6 +1,6 @@
 //! `vault audit`: every credential, who can read it, and what needs attention.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use unicode_width::UnicodeWidthStr;
 use vault::audit::{audit, Audit, Filter};
@@ -11,6 +11,7 @@ use vault::Error;
 
 use crate::cli::{AuditArgs, Global};
 use crate::commands::{report_recovery, store_path};
+use crate::ui::Paint;
 
 /// Exit code when the audit found something that needs attention.
 pub const ATTENTION: u8 = 3;
@@ -38,35 +39,9 @@ pub fn run(
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        let color = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        print_text(&report, &Paint(color), out)?;
+        print_text(&report, &Paint::for_stdout(), out)?;
     }
     Ok(report.needs_attention())
-}
-
-struct Paint(bool);
-
-impl Paint {
-    fn red(&self, s: &str) -> String {
-        self.wrap("31", s)
-    }
-    fn yellow(&self, s: &str) -> String {
-        self.wrap("33", s)
-    }
-    fn bold(&self, s: &str) -> String {
-        self.wrap("1", s)
-    }
-    fn dim(&self, s: &str) -> String {
-        self.wrap("2", s)
-    }
-    fn wrap(&self, code: &str, s: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
 }
 
 /// `s` padded with spaces to `width` terminal columns (as `unicode-width` counts them: a CJK

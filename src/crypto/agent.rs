@@ -186,11 +186,8 @@ impl Session {
 }
 
 fn stdin_tty() -> Option<String> {
-    // SAFETY: ttyname returns a pointer to a static buffer or NULL; we copy it at once.
-    unsafe {
-        let p = libc::ttyname(0);
-        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
+    let name = rustix::termios::ttyname(std::io::stdin(), Vec::new()).ok()?;
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// A decryptor that asks the shared agent session.

@@ -32,7 +32,7 @@ pub(crate) use fault::fault_point;
 pub use journal::{write_file_durably, Recovery};
 pub use lock::StoreLock;
 pub use log::{trailers, Changes, CommitInfo};
-pub use objects::{BlobId, CommitId, Objects, PackedBlob};
+pub use objects::{BlobId, CommitId, NewBlob, Objects};
 pub use repo::{FileKind, Repo, TreeFile};
 pub use transaction::{Change, Signer, Staging, FILE_SIZE_LIMIT_HIT};
 
@@ -40,4 +40,4 @@ pub use transaction::{Change, Signer, Staging, FILE_SIZE_LIMIT_HIT};
 use journal::Journal;
 use objects::short_id;
 use repo::ge;
-use transaction::size_limit_message;
+use transaction::{size_limit_message, write_failure};

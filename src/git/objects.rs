@@ -43,48 +43,23 @@ pub(super) fn short_id(oid: Oid) -> String {
     oid.to_string().chars().take(10).collect()
 }
 
-/// A blob framed for a pack file: its id and its pack entry (type and size header, then the
-/// zlib stream). Made on any thread; written by [`Repo::write_pack`].
-pub struct PackedBlob {
-    pub(super) blob: BlobId,
-    pub(super) entry: Vec<u8>,
+/// A new blob for [`Repo::write_pack`]: its content and id, hashed on any worker thread.
+pub struct NewBlob {
+    pub(super) id: BlobId,
+    pub(super) data: Vec<u8>,
 }
 
-impl PackedBlob {
-    /// Hashes and frames `data`. Ciphertext does not compress, so its zlib stream only stores;
-    /// other files (`compress`) are deflated.
-    pub fn new(data: &[u8], compress: bool) -> Result<PackedBlob> {
-        let oid = Oid::hash_object(ObjectType::Blob, data).map_err(ge("hashing a blob"))?;
-        let mut entry = Vec::with_capacity(data.len() + 32);
-        let mut size = data.len();
-        let mut byte = (3u8 << 4) | (size & 0x0f) as u8; // 3: blob
-        size >>= 4;
-        while size > 0 {
-            entry.push(byte | 0x80);
-            byte = (size & 0x7f) as u8;
-            size >>= 7;
+impl NewBlob {
+    /// Takes `data` and hashes it (git's blob id: SHA-1 of `blob LEN\0DATA`).
+    pub fn new(data: Vec<u8>) -> NewBlob {
+        NewBlob {
+            id: BlobId::hash(&data),
+            data,
         }
-        entry.push(byte);
-        let level = if compress {
-            flate2::Compression::fast()
-        } else {
-            flate2::Compression::none()
-        };
-        let mut z = flate2::write::ZlibEncoder::new(entry, level);
-        z.write_all(data)
-            .and_then(|_| z.finish())
-            .map(|entry| PackedBlob {
-                blob: BlobId(oid),
-                entry,
-            })
-            .map_err(|e| Error::Git {
-                what: "framing a blob".into(),
-                message: e.to_string(),
-            })
     }
 
     pub fn id(&self) -> BlobId {
-        self.blob
+        self.id
     }
 }
 
@@ -102,9 +77,12 @@ impl Objects {
     /// The handle a worker opened with [`Objects::open`], or the error opening it gave (said
     /// again for each use, as the worker's error is not consumed).
     pub fn opened(objects: &Result<Objects>) -> Result<&Objects> {
-        objects.as_ref().map_err(|e| Error::Git {
-            what: "opening the repository".into(),
-            message: e.to_string(),
+        objects.as_ref().map_err(|e| match e {
+            Error::Git { what, cause } => Error::git(
+                what.clone(),
+                git2::Error::new(cause.code(), cause.class(), cause.message()),
+            ),
+            other => Error::git_msg("opening the repository", &other.to_string()),
         })
     }
 
@@ -140,51 +118,70 @@ impl Repo {
             .map_err(ge("writing a blob"))
     }
 
-    /// Streams exactly `count` blobs into one new pack file. `fill` gets a sink for the
-    /// [`PackedBlob`]s; the pack joins the object database only if `fill` succeeds with `count`
-    /// blobs written. Otherwise, or if vault dies meanwhile, only a temporary file is left, which
-    /// libgit2 removes (or `git gc` prunes): a change that does not happen adds no object.
+    /// Writes a change's new blobs as one new pack file. `fill` gets a sink for the
+    /// [`NewBlob`]s, which collects them in memory (libgit2's mempack backend, on a handle of its
+    /// own so that nothing else written meanwhile goes there); once `fill` succeeds, libgit2's
+    /// pack builder (zlib, delta search on every core) streams them into the object database's
+    /// pack writer, which indexes the pack and only then moves it into `objects/pack`. If `fill`
+    /// fails, or vault dies meanwhile, nothing was written (or only a temporary libgit2 removes,
+    /// or `git gc` prunes): a change that does not happen adds no object.
+    ///
+    /// Returns `fill`'s value and the files of the new pack (for [`Repo::discard_packs`]).
+    ///
+    /// # Errors
+    /// `fill`'s error; [`Error::Git`] if libgit2 cannot build or write the pack (the file size
+    /// limit named as such).
     pub fn write_pack<T>(
         &self,
-        count: usize,
-        fill: impl FnOnce(&mut dyn FnMut(PackedBlob) -> Result<()>) -> Result<T>,
+        fill: impl FnOnce(&mut dyn FnMut(NewBlob) -> Result<()>) -> Result<T>,
     ) -> Result<(T, Vec<PathBuf>)> {
-        let odb = self.repo.odb().map_err(ge("opening the object database"))?;
-        let packs_before = self.pack_files();
-        let mut writer = odb.packwriter().map_err(ge("starting a pack"))?;
-        let mut sha = sha1_smol::Sha1::new();
-        let io = |e: std::io::Error| Error::Git {
-            what: format!(
-                "writing a pack into {}",
-                self.repo.path().join("objects/pack").display()
-            ),
-            message: size_limit_message(&e).unwrap_or_else(|| e.to_string()),
-        };
-        let mut header = Vec::with_capacity(12);
-        header.extend_from_slice(b"PACK");
-        header.extend_from_slice(&2u32.to_be_bytes());
-        header.extend_from_slice(
-            &u32::try_from(count)
-                .expect("fewer than 4 billion objects")
-                .to_be_bytes(),
-        );
-        sha.update(&header);
-        writer.write_all(&header).map_err(io)?;
-        let mut written = 0usize;
-        let value = fill(&mut |packed: PackedBlob| {
-            sha.update(&packed.entry);
-            writer.write_all(&packed.entry).map_err(io)?;
-            written += 1;
+        let memory = Repository::open(self.repo.path()).map_err(ge("opening the repository"))?;
+        let memory_odb = memory.odb().map_err(ge("opening the object database"))?;
+        // Above the loose (1) and pack (2) backends: every write goes to memory.
+        let _mempack = memory_odb
+            .add_new_mempack_backend(1000)
+            .map_err(ge("collecting new objects in memory"))?;
+        let mut ids = Vec::new();
+        let value = fill(&mut |blob: NewBlob| {
+            let id = memory_odb
+                .write(ObjectType::Blob, &blob.data)
+                .map_err(ge("collecting a new blob"))?;
+            debug_assert_eq!(id, blob.id.0);
+            ids.push(id);
             Ok(())
         })?;
-        if written != count {
-            return Err(Error::Git {
-                what: "writing a pack".into(),
-                message: format!("{written} objects written, {count} announced"),
-            });
+        let mut builder = memory.packbuilder().map_err(ge("starting a pack"))?;
+        builder.set_threads(0); // as many as there are cores
+        for id in &ids {
+            builder
+                .insert_object(*id, None)
+                .map_err(ge("adding a blob to the pack"))?;
         }
-        writer.write_all(&sha.digest().bytes()).map_err(io)?;
-        writer.commit().map_err(ge("finishing the pack"))?;
+        let packs_before = self.pack_files();
+        let odb = self.repo.odb().map_err(ge("opening the object database"))?;
+        let mut writer = odb.packwriter().map_err(ge("starting a pack"))?;
+        let mut failed: Option<std::io::Error> = None;
+        let built = builder.foreach(|chunk| match writer.write_all(chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        });
+        let into = || {
+            format!(
+                "writing a pack into {}",
+                self.repo.path().join("objects/pack").display()
+            )
+        };
+        if let Some(e) = failed {
+            let message = size_limit_message(&e).unwrap_or_else(|| e.to_string());
+            return Err(Error::git(into(), git2::Error::from_str(&message)));
+        }
+        built.map_err(|e| write_failure(into(), e))?;
+        writer
+            .commit()
+            .map_err(|e| write_failure("finishing the pack".into(), e))?;
         drop(writer);
         odb.refresh().map_err(ge("reading the new pack"))?;
         fault_point("pack written");

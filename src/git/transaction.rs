@@ -26,16 +26,13 @@ pub(super) fn size_limit_message(detail: impl std::fmt::Display) -> Option<Strin
         .then(|| format!("File too large: the file size limit (ulimit -f) was exceeded ({detail})"))
 }
 
-/// Adds the OS's reason to a failed write, when libgit2 gave none.
+/// A failed libgit2 write, said as the file size limit when that is what stopped it (libgit2
+/// reports only that the write failed).
 pub(super) fn write_failure(what: String, e: git2::Error) -> Error {
-    let os = std::io::Error::last_os_error();
-    let mut message = e.message().to_string();
-    if let Some(explained) = size_limit_message(&message) {
-        message = explained;
-    } else if os.raw_os_error().unwrap_or(0) != 0 {
-        message = format!("{os} ({message})");
+    match size_limit_message(e.message()) {
+        Some(explained) => Error::git(what, git2::Error::new(e.code(), e.class(), explained)),
+        None => Error::git(what, e),
     }
-    Error::Git { what, message }
 }
 
 /// One commit to make: files to write (path, content already in the object database) and paths
@@ -184,14 +181,11 @@ impl Repo {
                     .repo
                     .commit_create_buffer(&author, &author, &change.message, &tree, &parent_refs)
                     .map_err(ge("writing the commit"))?;
-                let content = std::str::from_utf8(&buf).map_err(|_| Error::Git {
-                    what: "writing the commit".into(),
-                    message: "the commit is not UTF-8".into(),
-                })?;
+                let content = std::str::from_utf8(&buf)
+                    .map_err(|_| Error::git_msg("writing the commit", "the commit is not UTF-8"))?;
                 let signature = sign(content.as_bytes())?;
-                let signature = String::from_utf8(signature).map_err(|_| Error::Git {
-                    what: "signing the commit".into(),
-                    message: "the signature is not ASCII-armored".into(),
+                let signature = String::from_utf8(signature).map_err(|_| {
+                    Error::git_msg("signing the commit", "the signature is not ASCII-armored")
                 })?;
                 self.repo
                     .commit_signed(content, &signature, None)
@@ -274,16 +268,8 @@ impl Repo {
             real_folder(&self.root, path, false)?;
         }
         for dir in dirs {
-            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-                .map_err(|_| Error::io("writing", &dir, std::io::ErrorKind::InvalidInput.into()))?;
-            // SAFETY: access reads the NUL-terminated path and nothing else.
-            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
-                return Err(Error::io(
-                    "writing into",
-                    &dir,
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK)
+                .map_err(|e| Error::io("writing into", &dir, e.into()))?;
         }
         Ok(())
     }
@@ -369,13 +355,6 @@ impl Repo {
             }
         }
         fault_point("work tree updated");
-        // libgit2 may fail here without a message of its own (leaving an older one behind) and
-        // the OS error is what tells people why: start both from a clean slate.
-        // SAFETY: git_error_clear only resets libgit2's thread-local error; errno is ours.
-        unsafe {
-            libgit2_sys::git_error_clear();
-            *libc::__errno_location() = 0;
-        }
         index.write().map_err(|e| {
             write_failure(
                 format!(
