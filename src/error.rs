@@ -132,8 +132,12 @@ pub enum Error {
     Unverified(Vec<(String, String)>),
     #[error("interrupted: nothing was changed")]
     Interrupted,
-    #[error("the change was committed ({commit}) but its files could not all be written to the work tree: {cause}")]
-    Unfinished { commit: String, cause: String },
+    #[error("the change was committed ({commit}) but its files could not all be written to the work tree")]
+    Unfinished {
+        commit: String,
+        #[source]
+        cause: Box<Error>,
+    },
     #[error("an earlier vault change could not be finished: {0}")]
     Journal(String),
     #[error("{} in the work tree is a symbolic link (or a file) where vault needs a folder: vault never writes through a link, which could lead out of the store", .path.display())]
@@ -175,6 +179,19 @@ impl Error {
             what: what.into(),
             cause,
         }
+    }
+
+    /// This error and every cause below it, joined by `: ` (for a message that is one line
+    /// inside another, such as an audit problem).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
     }
 
     /// A git failure vault itself detected (no libgit2 error behind it).

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::crypto::{Envelope, KeyId};
+use crate::crypto::{CryptoError, Envelope, KeyId};
 use crate::git::{BlobId, Objects};
 use crate::snapshot::Snapshot;
 
@@ -83,7 +83,7 @@ pub(super) struct Packets {
 }
 
 /// A parsed entry: a git error, or the OpenPGP parser's complaint, or its packets.
-pub(super) type Parsed = crate::Result<std::result::Result<Packets, String>>;
+pub(super) type Parsed = crate::Result<std::result::Result<Packets, CryptoError>>;
 
 /// Reads and parses one entry's blob (on any worker thread).
 pub(super) fn parse(objects: &crate::Result<Objects>, blob: BlobId) -> Parsed {
@@ -136,7 +136,7 @@ pub(super) fn judge(
             }
         }
         Ok(Err(why)) => problems.push(format!("not a readable OpenPGP message: {why}")),
-        Err(err) => problems.push(format!("cannot be read from git: {err}")),
+        Err(err) => problems.push(format!("cannot be read from git: {}", err.with_causes())),
     }
     let shown = gpg_id.unwrap_or(".gpg-id");
     if gpg_id.is_none() {
@@ -274,7 +274,12 @@ mod tests {
 
     #[test]
     fn unreadable_and_ungoverned_entries() {
-        let v = judge(&names(), Ok(Err("truncated".into())), &[], None);
+        let v = judge(
+            &names(),
+            Ok(Err(CryptoError::Malformed("truncated".into()))),
+            &[],
+            None,
+        );
         assert_eq!(
             v.problems,
             [

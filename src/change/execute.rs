@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::*;
-use crate::crypto::{self, Envelope, Identity, KeyId, Recipients};
+use crate::crypto::{self, CryptoError, Envelope, Identity, KeyId, Recipients};
 use crate::error::{Error, Result};
 use crate::git::{BlobId, Change, NewBlob, Objects, Staging};
 use crate::snapshot::*;
@@ -591,7 +591,7 @@ fn check_entry(
     }
     let objects = Objects::opened(objects).map_err(Failure::Other)?;
     let bytes = objects.read(entry.blob).map_err(Failure::Other)?;
-    let env = Envelope::parse(&bytes).map_err(Failure::Corrupt)?;
+    let env = Envelope::parse(&bytes).map_err(|e| Failure::Corrupt(e.to_string()))?;
     let readers = env.readers();
     let exposed = !removed.is_empty() && may_read(&readers, removed);
     let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
@@ -642,9 +642,9 @@ fn rewrite_entry(
     }
     let objects = Objects::opened(objects)?;
     let bytes = objects.read(entry.blob)?;
-    let corrupt = |problem: String| Error::Entry {
+    let corrupt = |problem: CryptoError| Error::Entry {
         entry: entry.name.clone(),
-        problem,
+        problem: problem.to_string(),
     };
     let env = Envelope::parse(&bytes).map_err(corrupt)?;
     let write = |ct: &[u8]| -> Result<BlobId> {

@@ -103,7 +103,7 @@ fn sign_as(identity: &Identity, data: &[u8], armored: bool) -> Result<Vec<u8>> {
         .sign_detached(data, armored)
         .map_err(|problem| Error::Identity {
             file: identity.fingerprint().to_string(),
-            problem,
+            problem: problem.to_string(),
         })
 }
 

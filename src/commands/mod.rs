@@ -124,7 +124,7 @@ pub fn identity(
             .map_err(|problem| {
                 Error::Identity {
                     file: "(none given: asked gpg-agent)".into(),
-                    problem,
+                    problem: problem.to_string(),
                 }
                 .into()
             });

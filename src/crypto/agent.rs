@@ -14,7 +14,7 @@ use gpg_agent::sequoia_ipc::sexp::Sexp;
 use gpg_agent::sequoia_ipc::Keygrip;
 use gpg_agent::{Agent, PinentryMode};
 
-use super::{openpgp, Backend, Identity, KeyId, MemberKey, PublicKey};
+use super::{openpgp, Backend, CryptoError, Identity, KeyId, MemberKey, PublicKey};
 use crate::secret::Secret;
 use openpgp::crypto::{mpi, Decryptor, Password, SessionKey};
 
@@ -29,8 +29,8 @@ pub(super) struct Session {
     pub(super) last_error: Option<String>,
 }
 
-fn agent_err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+fn agent_err(e: impl std::fmt::Display) -> CryptoError {
+    CryptoError::Agent(e.to_string())
 }
 
 impl Session {
@@ -40,7 +40,7 @@ impl Session {
     pub(super) fn connect(
         interactive: bool,
         passphrase: Option<&Secret>,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, CryptoError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
@@ -75,7 +75,7 @@ impl Session {
             for o in &options {
                 agent.send_simple(o).await.map_err(agent_err)?;
             }
-            Ok::<(), String>(())
+            Ok::<(), CryptoError>(())
         })?;
         Ok(Session {
             rt,
@@ -174,7 +174,7 @@ impl Session {
 
     /// A signer for a key held by the agent (sequoia-gpg-agent's own key pair: signing happens
     /// once per run, so its own short connection is fine).
-    pub(super) fn signer(&self, key: &PublicKey) -> Result<gpg_agent::KeyPair, String> {
+    pub(super) fn signer(&self, key: &PublicKey) -> Result<gpg_agent::KeyPair, CryptoError> {
         let mut pair = gpg_agent::KeyPair::new_for_socket(&self.socket, key).map_err(agent_err)?;
         if let Some(p) = &self.loopback {
             pair = pair.with_password(p.clone());
@@ -226,9 +226,9 @@ pub(super) fn find_operator(
     members: &[&MemberKey],
     interactive: bool,
     passphrase: Option<&Secret>,
-) -> Result<Identity, String> {
+) -> Result<Identity, CryptoError> {
     let mut session = Session::connect(interactive, passphrase)
-        .map_err(|e| format!("cannot talk to gpg-agent: {e}"))?;
+        .map_err(|e| CryptoError::Agent(format!("cannot talk to gpg-agent: {e}")))?;
     for m in members {
         let candidates: Vec<PublicKey> = m
             .cert
@@ -270,8 +270,8 @@ pub(super) fn find_operator(
         .iter()
         .map(|m| m.fingerprint().to_string())
         .collect();
-    Err(format!(
+    Err(CryptoError::Agent(format!(
         "gpg-agent holds the secret key of none of the members; looked for the encryption subkeys of {}",
         looked.join(", ")
-    ))
+    )))
 }

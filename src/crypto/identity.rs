@@ -146,7 +146,7 @@ impl Identity {
         members: &[&MemberKey],
         interactive: bool,
         passphrase: Option<&Secret>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CryptoError> {
         agent::find_operator(members, interactive, passphrase)
     }
 
@@ -201,8 +201,8 @@ impl Identity {
 
     /// A detached signature over `data`: ASCII-armored (for git commits) or binary (for pass's
     /// `.gpg-id.sig`).
-    pub fn sign_detached(&self, data: &[u8], armored: bool) -> Result<Vec<u8>, String> {
-        let missing = "the operator key has no usable signing key";
+    pub fn sign_detached(&self, data: &[u8], armored: bool) -> Result<Vec<u8>, CryptoError> {
+        let missing = CryptoError::Unusable("the operator key has no usable signing key");
         match &self.backend {
             Backend::File { signer, .. } => {
                 sign_with(signer.clone().ok_or(missing)?, data, armored)
@@ -213,7 +213,7 @@ impl Identity {
                 let key = signer.as_ref().ok_or(missing)?;
                 let pair = session
                     .lock()
-                    .map_err(|_| "the gpg-agent session is unusable".to_string())?
+                    .map_err(|_| CryptoError::Agent("the gpg-agent session is unusable".into()))?
                     .signer(key)?;
                 sign_with(pair, data, armored)
             }
@@ -247,7 +247,7 @@ impl Identity {
 }
 
 /// Makes a detached signature with any signer (a key pair in memory, or gpg-agent's).
-pub(super) fn sign_with<S>(signer: S, data: &[u8], armored: bool) -> Result<Vec<u8>, String>
+pub(super) fn sign_with<S>(signer: S, data: &[u8], armored: bool) -> Result<Vec<u8>, CryptoError>
 where
     S: openpgp::crypto::Signer + Send + Sync,
 {
@@ -266,7 +266,7 @@ where
         signer.finalize()?;
         Ok(())
     };
-    run(&mut out).map_err(|e| root_cause(&e))?;
+    run(&mut out).map_err(|e| CryptoError::openpgp("", e))?;
     Ok(out)
 }
 

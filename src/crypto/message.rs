@@ -42,10 +42,10 @@ pub(super) struct Header {
     body_len: Option<usize>,
 }
 
-pub(super) fn read_header(buf: &[u8]) -> Result<Header, String> {
+pub(super) fn read_header(buf: &[u8]) -> Result<Header, Malformed> {
     let first = *buf.first().ok_or("truncated packet header")?;
     if first & 0x80 == 0 {
-        return Err(format!("invalid packet header byte 0x{first:02x}"));
+        return Err(format!("invalid packet header byte 0x{first:02x}").into());
     }
     let byte = |i: usize| buf.get(i).copied().ok_or("truncated packet header");
     if first & 0x40 != 0 {
@@ -107,9 +107,9 @@ pub(super) fn read_header(buf: &[u8]) -> Result<Header, String> {
 
 /// Checks that a data packet (new format, possibly with partial body lengths) ends exactly at
 /// the end of `buf`.
-pub(super) fn check_data_extent(buf: &[u8], header: &Header) -> Result<(), String> {
-    let truncated = || "the encrypted data is truncated".to_string();
-    let trailing = || "there is trailing data after the encrypted data".to_string();
+pub(super) fn check_data_extent(buf: &[u8], header: &Header) -> Result<(), Malformed> {
+    let truncated = || Malformed::from("the encrypted data is truncated");
+    let trailing = || Malformed::from("there is trailing data after the encrypted data");
     match header.body_len {
         Some(n) => match buf.len().cmp(&(header.header_len + n)) {
             std::cmp::Ordering::Less => Err(truncated()),
@@ -160,7 +160,7 @@ impl<'a> Envelope<'a> {
     /// Reads the packets in front of a message's encrypted data. Nothing is decrypted; the result
     /// says who the session key is wrapped for. Fails, with a reason for people, on anything that
     /// is not a well-formed public-key encrypted OpenPGP message.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, CryptoError> {
         let bytes: Cow<'a, [u8]> = if bytes.starts_with(ARMOR_MESSAGE) {
             let mut reader = openpgp::armor::Reader::from_bytes(
                 bytes,
@@ -169,36 +169,38 @@ impl<'a> Envelope<'a> {
             let mut out = Vec::new();
             reader
                 .read_to_end(&mut out)
-                .map_err(|e| format!("invalid ASCII armor: {e}"))?;
+                .map_err(|e| Malformed(format!("invalid ASCII armor: {e}")))?;
             Cow::Owned(out)
         } else {
             Cow::Borrowed(bytes)
         };
         if bytes.is_empty() {
-            return Err("the file is empty".into());
+            return Err(Malformed::from("the file is empty").into());
         }
         let mut pkesks = Vec::new();
         let mut skesks = 0;
         let mut pos = 0;
         loop {
             if pos >= bytes.len() {
-                return Err("there is no encrypted data after the session keys".into());
+                return Err(
+                    Malformed::from("there is no encrypted data after the session keys").into(),
+                );
             }
             let h = read_header(&bytes[pos..])?;
             match h.tag {
                 1 | 3 | 10 => {
                     let len = h
                         .body_len
-                        .ok_or("a session key packet has an invalid length")?;
+                        .ok_or(Malformed::from("a session key packet has an invalid length"))?;
                     let end = pos + h.header_len + len;
                     if end > bytes.len() {
-                        return Err("a session key packet is truncated".into());
+                        return Err(Malformed::from("a session key packet is truncated").into());
                     }
                     if h.tag == 1 {
                         match Packet::from_bytes(&bytes[pos..end]) {
                             Ok(Packet::PKESK(p)) => pkesks.push(p),
-                            Ok(_) => return Err("an unsupported session key packet".into()),
-                            Err(e) => return Err(format!("an invalid session key packet: {e}")),
+                            Ok(_) => return Err(Malformed::from("an unsupported session key packet").into()),
+                            Err(e) => return Err(Malformed(format!("an invalid session key packet: {e}")).into()),
                         }
                     } else if h.tag == 3 {
                         skesks += 1;
@@ -218,9 +220,9 @@ impl<'a> Envelope<'a> {
                     });
                 }
                 tag => {
-                    return Err(format!(
+                    return Err(CryptoError::Malformed(format!(
                         "it is not an encrypted OpenPGP message (packet tag {tag} where encrypted data was expected)"
-                    ))
+                    )))
                 }
             }
         }
@@ -283,16 +285,18 @@ pub fn add_readers(
     env: &Envelope,
     unlocked: &Unlocked,
     add: &Recipients,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CryptoError> {
     let mut out = Vec::with_capacity(env.bytes.len() + 200 * add.keys.len());
     out.extend_from_slice(&env.bytes[..env.data_start]);
     for key in &add.keys {
         let pkesk =
             openpgp::packet::pkesk::PKESK3::for_recipient(unlocked.algo, &unlocked.key, *key)
-                .map_err(|e| format!("wrapping the session key for {}: {e}", key.keyid()))?;
+                .map_err(|e| {
+                    CryptoError::openpgp(format!("wrapping the session key for {}", key.keyid()), e)
+                })?;
         Packet::from(PKESK::from(pkesk))
             .serialize(&mut out)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CryptoError::openpgp("writing a session key packet", e))?;
     }
     out.extend_from_slice(&env.bytes[env.data_start..]);
     Ok(out)
@@ -347,18 +351,18 @@ pub(super) fn read_zeroizing(mut r: impl Read, hint: usize) -> std::io::Result<Z
 }
 
 /// Decrypts a whole entry in memory with an unlocked session key.
-pub fn decrypt(env: &Envelope, unlocked: &Unlocked) -> Result<Secret, String> {
+pub fn decrypt(env: &Envelope, unlocked: &Unlocked) -> Result<Secret, CryptoError> {
     let decryptor = DecryptorBuilder::from_bytes(&env.bytes[..])
-        .map_err(|e| root_cause(&e))?
-        .with_policy(&POLICY, None, SessionKeyHelper(unlocked))
-        .map_err(|e| root_cause(&e))?;
-    let plain = read_zeroizing(decryptor, env.bytes.len()).map_err(|e| e.to_string())?;
+        .and_then(|d| d.with_policy(&POLICY, None, SessionKeyHelper(unlocked)))
+        .map_err(|e| CryptoError::openpgp("", e))?;
+    let plain = read_zeroizing(decryptor, env.bytes.len())
+        .map_err(|e| CryptoError::openpgp("", e.into()))?;
     Ok(Secret::new(plain))
 }
 
 /// Encrypts `plain` with a fresh session key to every key in `to`: binary, SEIPD v1, AES-256,
 /// no compression, one PKESK per key.
-pub fn encrypt(plain: &Secret, to: &Recipients) -> Result<Vec<u8>, String> {
+pub fn encrypt(plain: &Secret, to: &Recipients) -> Result<Vec<u8>, CryptoError> {
     let seipdv1 = Features::empty().set_seipdv1();
     let recipients: Vec<Recipient> = to
         .keys
@@ -378,6 +382,28 @@ pub fn encrypt(plain: &Secret, to: &Recipients) -> Result<Vec<u8>, String> {
         literal.finalize()?;
         Ok(())
     };
-    run(&mut out).map_err(|e| root_cause(&e))?;
+    run(&mut out).map_err(|e| CryptoError::openpgp("", e))?;
     Ok(out)
+}
+
+/// A break of the packet grammar found while framing a message, said for people.
+#[derive(Debug)]
+pub(super) struct Malformed(String);
+
+impl From<&str> for Malformed {
+    fn from(s: &str) -> Malformed {
+        Malformed(s.to_string())
+    }
+}
+
+impl From<String> for Malformed {
+    fn from(s: String) -> Malformed {
+        Malformed(s)
+    }
+}
+
+impl From<Malformed> for CryptoError {
+    fn from(m: Malformed) -> CryptoError {
+        CryptoError::Malformed(m.0)
+    }
 }

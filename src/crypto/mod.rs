@@ -24,7 +24,49 @@ pub use message::{add_readers, decrypt, encrypt, Envelope, Reader, Recipients};
 
 pub use crate::text::format_time;
 
-use cert::{parse_single_cert, root_cause, PublicKey};
+/// Why an OpenPGP operation failed. `Display` is the reason for people (for sequoia's errors,
+/// the innermost cause, which names the problem); `source()` keeps sequoia's whole chain.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// The bytes do not follow the packet grammar (RFC 9580 §4.2, §5.1, §5.13) the way vault
+    /// reads it: how.
+    #[error("{0}")]
+    Malformed(String),
+    /// The operator's key lacks what the operation needs.
+    #[error("{0}")]
+    Unusable(&'static str),
+    /// gpg-agent could not be reached or refused: what it said.
+    #[error("{0}")]
+    Agent(String),
+    /// sequoia refused while doing `what`.
+    #[error("{what}{}{}", if what.is_empty() { "" } else { ": " }, innermost(&**cause))]
+    Openpgp {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl CryptoError {
+    /// sequoia's error `e`, met while doing `what` (empty: the error says it all).
+    pub(crate) fn openpgp(what: impl Into<String>, e: anyhow::Error) -> CryptoError {
+        CryptoError::Openpgp {
+            what: what.into(),
+            cause: e.into(),
+        }
+    }
+}
+
+/// The last error in a chain of causes: the one that names the actual problem.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(next) = e.source() {
+        e = next;
+    }
+    e.to_string()
+}
+
+use cert::{parse_single_cert, PublicKey};
 use identity::Backend;
 
 // Conversions from sequoia's identifiers (kept here: the only module that imports sequoia).

@@ -307,14 +307,26 @@ mod tests {
     fn recovery_decides_from_the_journal_and_the_branch() {
         let (old, new, other) = (oid('a'), oid('b'), oid('c'));
         // Died before the new commit was recorded (staging, pack, tree): the branch is at old.
-        assert_eq!(journal(Some(old), None).decide(Some(old)), Decision::RollBack);
+        assert_eq!(
+            journal(Some(old), None).decide(Some(old)),
+            Decision::RollBack
+        );
         // Died after recording it but before the branch moved.
-        assert_eq!(journal(Some(old), Some(new)).decide(Some(old)), Decision::RollBack);
+        assert_eq!(
+            journal(Some(old), Some(new)).decide(Some(old)),
+            Decision::RollBack
+        );
         // Died after the branch moved (work tree, index): finish.
-        assert_eq!(journal(Some(old), Some(new)).decide(Some(new)), Decision::Finish(new));
+        assert_eq!(
+            journal(Some(old), Some(new)).decide(Some(new)),
+            Decision::Finish(new)
+        );
         // The first commit of a repository: no old commit, no branch yet.
         assert_eq!(journal(None, Some(new)).decide(None), Decision::RollBack);
-        assert_eq!(journal(None, Some(new)).decide(Some(new)), Decision::Finish(new));
+        assert_eq!(
+            journal(None, Some(new)).decide(Some(new)),
+            Decision::Finish(new)
+        );
         // Someone moved the branch meanwhile: neither is safe.
         for (j, current) in [
             (journal(Some(old), Some(new)), Some(other)),
@@ -324,7 +336,10 @@ mod tests {
             let Decision::Stuck(why) = j.decide(current) else {
                 panic!("{current:?} must be stuck");
             };
-            assert!(why.contains("refs/heads/main") && why.contains("remove-member"), "{why}");
+            assert!(
+                why.contains("refs/heads/main") && why.contains("remove-member"),
+                "{why}"
+            );
         }
     }
 

@@ -40,4 +40,4 @@ pub use transaction::{Change, Signer, Staging, FILE_SIZE_LIMIT_HIT};
 use journal::Journal;
 use objects::short_id;
 use repo::ge;
-use transaction::{size_limit_message, write_failure};
+use transaction::write_failure;

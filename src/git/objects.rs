@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository};
+use git2::{ObjectType, Odb, Oid, Repository};
 
 use super::*;
 use crate::error::{Error, Result};
@@ -82,7 +82,7 @@ impl Objects {
                 what.clone(),
                 git2::Error::new(cause.code(), cause.class(), cause.message()),
             ),
-            other => Error::git_msg("opening the repository", &other.to_string()),
+            other => Error::git_msg("opening the repository", &other.with_causes()),
         })
     }
 
@@ -119,8 +119,8 @@ impl Repo {
     }
 
     /// Writes a change's new blobs as one new pack file. `fill` gets a sink for the
-    /// [`NewBlob`]s, which collects them in memory (libgit2's mempack backend, on a handle of its
-    /// own so that nothing else written meanwhile goes there); once `fill` succeeds, libgit2's
+    /// [`NewBlob`]s, which collects them in memory (an object database of libgit2's mempack
+    /// backend alone, so that nothing else goes there); once `fill` succeeds, libgit2's
     /// pack builder (zlib, delta search on every core) streams them into the object database's
     /// pack writer, which indexes the pack and only then moves it into `objects/pack`. If `fill`
     /// fails, or vault dies meanwhile, nothing was written (or only a temporary libgit2 removes,
@@ -135,11 +135,16 @@ impl Repo {
         &self,
         fill: impl FnOnce(&mut dyn FnMut(NewBlob) -> Result<()>) -> Result<T>,
     ) -> Result<(T, Vec<PathBuf>)> {
-        let memory = Repository::open(self.repo.path()).map_err(ge("opening the repository"))?;
-        let memory_odb = memory.odb().map_err(ge("opening the object database"))?;
-        // Above the loose (1) and pack (2) backends: every write goes to memory.
-        let _mempack = memory_odb
-            .add_new_mempack_backend(1000)
+        // An object database of its own, in memory only (libgit2's mempack backend): every blob
+        // goes there, without looking for it on disk first, and nothing else is written there.
+        let memory = {
+            let odb = Odb::new().map_err(ge("collecting new objects in memory"))?;
+            odb.add_new_mempack_backend(1)
+                .map_err(ge("collecting new objects in memory"))?;
+            Repository::from_odb(odb).map_err(ge("collecting new objects in memory"))?
+        };
+        let memory_odb = memory
+            .odb()
             .map_err(ge("collecting new objects in memory"))?;
         let mut ids = Vec::new();
         let value = fill(&mut |blob: NewBlob| {
@@ -160,11 +165,12 @@ impl Repo {
         let packs_before = self.pack_files();
         let odb = self.repo.odb().map_err(ge("opening the object database"))?;
         let mut writer = odb.packwriter().map_err(ge("starting a pack"))?;
-        let mut failed: Option<std::io::Error> = None;
+        // git2's pack writer reports any failure as "Write error": libgit2's own error says why.
+        let mut failed: Option<git2::Error> = None;
         let built = builder.foreach(|chunk| match writer.write_all(chunk) {
             Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
+            Err(_) => {
+                failed = Some(git2::Error::last_error(-1));
                 false
             }
         });
@@ -175,8 +181,7 @@ impl Repo {
             )
         };
         if let Some(e) = failed {
-            let message = size_limit_message(&e).unwrap_or_else(|| e.to_string());
-            return Err(Error::git(into(), git2::Error::from_str(&message)));
+            return Err(write_failure(into(), e));
         }
         built.map_err(|e| write_failure(into(), e))?;
         writer

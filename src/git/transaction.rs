@@ -20,7 +20,7 @@ pub static FILE_SIZE_LIMIT_HIT: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// `detail`, explained, if a write has hit the file size limit ([`FILE_SIZE_LIMIT_HIT`]).
-pub(super) fn size_limit_message(detail: impl std::fmt::Display) -> Option<String> {
+fn size_limit_message(detail: impl std::fmt::Display) -> Option<String> {
     FILE_SIZE_LIMIT_HIT
         .load(std::sync::atomic::Ordering::SeqCst)
         .then(|| format!("File too large: the file size limit (ulimit -f) was exceeded ({detail})"))
@@ -231,7 +231,7 @@ impl Repo {
         // Past the commit point, a failure leaves the journal: the next run finishes the change.
         let unfinished = |cause: Error| Error::Unfinished {
             commit: short_id(new),
-            cause: cause.to_string(),
+            cause: Box::new(cause),
         };
         let staged = staging.map(Staging::take).unwrap_or_default();
         self.update_worktree(parent.map(|p| p.0), new, import_worktree, &staged)
