@@ -4,17 +4,17 @@
 
 use std::process::Command;
 
-use crate::store::Spec;
+use crate::store::Recipient;
 
-/// Exports the public certificates GnuPG finds for `spec` (none: empty output).
+/// Exports the public certificates GnuPG finds for `recipient` (none: empty output).
 ///
 /// # Errors
 /// A message for people if gpg cannot be run or fails.
-pub fn export(spec: &Spec) -> Result<Vec<u8>, String> {
-    let query = match spec {
-        Spec::Fingerprint(f) => f.to_string(),
-        Spec::KeyId(k) => k.to_string(),
-        Spec::Email(e) => format!("<{e}>"),
+pub fn export(recipient: &Recipient) -> Result<Vec<u8>, String> {
+    let query = match recipient {
+        Recipient::Fingerprint(f) => f.to_string(),
+        Recipient::KeyId(k) => k.to_string(),
+        Recipient::Email(e) => format!("<{e}>"),
     };
     let out = Command::new("gpg")
         .args(["--batch", "--no-tty", "--quiet", "--export", "--", &query])

@@ -11,7 +11,9 @@ use crate::crypto::{self, Fingerprint, MemberKey};
 use crate::error::{Error, Result};
 use crate::git::{CommitId, Recovery, Repo, StoreLock};
 use crate::store::roster::Roster;
-use crate::store::{gpg_id_path, parse_gpg_id, show_folder, Folder, Layout, Spec, PUBLIC_KEYS};
+use crate::store::{
+    gpg_id_path, parse_gpg_id, show_folder, Folder, Layout, Recipient, PUBLIC_KEYS,
+};
 
 /// A store as committed at HEAD.
 pub struct Snapshot {
@@ -89,21 +91,21 @@ pub(crate) fn load_keys(repo: &Repo, layout: &Layout) -> Result<BTreeMap<Fingerp
 
 /// Which of `keys` a `.gpg-id` line means: exactly one, or a reason.
 pub(crate) fn matching<'k>(
-    spec: &Spec,
+    recipient: &Recipient,
     keys: impl Iterator<Item = &'k MemberKey>,
 ) -> std::result::Result<Fingerprint, (usize, String)> {
     let keys: Vec<&MemberKey> = keys.collect();
     // A primary key named exactly wins: a certificate that binds another's key as its subkey
     // (anyone can publish one) must not make that key's line ambiguous, nor take it over.
-    let primary = |k: &MemberKey| match spec {
-        Spec::Fingerprint(f) => k.fingerprint() == *f,
-        Spec::KeyId(id) => k.fingerprint().key_id() == *id,
-        Spec::Email(_) => false,
+    let primary = |k: &MemberKey| match recipient {
+        Recipient::Fingerprint(f) => k.fingerprint() == *f,
+        Recipient::KeyId(id) => k.fingerprint().key_id() == *id,
+        Recipient::Email(_) => false,
     };
-    let any_key = |k: &MemberKey| match spec {
-        Spec::Fingerprint(f) => k.has_fingerprint(*f),
-        Spec::KeyId(id) => k.has_bound_key_id(*id),
-        Spec::Email(e) => k.emails().iter().any(|m| m == e),
+    let any_key = |k: &MemberKey| match recipient {
+        Recipient::Fingerprint(f) => k.has_fingerprint(*f),
+        Recipient::KeyId(id) => k.has_bound_key_id(*id),
+        Recipient::Email(e) => k.emails().iter().any(|m| m == e),
     };
     let mut found: Vec<Fingerprint> = keys
         .iter()
@@ -218,14 +220,14 @@ pub(crate) fn resolve_line(
             "it matches {n} keys ({list}); write the full fingerprint instead"
         ))
     };
-    let not_found = |where_: &str| match line.spec {
-        Spec::Fingerprint(f) => Error::MissingKey {
+    let not_found = |where_: &str| match line.recipient {
+        Recipient::Fingerprint(f) => Error::MissingKey {
             fingerprint: f.to_string(),
             file: file.to_string(),
         },
         _ => line_err(format!("no key in {where_} matches it")),
     };
-    match matching(&line.spec, keys.values()) {
+    match matching(&line.recipient, keys.values()) {
         Ok(f) => return Ok(f),
         Err((0, _)) => {}
         Err((n, list)) => return Err(ambiguous(n, list)),
@@ -233,10 +235,10 @@ pub(crate) fn resolve_line(
     let Some(lookup) = keyring else {
         return Err(not_found(".public-keys/"));
     };
-    let exported = lookup(&line.spec).map_err(line_err)?;
+    let exported = lookup(&line.recipient).map_err(line_err)?;
     let found = MemberKey::parse_many(&exported)
         .map_err(|p| line_err(format!("the keyring's key is unusable: {p}")))?;
-    match matching(&line.spec, found.iter()) {
+    match matching(&line.recipient, found.iter()) {
         Ok(f) => {
             let key = found.into_iter().find(|k| k.fingerprint() == f);
             keys.insert(f, key.expect("matched above"));

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::failures::{summarise_failures, Failure};
+use super::signers::GpgIdSigners;
 use super::*;
 use crate::crypto::{self, CryptoError, Envelope, Identity, KeyId, Recipients};
 use crate::error::{Error, Result};
@@ -17,133 +19,19 @@ use crate::store::{
     gpg_id_path, render_gpg_id, render_gpg_id_keeping, Entry, Folder, Layout, MEMBERS,
 };
 
-/// Who signs each `.gpg-id.sig` a change writes.
-type GpgIdSigners<'i> = BTreeMap<String, &'i Identity>;
-
 impl Snapshot {
-    /// For each `.gpg-id.sig` the plan must write (one exists, or `PASSWORD_STORE_SIGNING_KEY`
-    /// is set), the key to sign it with: one pass will accept, as pass checks a signature's
-    /// signer (primary or signing key) against `PASSWORD_STORE_SIGNING_KEY`. When that is unset
-    /// here, the team's pass still expects the key that signed the existing signature, so that
-    /// key it must be. Decided before anything is decrypted or written.
-    ///
-    /// # Errors
-    /// [`Error::GpgIdSigner`] naming the file and the key pass expects when neither the operator
-    /// nor the plan's `.gpg-id` signer is that key.
-    fn gpg_id_signers<'i>(
-        &self,
-        plan: &'i Plan,
-        operator: &'i Identity,
-    ) -> Result<GpgIdSigners<'i>> {
-        let mut out = BTreeMap::new();
-        for folder in &plan.changed {
-            let sig_path = format!("{}.sig", gpg_id_path(folder));
-            if let Some(target) = self.layout.links.get(&sig_path) {
-                // A link to the signature of the `.gpg-id` this folder reads is kept valid by
-                // re-signing that one; a link anywhere else would go stale.
-                let source = plan.links.get(folder).unwrap_or(folder);
-                if *target == format!("{}.sig", gpg_id_path(source)) {
-                    continue;
-                }
-                return Err(Error::BadFile {
-                    file: crate::text::escape(&sig_path).into_owned(),
-                    problem: format!(
-                        "a symbolic link to {}, which is not the signature of the .gpg-id this \
-                         folder reads: the change would leave it stale, and pass would refuse it",
-                        crate::text::escape(target)
-                    ),
-                });
-            }
-            // A store that signs its `.gpg-id` files signs every one: a new folder's needs a
-            // signature too, or every teammate's pass refuses it ("Signature … does not exist").
-            let existing: Vec<_> = match self.layout.signatures.get(&sig_path) {
-                Some(sig) => vec![*sig],
-                None => self.layout.signatures.values().copied().collect(),
-            };
-            if existing.is_empty() && plan.pass_signing_keys.is_empty() {
-                continue;
-            }
-            let (expected, rule): (Vec<String>, &str) = if plan.pass_signing_keys.is_empty() {
-                let mut issuers = Vec::new();
-                for sig in existing {
-                    issuers.extend(crypto::signature_issuers(&self.repo.read(sig)?));
-                }
-                // pass matches the signer's primary fingerprint as well as its signing key's: a
-                // member's newer signing subkey is as good as the one that signed before.
-                let primaries: Vec<String> = issuers
-                    .iter()
-                    .filter_map(|h| self.key_named(h))
-                    .map(|k| k.fingerprint().to_string())
-                    .collect();
-                issuers.extend(primaries);
-                issuers.sort();
-                issuers.dedup();
-                if issuers.is_empty() {
-                    return Err(Error::BadFile {
-                        file: crate::text::escape(&sig_path).into_owned(),
-                        problem: "the store's .gpg-id signatures do not say who made them, so \
-                                  vault cannot tell which key the team's pass accepts"
-                            .into(),
-                    });
-                }
-                (
-                    issuers,
-                    "the key that signed the store's .gpg-id files (pass checks it against \
-                     PASSWORD_STORE_SIGNING_KEY)",
-                )
-            } else {
-                (
-                    plan.pass_signing_keys
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect(),
-                    "PASSWORD_STORE_SIGNING_KEY",
-                )
-            };
-            let accepted = |id: &Identity| expected.iter().any(|h| id.signs_as(h));
-            let signer = [Some(operator), plan.gpg_id_signer.as_ref()]
-                .into_iter()
-                .flatten()
-                .find(|id| accepted(id))
-                .ok_or_else(|| Error::GpgIdSigner {
-                    file: crate::text::escape(&sig_path).into_owned(),
-                    expected: expected
-                        .iter()
-                        .map(|h| self.describe_key(h))
-                        .collect::<Vec<_>>()
-                        .join(" or "),
-                    rule: rule.into(),
-                    operator: operator.fingerprint().to_string(),
-                })?;
-            out.insert(sig_path, signer);
-        }
-        Ok(out)
-    }
-
-    /// The member certificate that binds the key `handle` names (a fingerprint or key id, hex).
-    fn key_named(&self, handle: &str) -> Option<&MemberKey> {
-        let fpr = crypto::Fingerprint::parse(handle);
-        let id = crypto::KeyId::parse(handle);
-        self.keys.values().find(|k| {
-            fpr.is_some_and(|f| k.has_fingerprint(f)) || id.is_some_and(|i| k.has_bound_key_id(i))
-        })
-    }
-
-    /// A key named by fingerprint or key id (hex), with the member's name when it is a member's.
-    fn describe_key(&self, handle: &str) -> String {
-        match self.key_named(handle) {
-            Some(k) => format!("{handle} (member {})", self.display_name(k.fingerprint())),
-            None => handle.to_string(),
-        }
-    }
-
     /// Carries out a plan: re-encrypts what must change (decrypting with `identity`), then makes
-    /// one commit. On any error, nothing is changed.
+    /// one commit, signed by `identity`. On any error, nothing is changed. The phases, in order:
+    /// the checks ([`Snapshot::refuse_unrewritable`], signers), the scope of the change
+    /// ([`Snapshot::scope`]), the recipients of each folder ([`Snapshot::targets`]), phase 1
+    /// ([`Snapshot::unlock_all`]: read and unlock, writing nothing), the store's own files, phase
+    /// 2 ([`Snapshot::rewrite_all`]: re-wrap or re-encrypt, staged and packed), the commit.
     ///
     /// # Errors
     /// [`Error::MemberKey`] if a recipient's key cannot be encrypted to; [`Error::NoIdentity`] if
-    /// an entry must be re-encrypted and there is no operator key; [`Error::CannotDecrypt`] listing
-    /// every entry the operator cannot read; [`Error::Entry`] for an unreadable entry;
+    /// there is no operator key; [`Error::Identity`] if it cannot sign; [`Error::CannotDecrypt`]
+    /// listing every entry the operator cannot read; [`Error::Entry`] for an unreadable entry;
+    /// [`Error::Temporaries`] and [`Error::Unreadable`] for what vault cannot rewrite;
     /// [`Error::Interrupted`]; git errors.
     pub fn execute(
         &self,
@@ -151,18 +39,52 @@ impl Snapshot {
         identity: Option<&Identity>,
         monitor: &Monitor,
     ) -> Result<Outcome> {
-        // Every commit vault makes is signed by the operator.
-        let operator = identity.ok_or(Error::NoIdentity)?;
-        if !operator.can_sign() {
-            return Err(Error::Identity {
-                file: operator.fingerprint().to_string(),
-                problem: "it has no usable signing key, and vault signs every commit it makes"
-                    .into(),
-            });
-        }
-        let sign = |data: &[u8]| sign_as(operator, data, true);
-        // An entry vault cannot rewrite (a symbolic link, perhaps out of the store) would keep
-        // its old readers: refuse rather than leave it readable by someone who lost access.
+        let operator = signing_operator(identity)?;
+        self.refuse_unrewritable(&plan)?;
+        let gpg_id_signers = self.gpg_id_signers(&plan, operator)?;
+        let scope = self.scope(&plan);
+        let targets = self.targets(&plan, &scope.work)?;
+        let steps = Steps {
+            done: AtomicUsize::new(0),
+            total: 2 * scope.work.len(),
+            monitor,
+        };
+        let checked = self.unlock_all(&plan, &scope.work, &targets, identity, &steps)?;
+        let files = self.store_files(&plan, &gpg_id_signers)?;
+        self.repo.check_writable(
+            scope
+                .work
+                .iter()
+                .map(|(e, _)| e.path.as_str())
+                .chain(files.iter().map(|(p, _)| p.as_str()))
+                .chain(plan.key_deletes.iter().map(String::as_str)),
+        )?;
+        let staging = self.repo.begin(plan.action)?;
+        let ((rewritten, file_ids), new_packs) = self
+            .rewrite_all(&scope.work, checked, &targets, &files, &staging, &steps)
+            .inspect_err(|_| self.repo.abandon(&staging))?;
+        self.commit_change(
+            &plan,
+            scope,
+            (rewritten, file_ids),
+            &staging,
+            operator,
+            monitor,
+        )
+        .inspect_err(|e| {
+            // Before the commit point nothing happened: remove what this run added.
+            if !matches!(e, Error::Unfinished { .. }) {
+                self.repo.discard_packs(&new_packs);
+                self.repo.abandon(&staging);
+            }
+        })
+    }
+
+    /// Refuses a change that would leave something it cannot rewrite with its old readers:
+    /// committed look-alikes of vault's temporaries anywhere, and files vault cannot read (a
+    /// symbolic link out of the store, a name that is not UTF-8) in a folder whose readers
+    /// change.
+    fn refuse_unrewritable(&self, plan: &Plan) -> Result<()> {
         if !self.layout.temporaries.is_empty() {
             return Err(Error::Temporaries(escaped(&self.layout.temporaries)));
         }
@@ -178,11 +100,18 @@ impl Snapshot {
                 });
             }
         }
-        let gpg_id_signers = self.gpg_id_signers(&plan, operator)?;
-        // Which entries does the change govern, and to whom must each be encrypted?
+        Ok(())
+    }
+
+    /// Which entries the change rewrites: those a changed `.gpg-id` governs (or whose governing
+    /// `.gpg-id` the plan changes), and, when someone loses access, any other entry they can
+    /// actually read (from its PKESKs): clients that ignore a sub-folder's `.gpg-id` (ripasso
+    /// saving an entry, older gopass inserting one) encrypt to other readers than `.gpg-id`
+    /// says. What cannot be rewritten is named: foreign content (age files, submodules) in the
+    /// changed folders, or anywhere when someone loses access, and readable entries no
+    /// `.gpg-id` governs.
+    fn scope<'s>(&'s self, plan: &'s Plan) -> Scope<'s> {
         let mut work: Vec<(&Entry, &Folder)> = Vec::new();
-        // Entries outside the changed folders, and outside any `.gpg-id`: when someone loses
-        // access, their ciphertexts decide too (below).
         let mut elsewhere: Vec<(&Entry, Option<&Folder>)> = Vec::new();
         for e in &self.layout.entries {
             let Some(gov) = Layout::governing_in(&plan.recipients, Layout::folder_of(&e.path))
@@ -201,13 +130,6 @@ impl Snapshot {
                 elsewhere.push((e, Some(gov)));
             }
         }
-        // Clients that ignore a sub-folder's `.gpg-id` (ripasso saving an entry, older gopass
-        // inserting one) encrypt to other readers than `.gpg-id` says: an entry the leaving member
-        // can actually read is re-encrypted to its proper readers wherever it is, and listed to
-        // rotate. One that no `.gpg-id` governs cannot be: it is named instead.
-        // What vault cannot re-encrypt (age files, submodules) is named: in the changed folders,
-        // and anywhere when someone loses access (an `.age-recipients`, not a `.gpg-id`, says
-        // who reads an age file): never a clean summary over something someone may still read.
         let mut not_reencrypted: Vec<String> = self
             .layout
             .foreign
@@ -247,16 +169,34 @@ impl Snapshot {
                     (true, None) => {
                         outside.push(entry.name.clone());
                         not_reencrypted.push(format!(
-                        "{}: no .gpg-id governs it, so vault cannot tell whom to re-encrypt it to; \
-                         the member can still read it",
-                        crate::text::escape(&entry.name)
-                    ))
+                            "{}: no .gpg-id governs it, so vault cannot tell whom to re-encrypt \
+                             it to; the member can still read it",
+                            crate::text::escape(&entry.name)
+                        ))
                     }
                 }
             }
         }
-        let mut targets: BTreeMap<&Folder, (Recipients, BTreeSet<KeyId>)> = BTreeMap::new();
-        for (_, folder) in &work {
+        Scope {
+            work,
+            outside,
+            not_reencrypted,
+        }
+    }
+
+    /// The recipients of every folder the work goes to: each member's validated certificate
+    /// (the newcomer's from the plan), and their encryption key ids.
+    ///
+    /// # Errors
+    /// [`Error::MissingKey`] for a recipient without a certificate; [`Error::MemberKey`] for
+    /// one that cannot be encrypted to (expired, revoked, no encryption subkey).
+    fn targets<'s>(
+        &'s self,
+        plan: &'s Plan,
+        work: &[(&'s Entry, &'s Folder)],
+    ) -> Result<Targets<'s>> {
+        let mut targets = Targets::new();
+        for (_, folder) in work {
             if targets.contains_key(folder) {
                 continue;
             }
@@ -280,44 +220,54 @@ impl Snapshot {
             }
             let recipients = Recipients::new(&members);
             let ids = recipients.key_ids().into_iter().collect();
-            targets.insert(folder, (recipients, ids));
+            targets.insert(*folder, (recipients, ids));
         }
+        Ok(targets)
+    }
 
-        // Phase 1, in parallel, writes nothing: read every affected entry and unlock its session
-        // key, so that an entry the operator cannot read (or a malformed one) stops the change
-        // before anything is written, with every such entry named. Whether the data of an entry
-        // to re-encrypt is intact (its integrity check) is proven in phase 2, when it is
-        // decrypted, still before the commit point: a tampered entry stops the change there.
-        let total = 2 * work.len();
-        let done = AtomicUsize::new(0);
-        let tick = || (monitor.progress)(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+    /// Phase 1, in parallel, writes nothing: reads every entry of `work` and unlocks its session
+    /// key, so that an entry the operator cannot read (or a malformed one) stops the change
+    /// before anything is written, with every such entry named. Whether the data of an entry
+    /// to re-encrypt is intact (its integrity check) is proven in phase 2, when it is
+    /// decrypted, still before the commit point: a tampered entry stops the change there.
+    ///
+    /// # Errors
+    /// The one error [`summarise_failures`] makes of every entry's failure.
+    fn unlock_all(
+        &self,
+        plan: &Plan,
+        work: &[(&Entry, &Folder)],
+        targets: &Targets,
+        identity: Option<&Identity>,
+        steps: &Steps,
+    ) -> Result<Vec<Checked>> {
         let failed = AtomicBool::new(false);
         let failures: Mutex<Vec<(String, Failure)>> = Mutex::new(Vec::new());
-        let fail = |name: &str, f: Failure| {
-            failed.store(true, Ordering::Relaxed);
-            failures
-                .lock()
-                .expect("no panics hold this lock")
-                .push((name.to_string(), f));
-        };
         let root = self.repo.root();
         let checked: Vec<Option<Checked>> = work
             .par_iter()
             .map_init(
                 || (Objects::open(root), identity.cloned()),
                 |(objects, identity), (entry, folder)| {
-                    let wanted = &targets[folder].1;
                     let result = check_entry(
                         entry,
                         objects,
                         identity.as_mut(),
-                        wanted,
+                        &targets[folder].1,
                         &plan.removed_key_ids,
                         failed.load(Ordering::Relaxed),
-                        monitor,
+                        steps.monitor,
                     );
-                    tick();
-                    result.map_err(|f| fail(&entry.name, f)).ok()
+                    steps.tick();
+                    result
+                        .map_err(|f| {
+                            failed.store(true, Ordering::Relaxed);
+                            failures
+                                .lock()
+                                .expect("no panics hold this lock")
+                                .push((entry.name.clone(), f));
+                        })
+                        .ok()
                 },
             )
             .collect();
@@ -325,10 +275,19 @@ impl Snapshot {
         if !failures.is_empty() {
             return Err(summarise_failures(failures, identity));
         }
-        // The store's own files, signatures included, are made before anything is written.
+        Ok(checked
+            .into_iter()
+            .map(|c| c.expect("phase 1 succeeded for every entry"))
+            .collect())
+    }
+
+    /// The store's own files the change writes, made before anything is written: each changed
+    /// `.gpg-id` (comments and the comments of kept lines kept, LF line ends; a `.gpg-id` that is
+    /// a symbolic link stays one, and the file it leads to is written), its `.gpg-id.sig`
+    /// re-signed (never left stale), the new member's certificate, and `.members.toml`.
+    fn store_files(&self, plan: &Plan, signers: &GpgIdSigners) -> Result<Vec<(String, Vec<u8>)>> {
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for folder in &plan.changed {
-            // Comments and the comments of kept lines stay; everything is written with LF.
             let text = match self.gpg_id_texts.get(folder) {
                 Some((old, resolved)) => {
                     render_gpg_id_keeping(old, resolved, &plan.recipients[folder])
@@ -336,35 +295,37 @@ impl Snapshot {
                 None => render_gpg_id(&plan.recipients[folder]),
             };
             let path = gpg_id_path(folder);
-            // Keep pass's signed recipients valid: re-sign, never leave a stale signature.
             let sig_path = format!("{path}.sig");
-            if let Some(signer) = gpg_id_signers.get(&sig_path) {
+            if let Some(signer) = signers.get(&sig_path) {
                 let sig = sign_as(signer, text.as_bytes(), false)?;
                 files.push((sig_path, sig));
             }
-            // A `.gpg-id` that is a symbolic link stays one: the file it leads to is written
-            // (it is in the plan, with the same recipients).
             if !plan.links.contains_key(folder) {
                 files.push((path, text.into_bytes()));
             }
         }
         files.extend(plan.key_writes.iter().cloned());
         files.push((MEMBERS.into(), plan.roster.render().into_bytes()));
-        self.repo.check_writable(
-            work.iter()
-                .map(|(e, _)| e.path.as_str())
-                .chain(files.iter().map(|(p, _)| p.as_str()))
-                .chain(plan.key_deletes.iter().map(String::as_str)),
-        )?;
+        Ok(files)
+    }
 
-        // Phase 2 rewrites, with the session keys unlocked in phase 1. Workers stage each new
-        // file beside the old one and hash its blob; this thread collects the blobs, and the
-        // store's own files, for one pack, which joins the object database only when complete.
-        // A change that stops before its commit point leaves neither the pack nor the staged files.
-        let staging = self.repo.begin(plan.action)?;
-        // Two files of a change may have the same content (two `.gpg-id` files left with the same
-        // recipients): each object goes to the pack once.
-        let pack = self.repo.write_pack(|sink| {
+    /// Phase 2 rewrites, with the session keys unlocked in phase 1. Workers stage each new file
+    /// beside the old one and hash its blob; this thread collects the blobs, and the store's own
+    /// `files` (each distinct content once), for one pack, which joins the object database only
+    /// when complete. Returns each entry's outcome, the blob of each of `files`, and the new
+    /// pack's files. A change that stops here leaves no pack; the caller removes the staged
+    /// files.
+    fn rewrite_all(
+        &self,
+        work: &[(&Entry, &Folder)],
+        checked: Vec<Checked>,
+        targets: &Targets,
+        files: &[(String, Vec<u8>)],
+        staging: &Staging,
+        steps: &Steps,
+    ) -> Result<(Rewrites, Vec<std::path::PathBuf>)> {
+        let root = self.repo.root();
+        self.repo.write_pack(|sink| {
             let (results, sent) = std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<NewBlob>(256);
                 let workers = scope.spawn(|| {
@@ -374,24 +335,23 @@ impl Snapshot {
                         .map_init(
                             || (Objects::open(root), tx.clone()),
                             |(objects, tx), ((entry, folder), check)| {
-                                let check = check.expect("phase 1 succeeded for every entry");
                                 let r = rewrite_entry(
                                     entry,
                                     check,
                                     objects,
                                     &targets[folder].0,
-                                    monitor,
-                                    (&staging, tx),
+                                    steps.monitor,
+                                    (staging, tx),
                                 );
-                                tick();
+                                steps.tick();
                                 r
                             },
                         )
                         .collect::<Vec<Result<Rewritten>>>()
                 });
                 let mut sent: Result<()> = Ok(());
-                for packed in rx.iter() {
-                    if let Err(e) = sink(packed) {
+                for blob in rx.iter() {
+                    if let Err(e) = sink(blob) {
                         sent = Err(e);
                         break; // dropping the receiver stops the workers
                     }
@@ -402,9 +362,11 @@ impl Snapshot {
             });
             sent?;
             let results = results.into_iter().collect::<Result<Vec<Rewritten>>>()?;
+            // Two files of a change may have the same content (two `.gpg-id` files left with
+            // the same recipients): each object goes to the pack once.
             let mut ids = Vec::new();
             let mut sent = BTreeSet::new();
-            for (path, bytes) in &files {
+            for (path, bytes) in files {
                 let blob = NewBlob::new(bytes.to_vec());
                 ids.push((path.clone(), blob.id()));
                 if sent.insert(bytes) {
@@ -412,128 +374,114 @@ impl Snapshot {
                 }
             }
             Ok((results, ids))
-        });
-        let ((results, file_ids), new_packs) = pack.inspect_err(|_| self.repo.abandon(&staging))?;
+        })
+    }
 
-        let finish = || -> Result<Outcome> {
-            let mut change = Change {
-                writes: Vec::new(),
-                deletes: plan.key_deletes.clone(),
-                message: String::new(),
-                action: plan.action.to_string(),
-            };
-            let (mut rewrapped, mut reencrypted, mut unchanged, mut exposed) =
-                (0, 0, 0, Vec::new());
-            for r in results {
-                if r.exposed {
-                    exposed.push(r.name.clone());
-                }
-                match r.how {
-                    How::Unchanged => unchanged += 1,
-                    How::Rewrapped(blob) => {
-                        rewrapped += 1;
-                        change.writes.push((r.path, blob));
-                    }
-                    How::Reencrypted(blob) => {
-                        reencrypted += 1;
-                        change.writes.push((r.path, blob));
-                    }
-                }
-            }
-            exposed.extend(outside.iter().cloned());
-            exposed.sort();
-            change.writes.extend(file_ids);
-            let mut trailers = plan.trailers.clone();
-            trailers.push((
-                "Vault-Reencrypted".into(),
-                (rewrapped + reencrypted).to_string(),
-            ));
-            change.message = commit_message(&plan.subject, &plan.body, &trailers);
-            let commit = self.repo.commit(
-                &change,
-                false,
-                Some(&sign),
-                Some(&staging),
-                monitor.interrupted,
-            )?;
-            Ok(Outcome {
-                commit,
-                rewrapped,
-                reencrypted,
-                unchanged,
-                exposed,
-                changed_gpg_ids: plan.changed_gpg_ids(),
-                not_reencrypted: not_reencrypted.clone(),
-            })
+    /// The commit: every rewritten entry and store file, the key files deleted, the plan's
+    /// message with its trailers (and `Vault-Reencrypted`), signed by the operator; the commit
+    /// point is inside ([`crate::git::Repo::commit`]).
+    fn commit_change(
+        &self,
+        plan: &Plan,
+        scope: Scope,
+        (rewritten, file_ids): Rewrites,
+        staging: &Staging,
+        operator: &Identity,
+        monitor: &Monitor,
+    ) -> Result<Outcome> {
+        let mut change = Change {
+            writes: Vec::new(),
+            deletes: plan.key_deletes.clone(),
+            message: String::new(),
+            action: plan.action.to_string(),
         };
-        finish().inspect_err(|e| {
-            // Before the commit point nothing happened: remove what this run added.
-            if !matches!(e, Error::Unfinished { .. }) {
-                self.repo.discard_packs(&new_packs);
-                self.repo.abandon(&staging);
+        let (mut rewrapped, mut reencrypted, mut unchanged) = (0, 0, 0);
+        let mut exposed = scope.outside;
+        for r in rewritten {
+            if r.exposed {
+                exposed.push(r.name);
             }
+            match r.how {
+                How::Unchanged => unchanged += 1,
+                How::Rewrapped(blob) => {
+                    rewrapped += 1;
+                    change.writes.push((r.path, blob));
+                }
+                How::Reencrypted(blob) => {
+                    reencrypted += 1;
+                    change.writes.push((r.path, blob));
+                }
+            }
+        }
+        exposed.sort();
+        change.writes.extend(file_ids);
+        let mut trailers = plan.trailers.clone();
+        trailers.push((
+            "Vault-Reencrypted".into(),
+            (rewrapped + reencrypted).to_string(),
+        ));
+        change.message = commit_message(&plan.subject, &plan.body, &trailers);
+        let sign = |data: &[u8]| sign_as(operator, data, true);
+        let commit = self.repo.commit(
+            &change,
+            false,
+            Some(&sign),
+            Some(staging),
+            monitor.interrupted,
+        )?;
+        Ok(Outcome {
+            commit,
+            rewrapped,
+            reencrypted,
+            unchanged,
+            exposed,
+            changed_gpg_ids: plan.changed_gpg_ids(),
+            not_reencrypted: scope.not_reencrypted,
         })
     }
 }
 
-enum Failure {
-    NoIdentity,
-    CannotDecrypt,
-    Corrupt(String),
-    Other(Error),
+/// The operator, who signs every commit vault makes.
+///
+/// # Errors
+/// [`Error::NoIdentity`] without one; [`Error::Identity`] if its key cannot sign.
+fn signing_operator(identity: Option<&Identity>) -> Result<&Identity> {
+    let operator = identity.ok_or(Error::NoIdentity)?;
+    if !operator.can_sign() {
+        return Err(Error::Identity {
+            file: operator.fingerprint().to_string(),
+            problem: "it has no usable signing key, and vault signs every commit it makes".into(),
+        });
+    }
+    Ok(operator)
 }
 
-fn summarise_failures(mut failures: Vec<(String, Failure)>, identity: Option<&Identity>) -> Error {
-    failures.sort_by(|a, b| a.0.cmp(&b.0));
-    if failures
-        .iter()
-        .any(|(_, f)| matches!(f, Failure::Other(Error::Interrupted)))
-    {
-        return Error::Interrupted;
-    }
-    if let Some(i) = failures
-        .iter()
-        .position(|(_, f)| matches!(f, Failure::Corrupt(_)))
-    {
-        let (entry, f) = failures.swap_remove(i);
-        let Failure::Corrupt(problem) = f else {
-            unreachable!()
-        };
-        return Error::Entry { entry, problem };
-    }
-    if let Some(i) = failures
-        .iter()
-        .position(|(_, f)| matches!(f, Failure::Other(_)))
-    {
-        let Failure::Other(e) = failures.swap_remove(i).1 else {
-            unreachable!()
-        };
-        return e;
-    }
-    if failures
-        .iter()
-        .any(|(_, f)| matches!(f, Failure::NoIdentity))
-    {
-        return Error::NoIdentity;
-    }
-    if let Some(agent) = identity.and_then(|i| i.agent_error()) {
-        return Error::Identity {
-            file: "gpg-agent".into(),
-            problem: format!(
-                "it could not decrypt ({agent}). With --yes or without a terminal, vault does not let the agent ask for a passphrase: \
-                 unlock the key first (gpg-preset-passphrase, or `pass show` one entry), run on a terminal, or give --passphrase-file"
-            ),
-        };
-    }
-    Error::CannotDecrypt {
-        identity: identity
-            .map(|i| format!("{} ({})", i.fingerprint(), i.user_id()))
-            .unwrap_or_default(),
-        entries: failures
-            .into_iter()
-            .filter(|(_, f)| matches!(f, Failure::CannotDecrypt))
-            .map(|(n, _)| n)
-            .collect(),
+/// The entries a change rewrites, and what it cannot rewrite (see [`Snapshot::scope`]).
+struct Scope<'s> {
+    /// Each entry to rewrite, with the folder whose (new) recipients it gets.
+    work: Vec<(&'s Entry, &'s Folder)>,
+    /// Entries the member losing access can read that no `.gpg-id` governs: reported, kept.
+    outside: Vec<String>,
+    /// What the change cannot re-encrypt, one sentence each for people.
+    not_reencrypted: Vec<String>,
+}
+
+/// Each target folder's recipients, and their encryption key ids.
+type Targets<'s> = BTreeMap<&'s Folder, (Recipients<'s>, BTreeSet<KeyId>)>;
+
+/// Phase 2's outcome: each entry's, and each store file's path and blob.
+type Rewrites = (Vec<Rewritten>, Vec<(String, BlobId)>);
+
+/// The steps of both phases (two per entry), counted for the progress callback.
+struct Steps<'m> {
+    done: AtomicUsize,
+    total: usize,
+    monitor: &'m Monitor<'m>,
+}
+
+impl Steps<'_> {
+    fn tick(&self) {
+        (self.monitor.progress)(self.done.fetch_add(1, Ordering::Relaxed) + 1, self.total);
     }
 }
 

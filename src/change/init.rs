@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::git::{Change, CommitId, Repo, TreeFile};
 use crate::snapshot::*;
 use crate::store::roster::Roster;
-use crate::store::{gpg_id_path, render_gpg_id, Layout, MemberName, Spec, MEMBERS, PUBLIC_KEYS};
+use crate::store::{
+    gpg_id_path, render_gpg_id, Layout, MemberName, Recipient, MEMBERS, PUBLIC_KEYS,
+};
 use crate::text::count;
 
 /// What `vault init` did.
@@ -26,7 +28,7 @@ pub struct Adopted {
 
 /// Looks a `.gpg-id` recipient up outside the store (the user's GnuPG keyring): the exported
 /// certificates, possibly several.
-pub type Keyring<'a> = dyn Fn(&Spec) -> std::result::Result<Vec<u8>, String> + 'a;
+pub type Keyring<'a> = dyn Fn(&Recipient) -> std::result::Result<Vec<u8>, String> + 'a;
 
 /// Adopts an existing pass store: resolves every `.gpg-id` recipient to a key (from
 /// `.public-keys/`, else `keyring`), names each member (`names`, else the e-mail's local part),

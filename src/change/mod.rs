@@ -8,8 +8,10 @@
 //! Adopting or creating a store is `init.rs`.
 
 mod execute;
+mod failures;
 mod init;
 mod plan;
+mod signers;
 
 pub use init::{adopt, create, Adopted, Keyring};
 

@@ -162,17 +162,20 @@ impl Snapshot {
     }
 }
 
+/// Folder -> who reads it (the fingerprints its `.gpg-id` resolves to).
+type Readers = BTreeMap<Folder, Vec<Fingerprint>>;
+
 /// Who reads each folder once `fpr` reads `folder`: the folder's recipients (or, when it has no
 /// `.gpg-id`, those it inherits, as pass reads the nearest one) plus `fpr`.
 ///
 /// # Errors
 /// [`Error::NoRootGpgId`] when adding to the root of a store without a root `.gpg-id`.
 fn with_recipient(
-    recipients: &BTreeMap<Folder, Vec<Fingerprint>>,
+    recipients: &Readers,
     layout: &Layout,
     folder: &Folder,
     fpr: Fingerprint,
-) -> Result<BTreeMap<Folder, Vec<Fingerprint>>> {
+) -> Result<Readers> {
     let mut after = recipients.clone();
     let mut list = match recipients.get(folder) {
         Some(r) => r.clone(),
@@ -197,12 +200,12 @@ fn with_recipient(
 /// [`Error::NotRecipient`] if `folder` is not read by them; [`Error::WouldEmpty`] if a `.gpg-id`
 /// would be left with nobody.
 fn without_recipient(
-    recipients: &BTreeMap<Folder, Vec<Fingerprint>>,
+    recipients: &Readers,
     layout: &Layout,
     fpr: Fingerprint,
     folder: Option<&Folder>,
     name: &MemberName,
-) -> Result<(BTreeMap<Folder, Vec<Fingerprint>>, Vec<Folder>)> {
+) -> Result<(Readers, Vec<Folder>)> {
     let mut after = recipients.clone();
     let targets: Vec<Folder> = match folder {
         None => recipients
@@ -257,10 +260,17 @@ mod tests {
             link: None,
         };
         let layout = Layout::new(
-            [".gpg-id", "web.gpg", "ops/.gpg-id", "ops/db.gpg", "ops/dns/zone.gpg", "hr/pay.gpg"]
-                .into_iter()
-                .map(file)
-                .collect(),
+            [
+                ".gpg-id",
+                "web.gpg",
+                "ops/.gpg-id",
+                "ops/db.gpg",
+                "ops/dns/zone.gpg",
+                "hr/pay.gpg",
+            ]
+            .into_iter()
+            .map(file)
+            .collect(),
         );
         let recipients = BTreeMap::from([
             (String::new(), vec![fpr('A'), fpr('B')]),
@@ -316,15 +326,26 @@ mod tests {
     #[test]
     fn removing_from_one_folder_gives_it_a_gpg_id_of_its_own() {
         let (recipients, layout) = store();
-        let (after, targets) =
-            without_recipient(&recipients, &layout, fpr('B'), Some(&"hr".into()), &name("bob"))
-                .unwrap();
+        let (after, targets) = without_recipient(
+            &recipients,
+            &layout,
+            fpr('B'),
+            Some(&"hr".into()),
+            &name("bob"),
+        )
+        .unwrap();
         assert_eq!(targets, ["hr"]);
         assert_eq!(after["hr"], [fpr('A')]);
         assert_eq!(after[""], [fpr('A'), fpr('B')], "bob still reads the root");
         // A folder they do not read.
-        let err = without_recipient(&recipients, &layout, fpr('B'), Some(&"ops".into()), &name("bob"))
-            .unwrap_err();
+        let err = without_recipient(
+            &recipients,
+            &layout,
+            fpr('B'),
+            Some(&"ops".into()),
+            &name("bob"),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::NotRecipient { .. }), "{err}");
     }
 }

@@ -1,11 +1,18 @@
 //! One module per subcommand; the only code that composes the library's parts with the UI.
+//! This file holds the pipeline they share: opening the store (to read, or under the lock to
+//! change it), the trust check and anchor, and carrying out a plan under a progress bar; the
+//! operator's identity is `operator.rs`.
 
 pub mod add_member;
 pub mod audit;
 pub mod init;
 pub mod members;
+mod operator;
 pub mod remove_member;
 pub mod verify;
+
+use operator::key_file;
+pub use operator::{identity, warn_card};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,10 +20,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use vault::change::Monitor;
-use vault::crypto::{Identity, IdentityError};
 use vault::git::Recovery;
 use vault::git::Repo;
-use vault::secret::Secret;
 use vault::snapshot::Snapshot;
 use vault::trust::{anchor_at, verify, Anchor};
 use vault::Error;
@@ -89,95 +94,6 @@ pub fn report_recovery(recovery: Option<Recovery>, err: &mut dyn Write) -> anyho
     Ok(())
 }
 
-/// `--passphrase-file`'s first line, if given.
-fn passphrase_file(global: &Global) -> vault::Result<Option<Secret>> {
-    let Some(pf) = &global.passphrase_file else {
-        return Ok(None);
-    };
-    let text = zeroize::Zeroizing::new(
-        std::fs::read(pf).map_err(|e| Error::io("reading passphrase file", pf, e))?,
-    );
-    let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    Ok(Some(Secret::new(zeroize::Zeroizing::new(line.to_vec()))))
-}
-
-/// The operator: the secret key file of `--identity` / `$VAULT_IDENTITY`, or else (given the
-/// store's members) the member whose secret key the user's gpg-agent holds.
-pub fn identity(
-    global: &Global,
-    members_of: Option<&Snapshot>,
-) -> anyhow::Result<Option<Identity>> {
-    let Some(path) = &global.identity else {
-        let Some(vault) = members_of else {
-            return Ok(None);
-        };
-        let members: Vec<&vault::crypto::MemberKey> = vault
-            .roster()
-            .members()
-            .filter_map(|(_, f)| vault.keys().get(f))
-            .collect();
-        let interactive = ui::interactive() && !global.yes;
-        let passphrase = passphrase_file(global)?;
-        return Identity::from_agent(&members, interactive, passphrase.as_ref())
-            .map(Some)
-            .map_err(|problem| {
-                Error::Identity {
-                    file: "(none given: asked gpg-agent)".into(),
-                    problem: problem.to_string(),
-                }
-                .into()
-            });
-    };
-    key_file(global, path, "reading operator key").map(Some)
-}
-
-/// A secret key file (`--identity`, `--signing-key`), asking for its passphrase on the terminal
-/// or reading it from `--passphrase-file`.
-fn key_file(
-    global: &Global,
-    path: &std::path::Path,
-    what: &'static str,
-) -> anyhow::Result<Identity> {
-    let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(what, path, e))?;
-    let bytes = zeroize::Zeroizing::new(bytes);
-    let mut ask = || -> vault::Result<Secret> {
-        if let Some(p) = passphrase_file(global)? {
-            return Ok(p);
-        }
-        if global.yes || !ui::interactive() {
-            return Err(Error::Identity {
-                file: file.clone(),
-                problem: "it is passphrase-protected and there is no terminal to ask on".into(),
-            });
-        }
-        ui::passphrase(&format!("Passphrase for {file}")).map_err(|e| Error::Identity {
-            file: file.clone(),
-            problem: e.to_string(),
-        })
-    };
-    match Identity::from_bytes(&bytes, &mut ask) {
-        Ok(id) => Ok(id),
-        Err(IdentityError::Passphrase(e)) => Err(e.into()),
-        Err(IdentityError::Key(p)) => Err(Error::Identity {
-            file,
-            problem: p.to_string(),
-        }
-        .into()),
-        Err(IdentityError::NoSecretKey) => Err(Error::Identity {
-            file,
-            problem: "it holds no secret key (is it a public key?)".into(),
-        }
-        .into()),
-        Err(IdentityError::WrongPassphrase) => Err(Error::Identity {
-            file,
-            problem: "the passphrase is wrong".into(),
-        }
-        .into()),
-    }
-}
-
 /// Names what a membership change could not re-encrypt ([`vault::change::Outcome`]), and what
 /// that means for the member (`consequence`, e.g. "and nick may still read it now").
 pub fn say_not_reencrypted(
@@ -194,22 +110,6 @@ pub fn say_not_reencrypted(
     )?;
     for n in &outcome.not_reencrypted {
         writeln!(out, "  {n}")?;
-    }
-    Ok(())
-}
-
-/// Warns before a long run with a card-held key.
-pub fn warn_card(
-    identity: Option<&Identity>,
-    entries: usize,
-    err: &mut dyn Write,
-) -> std::io::Result<()> {
-    if identity.is_some_and(|i| i.on_card()) && entries > 1 {
-        writeln!(
-            err,
-            "note: your key is on a smartcard: each of up to {} may need a touch or a PIN",
-            vault::text::count(entries, "entry", "entries")
-        )?;
     }
     Ok(())
 }

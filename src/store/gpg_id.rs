@@ -4,9 +4,11 @@
 use crate::crypto::{Fingerprint, KeyId};
 use crate::error::{Error, Result};
 
-/// One recipient line of a `.gpg-id`, as written.
+/// A recipient as a `.gpg-id` line names it, which pass hands to `gpg -r` as is: a full
+/// fingerprint, a key id (`0x` allowed), or an e-mail address (`<addr>` or bare). Resolved to a
+/// member's certificate by `snapshot::matching`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Spec {
+pub enum Recipient {
     Fingerprint(Fingerprint),
     KeyId(KeyId),
     Email(String),
@@ -18,7 +20,7 @@ pub struct GpgIdLine {
     /// 1-based line number.
     pub number: usize,
     pub text: String,
-    pub spec: Spec,
+    pub recipient: Recipient,
 }
 
 /// `s` without the blanks bash's `read` strips around a line (space and tab): what pass hands
@@ -80,16 +82,16 @@ pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
                 ));
             }
         }
-        let spec = if let Some(f) = Fingerprint::parse(content) {
-            Spec::Fingerprint(f)
+        let recipient = if let Some(f) = Fingerprint::parse(content) {
+            Recipient::Fingerprint(f)
         } else if let Some(k) = KeyId::parse(content) {
-            Spec::KeyId(k)
+            Recipient::KeyId(k)
         } else if hex.len() == 8 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(err(
                 "short key ids are ambiguous and unsafe; use the full fingerprint",
             ));
         } else if let Some(email) = parse_email(content) {
-            Spec::Email(email)
+            Recipient::Email(email)
         } else {
             return Err(err(
                 "not a fingerprint, long key id or e-mail address (group names are not supported)",
@@ -98,7 +100,7 @@ pub fn parse_gpg_id(file: &str, bytes: &[u8]) -> Result<Vec<GpgIdLine>> {
         out.push(GpgIdLine {
             number: i + 1,
             text: content.to_string(),
-            spec,
+            recipient,
         });
     }
     Ok(out)

@@ -7,7 +7,7 @@ mod gpg_id;
 mod layout;
 pub mod roster;
 
-pub use gpg_id::{parse_gpg_id, render_gpg_id, render_gpg_id_keeping, GpgIdLine, Spec};
+pub use gpg_id::{parse_gpg_id, render_gpg_id, render_gpg_id_keeping, GpgIdLine, Recipient};
 pub use layout::{
     entry_name, is_membership_file, is_store_file, is_temporary_name, Entry, Layout, Skipped,
     TMP_SUFFIX,
@@ -126,9 +126,12 @@ mod tests {
         let text = b"# team\n3AA5C34371567BD2E1A4A2A5D2E6B2F3A1B2C3D4 # nick\n\n0x1234567890ABCDEF\n<eduardo@coop.example>\n";
         let lines = parse_gpg_id(".gpg-id", text).unwrap();
         assert_eq!(lines.len(), 3);
-        assert!(matches!(lines[0].spec, Spec::Fingerprint(_)));
-        assert!(matches!(lines[1].spec, Spec::KeyId(_)));
-        assert_eq!(lines[2].spec, Spec::Email("eduardo@coop.example".into()));
+        assert!(matches!(lines[0].recipient, Recipient::Fingerprint(_)));
+        assert!(matches!(lines[1].recipient, Recipient::KeyId(_)));
+        assert_eq!(
+            lines[2].recipient,
+            Recipient::Email("eduardo@coop.example".into())
+        );
         let err = parse_gpg_id("ops/.gpg-id", b"ABCD1234\n").unwrap_err();
         assert!(err.to_string().contains("ops/.gpg-id line 1"), "{err}");
         assert!(parse_gpg_id(".gpg-id", b"some group\n").is_err());

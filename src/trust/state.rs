@@ -7,7 +7,7 @@ use crate::crypto::{Fingerprint, MemberKey};
 use crate::error::Result;
 use crate::git::{BlobId, CommitId, Repo};
 use crate::snapshot::matching;
-use crate::store::{gpg_id_path, parse_gpg_id, Layout, Spec};
+use crate::store::{gpg_id_path, parse_gpg_id, Layout, Recipient};
 
 /// Who reads what at one commit.
 #[derive(Default)]
@@ -71,9 +71,10 @@ impl<'r> Reader<'r> {
             match parse_gpg_id(&file, &bytes) {
                 Ok(lines) => {
                     for line in lines {
-                        let who = match (matching(&line.spec, keys.values()), &line.spec) {
+                        let who = match (matching(&line.recipient, keys.values()), &line.recipient)
+                        {
                             (Ok(one), _) => one.to_string(),
-                            (Err(_), Spec::Fingerprint(f)) => f.to_string(),
+                            (Err(_), Recipient::Fingerprint(f)) => f.to_string(),
                             _ => format!("line: {}", line.text),
                         };
                         pairs.insert((folder.clone(), who));
