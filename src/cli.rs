@@ -60,6 +60,9 @@ pub enum Command {
     /// Check that every change of who can read, since this clone's trust anchor, was made by a
     /// trusted member. Exit code 0: all vouched for; 3: violations; 1: error
     Verify(VerifyArgs),
+    /// Encrypt every entry to exactly its nearest .gpg-id (after other tools, hand edits or a
+    /// merge), in one signed commit, and list what a former member could read
+    Repair,
 }
 
 #[derive(Args, Debug)]

@@ -70,6 +70,13 @@ pub enum Error {
     BadFile { file: String, problem: String },
     #[error("no member named {0:?}")]
     UnknownMember(String),
+    #[error("{name} is a former member (removed {removed})")]
+    FormerMember { name: String, removed: String },
+    /// `vault repair` found every entry encrypted to exactly its `.gpg-id`: no commit. Not a
+    /// failure: the command reports it, with `not_reencrypted`, what vault cannot repair (one
+    /// sentence each).
+    #[error("nothing to repair: every entry is encrypted to exactly its .gpg-id")]
+    NothingToRepair { not_reencrypted: Vec<String> },
     #[error("{0}")]
     MemberExists(String),
     #[error("invalid {what} {value:?}: {why}")]
@@ -235,6 +242,8 @@ impl Error {
             GpgIdLine { .. } => "fix that line: vault reads full fingerprints, 16-digit key ids and e-mail addresses whose key is in .public-keys/".into(),
             BadFile { file, .. } => format!("fix {file} (or restore it from git history: `git -C STORE log -- {file}`)"),
             UnknownMember(_) => "run `vault members` to see the members' names".into(),
+            FormerMember { .. } => "to re-encrypt anything still readable by them, run `vault repair`; `vault audit` lists what they could read and must be rotated".into(),
+            NothingToRepair { .. } => return None,
             MemberExists(_) => "use a different --name for a different person. To change an existing member's key or folders, do not remove and re-add them: removal makes every credential they read one to rotate".into(),
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),
             WouldEmpty { .. } => "add another member first (`vault add-member`) so someone can still read those entries".into(),

@@ -22,6 +22,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::AddMember(a) => commands::add_member::run(g, a, &mut out, &mut err)?,
         Command::RemoveMember(a) => commands::remove_member::run(g, a, &mut out, &mut err)?,
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
+        Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
         Command::Verify(a) => {
             if commands::verify::run(g, a, &mut out, &mut err)? {
                 return Ok(commands::audit::ATTENTION);

@@ -16,7 +16,11 @@ use crate::text::format_unix;
 /// re-encryption commits (by their subject lines).
 pub fn is_reencryption(message: &str) -> bool {
     let vault = trailers(message).iter().any(|(k, v)| {
-        k == "Vault-Action" && matches!(v.as_str(), "add-member" | "remove-member" | "reencrypt")
+        k == "Vault-Action"
+            && matches!(
+                v.as_str(),
+                "add-member" | "remove-member" | "reencrypt" | "repair"
+            )
     });
     let subject = message.lines().next().unwrap_or("");
     vault

@@ -50,6 +50,15 @@ impl Snapshot {
             monitor,
         };
         let checked = self.unlock_all(&plan, &scope.work, &targets, identity, &steps)?;
+        if plan.every_entry
+            && checked
+                .iter()
+                .all(|c| matches!(c, Checked::Unchanged { .. }))
+        {
+            return Err(Error::NothingToRepair {
+                not_reencrypted: scope.not_reencrypted,
+            });
+        }
         let files = self.store_files(&plan, &gpg_id_signers)?;
         self.repo.check_writable(
             scope
@@ -78,6 +87,39 @@ impl Snapshot {
                 self.repo.abandon(&staging);
             }
         })
+    }
+
+    /// The entries `plan` would rewrite because their readers (PKESKs) are not exactly their
+    /// target folder's recipients, found from the ciphertexts alone (no secret key needed): for
+    /// [`Snapshot::plan_repair`], whether there is anything to repair. Unreadable entries count
+    /// (repairing names them). Also returns what the plan cannot re-encrypt at all, one
+    /// sentence each (see [`Outcome::not_reencrypted`]).
+    ///
+    /// # Errors
+    /// As [`Snapshot::execute`]'s recipient checks; git errors.
+    pub fn unrepaired(&self, plan: &Plan) -> Result<(Vec<String>, Vec<String>)> {
+        let scope = self.scope(plan);
+        let targets = self.targets(plan, &scope.work)?;
+        let root = self.repo.root();
+        let wrong: Vec<Option<String>> = scope
+            .work
+            .par_iter()
+            .map_init(
+                || Objects::open(root),
+                |objects, (entry, folder)| {
+                    let right = Objects::opened(objects)
+                        .and_then(|o| o.read(entry.blob))
+                        .ok()
+                        .and_then(|bytes| {
+                            let env = Envelope::parse(&bytes).ok()?;
+                            Some(readers_are(&env, &targets[folder].1))
+                        })
+                        .unwrap_or(false);
+                    (!right).then(|| entry.name.clone())
+                },
+            )
+            .collect();
+        Ok((wrong.into_iter().flatten().collect(), scope.not_reencrypted))
     }
 
     /// Refuses a change that would leave something it cannot rewrite with its old readers:
@@ -124,7 +166,8 @@ impl Snapshot {
                 .get_key_value(&gov)
                 .expect("governing folder exists")
                 .0;
-            if e.governed_by.as_ref() != Some(gov) || plan.changed.contains(gov) {
+            if plan.every_entry || e.governed_by.as_ref() != Some(gov) || plan.changed.contains(gov)
+            {
                 work.push((e, gov));
             } else {
                 elsewhere.push((e, Some(gov)));
@@ -515,6 +558,15 @@ enum Checked {
     },
 }
 
+/// Whether a message is encrypted to exactly the keys `wanted`: one PKESK each, every
+/// recipient named (no `--throw-keyids`), no password (SKESK) besides.
+fn readers_are(env: &Envelope, wanted: &BTreeSet<KeyId>) -> bool {
+    let readers = env.readers();
+    let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
+    let all_named = readers.iter().all(Option::is_some) && env.password_session_keys() == 0;
+    all_named && actual == *wanted && readers.len() == wanted.len()
+}
+
 /// Whether someone with one of the keys `ids` may be able to read a message with these
 /// `readers` (its PKESKs): one is addressed to such a key, or one hides its recipient
 /// (`gpg --throw-keyids`), which could be anyone's.
@@ -544,7 +596,7 @@ fn check_entry(
     let exposed = !removed.is_empty() && may_read(&readers, removed);
     let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
     let all_named = readers.iter().all(Option::is_some) && env.password_session_keys() == 0;
-    if all_named && actual == *wanted && readers.len() == wanted.len() {
+    if readers_are(&env, wanted) {
         return Ok(Checked::Unchanged { exposed });
     }
     let identity = identity.ok_or(Failure::NoIdentity)?;

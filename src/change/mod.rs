@@ -45,6 +45,9 @@ pub struct Plan {
     gpg_id_signer: Option<Identity>,
     /// Folders whose `.gpg-id` is a link -> the folder whose `.gpg-id` it leads to.
     links: BTreeMap<Folder, Folder>,
+    /// `vault repair`: every entry is checked against its `.gpg-id`, not only those under a
+    /// changed one, and a change that finds nothing to do is refused ([`Error::NothingToRepair`]).
+    every_entry: bool,
 }
 
 impl Plan {

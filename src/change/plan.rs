@@ -87,6 +87,7 @@ impl Snapshot {
             pass_signing_keys: Vec::new(),
             gpg_id_signer: None,
             links: BTreeMap::new(),
+            every_entry: false,
         }
         .with_links(&self.layout))
     }
@@ -99,10 +100,15 @@ impl Snapshot {
     /// [`Error::UnknownMember`], [`Error::NotRecipient`], and [`Error::WouldEmpty`] when a
     /// `.gpg-id` would be left with nobody.
     pub fn plan_remove(&self, name: &MemberName, folder: Option<Folder>) -> Result<Plan> {
-        let fpr = self
-            .roster
-            .fingerprint(name)
-            .ok_or_else(|| Error::UnknownMember(name.to_string()))?;
+        let fpr = self.roster.fingerprint(name).ok_or_else(|| {
+            match self.roster.former().iter().find(|f| f.name == *name) {
+                Some(f) => Error::FormerMember {
+                    name: name.to_string(),
+                    removed: f.removed.clone(),
+                },
+                None => Error::UnknownMember(name.to_string()),
+            }
+        })?;
         let (recipients, targets) =
             without_recipient(&self.recipients, &self.layout, fpr, folder.as_ref(), name)?;
         let still_member = recipients.values().any(|r| r.contains(&fpr));
@@ -157,8 +163,46 @@ impl Snapshot {
             pass_signing_keys: Vec::new(),
             gpg_id_signer: None,
             links: BTreeMap::new(),
+            every_entry: false,
         }
         .with_links(&self.layout))
+    }
+}
+
+impl Snapshot {
+    /// Plans `vault repair`: every entry encrypted to exactly the recipients of its nearest
+    /// `.gpg-id` (PKESKs added where readers only joined, a fresh session key where anyone else
+    /// can read it), no `.gpg-id` changed. Entries a former member can read are reported to
+    /// rotate.
+    pub fn plan_repair(&self) -> Plan {
+        let removed_key_ids = self
+            .roster
+            .former()
+            .iter()
+            .flat_map(|f| {
+                let subkeys = f.encryption_keys.iter().filter_map(|k| KeyId::parse(k));
+                subkeys.chain([f.fingerprint.key_id()])
+            })
+            .collect();
+        Plan {
+            action: "repair",
+            subject: "Repair: encrypt every entry to its .gpg-id".into(),
+            body: "Entries whose readers differed from their .gpg-id were re-encrypted (fresh \
+                   session keys where someone else could read them)."
+                .into(),
+            trailers: vec![("Vault-Action".into(), "repair".into())],
+            recipients: self.recipients.clone(),
+            changed: BTreeSet::new(),
+            key_writes: Vec::new(),
+            key_deletes: Vec::new(),
+            roster: self.roster.clone(),
+            removed_key_ids,
+            added: None,
+            pass_signing_keys: Vec::new(),
+            gpg_id_signer: None,
+            links: BTreeMap::new(),
+            every_entry: true,
+        }
     }
 }
 

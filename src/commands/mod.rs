@@ -9,6 +9,7 @@ pub mod init;
 pub mod members;
 mod operator;
 pub mod remove_member;
+pub mod repair;
 pub mod verify;
 
 use operator::key_file;
@@ -171,8 +172,13 @@ pub fn check_trust(
     after: &std::collections::BTreeSet<vault::crypto::Fingerprint>,
     err: &mut dyn Write,
 ) -> anyhow::Result<Anchor> {
-    let anchor = anchor(vault, global, err)?;
+    let mut anchor = anchor(vault, global, err)?;
     let v = verify(vault.repo(), &anchor, vault.head())?;
+    if let Some(r) = &v.reanchored {
+        r.anchor.save(vault.repo())?;
+        verify::say_reanchored(r, err)?;
+        anchor = r.anchor.clone();
+    }
     let bad: Vec<(String, String)> = v
         .unverified
         .iter()

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use vault::trust::{verify, Finding};
+use vault::trust::{verify, Finding, Reanchored};
 
 use crate::cli::{Global, VerifyArgs};
 use crate::commands::{anchor, open};
@@ -18,6 +18,14 @@ pub fn run(
     let anchor = anchor(&vault, global, err)?;
     anchor.save(vault.repo())?;
     let v = verify(vault.repo(), &anchor, vault.head())?;
+    let since = match &v.reanchored {
+        Some(r) => {
+            r.anchor.save(vault.repo())?;
+            say_reanchored(r, err)?;
+            r.anchor.commit
+        }
+        None => anchor.commit,
+    };
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(!v.violations.is_empty());
@@ -38,7 +46,7 @@ pub fn run(
         out,
         "Checked {} since the trusted commit {}.",
         vault::text::count(v.checked, "membership change", "membership changes"),
-        anchor.commit.short()
+        since.short()
     )?;
     for f in &v.vouched {
         show(out, "ok  ", f)?;
@@ -59,4 +67,16 @@ pub fn run(
         )?;
     }
     Ok(!v.violations.is_empty())
+}
+
+/// Tells people that trust moved back to where the old trusted commit and HEAD meet.
+pub fn say_reanchored(r: &Reanchored, err: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        err,
+        "note: this clone's trusted commit {} is no longer in the store's history (a reset, a \
+         rebase or an amended commit): trust now starts at {}, where the two histories meet, \
+         with the members trusted before who were recipients there; every change since is \
+         checked again.",
+        r.from, r.to
+    )
 }

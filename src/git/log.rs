@@ -38,6 +38,12 @@ impl Repo {
 
     /// The first-parent chain from `from` (exclusive) to `to` (inclusive), oldest first, with
     /// each commit's first parent; `None` if `from` is not on `to`'s first-parent line.
+    /// The best common ancestor of `a` and `b` (`git merge-base`), or `None` when they share no
+    /// history or `a` is no longer in the repository (pruned after a reset or a rebase).
+    pub fn merge_base(&self, a: CommitId, b: CommitId) -> Option<CommitId> {
+        self.repo.merge_base(a.0, b.0).ok().map(CommitId)
+    }
+
     pub fn chain(
         &self,
         from: CommitId,

@@ -62,9 +62,31 @@ pub struct Verification {
     /// Fingerprints trusted at HEAD.
     #[serde(skip)]
     pub trusted: BTreeSet<Fingerprint>,
+    /// When this clone's trusted commit is no longer in HEAD's history (a reset, a rebase, an
+    /// amended commit), the anchor the walk started from instead: see [`verify`].
+    pub reanchored: Option<Reanchored>,
+}
+
+/// Trust moved back to where the old trusted commit and HEAD meet.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reanchored {
+    /// The trusted commit that left the history (short id).
+    pub from: String,
+    /// Their merge base (short id), now the trusted commit.
+    pub to: String,
+    /// The anchor to save: the merge base, trusting only those the old anchor trusted who were
+    /// recipients there.
+    #[serde(skip)]
+    pub anchor: Anchor,
 }
 
 /// Checks every membership change from the anchor to `head` (see the module documentation).
+///
+/// When the anchor's commit is no longer on HEAD's first-parent line (someone reset, rebased or
+/// amended), the walk starts from the merge base of the two instead, trusting only the
+/// fingerprints the anchor trusted that were recipients at the merge base: never more than the
+/// old anchor did (everything after the merge base is judged again). The new anchor is in
+/// [`Verification::reanchored`], for the caller to save.
 ///
 /// # Errors
 /// Git errors reading history.
@@ -73,6 +95,33 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         trusted: anchor.trusted.clone(),
         ..Default::default()
     };
+    let mut anchor = anchor;
+    let rebased;
+    if repo.chain(anchor.commit, head)?.is_none() {
+        if let Some(base) = repo
+            .merge_base(anchor.commit, head)
+            .filter(|b| repo.chain(*b, head).is_ok_and(|c| c.is_some()))
+        {
+            let at_base = Reader::new(repo).state(base)?;
+            let recipients = at_base.recipients();
+            rebased = Anchor {
+                commit: base,
+                trusted: anchor
+                    .trusted
+                    .iter()
+                    .filter(|f| recipients.contains(f.to_string().as_str()))
+                    .copied()
+                    .collect(),
+            };
+            out.reanchored = Some(Reanchored {
+                from: anchor.commit.short(),
+                to: base.short(),
+                anchor: rebased.clone(),
+            });
+            out.trusted = rebased.trusted.clone();
+            anchor = &rebased;
+        }
+    }
     let Some(chain) = repo.chain(anchor.commit, head)? else {
         out.violations.push(Finding::at_head(
             head,
