@@ -90,12 +90,38 @@ section "c1. vault init: adopt the store (names from the e-mail addresses, one c
 # --identity: akshay signs the adoption commit.
 vault --store "$store" --identity keys/akshay.secret.asc init
 
+section "c1b. Share the store: a git remote (here a bare repository), and will's clone"
+remote="$demo/remote.git"
+run git clone --quiet --bare "$store" "$remote"
+run git -C "$store" remote add origin "$remote"
+run git -C "$store" fetch --quiet origin
+run git -C "$store" branch --quiet --set-upstream-to=origin/main
+# will uses plain pass and git; his clone is made now and not pulled again before he writes.
+will_clone="$demo/will-clone"
+run git clone --quiet "$remote" "$will_clone"
+
 section "c2. vault add-member: onboard eduardo to the whole store"
 vault --store "$store" --identity keys/akshay.secret.asc add-member keys/eduardo.asc \
   --fingerprint "$eduardo"
 
 section "c3. vault remove-member: offboard nick (then rotate what it lists)"
 vault --store "$store" --identity keys/akshay.secret.asc --yes remove-member nick
+
+section "c3b. vault sync: push akshay's changes"
+vault --store "$store" --identity keys/akshay.secret.asc --yes sync
+
+section "c3c. Meanwhile will, on plain pass with his old clone, adds a credential and pushes"
+# His .gpg-id still lists nick and not eduardo: pass encrypts to those.
+will_env=(env PASSWORD_STORE_DIR="$will_clone" GIT_AUTHOR_NAME="Will Okafor"
+  GIT_AUTHOR_EMAIL="will@coop.example" GIT_COMMITTER_NAME="Will Okafor"
+  GIT_COMMITTER_EMAIL="will@coop.example")
+show "printf ... | pass insert -m wifi/office   (in will's clone)"
+printf '%s\n' "$(password)" "ssid: coop-office" | "${will_env[@]}" pass insert -m wifi/office >/dev/null
+run "${will_env[@]}" git -C "$will_clone" pull --quiet --rebase
+run "${will_env[@]}" git -C "$will_clone" push --quiet
+
+section "c3d. vault sync: check what came in, fast-forward, repair (eduardo in, nick out), push"
+vault --store "$store" --identity keys/akshay.secret.asc --yes sync
 
 section "c4. vault members"
 vault --store "$store" members
@@ -107,9 +133,9 @@ vault --store "$store" audit || [ $? -eq 3 ]
 section "c6. vault verify: every membership change was signed by a trusted member"
 vault --store "$store" verify
 
-section "c7. git: vault's three commits"
-show "git -C $store log --stat --format='%h %s' -3"
-git -C "$store" log --stat --format='%h %s' -3
+section "c7. git: the last commits (vault's are signed)"
+show "git -C $store log --stat --format='%h %s' -5"
+git -C "$store" log --stat --format='%h %s' -5
 
 section "d. pass still works: pass show as akshay (GnuPG decrypts)"
 run pass show servers/web1/root

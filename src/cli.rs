@@ -63,6 +63,25 @@ pub enum Command {
     /// Encrypt every entry to exactly its nearest .gpg-id (after other tools, hand edits or a
     /// merge), in one signed commit, and list what a former member could read
     Repair,
+    /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
+    /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push
+    Sync(SyncArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Do not push: integrate and repair locally only
+    #[arg(long)]
+    pub no_push: bool,
+    /// Sync with this remote instead of the branch's upstream remote
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Push even if a former member can still read an entry vault could not re-encrypt
+    #[arg(long)]
+    pub force: bool,
+    /// Print what sync did as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -70,6 +70,30 @@ pub enum Error {
     BadFile { file: String, problem: String },
     #[error("no member named {0:?}")]
     UnknownMember(String),
+    #[error("the branch {0} has no upstream to sync with")]
+    NoUpstream(String),
+    #[error("the repository has no remote named {0:?}")]
+    NoRemote(String),
+    /// The user's `git` program failed (fetch, push): the command and what git said.
+    #[error("{command} failed: {output}")]
+    GitProgram { command: String, output: String },
+    /// An incoming commit adds a recipient or key nobody trusted vouched for: nothing merged.
+    #[error("the upstream's commit {commit} by {author} {change}, and no trusted member vouched for it: nothing was merged")]
+    IncomingViolation {
+        commit: String,
+        author: String,
+        change: String,
+    },
+    /// Both the branch and its upstream have commits since `base`.
+    #[error("this clone and the upstream have both changed since {base} ({ours} here, {theirs} there): vault does not merge diverged histories yet; nothing was changed")]
+    Diverged {
+        base: String,
+        ours: String,
+        theirs: String,
+    },
+    /// The remote kept getting new commits while sync integrated them.
+    #[error("the upstream moved again on each of {0} tries while this clone integrated it")]
+    PushRaced(usize),
     #[error("{name} is a former member (removed {removed})")]
     FormerMember { name: String, removed: String },
     /// `vault repair` found every entry encrypted to exactly its `.gpg-id`: no commit. Not a
@@ -244,6 +268,12 @@ impl Error {
             UnknownMember(_) => "run `vault members` to see the members' names".into(),
             FormerMember { .. } => "to re-encrypt anything still readable by them, run `vault repair`; `vault audit` lists what they could read and must be rotated".into(),
             NothingToRepair { .. } => return None,
+            NoUpstream(b) => format!("set one with `git -C STORE branch --set-upstream-to=origin/{b}`, or name the remote with --remote"),
+            NoRemote(_) => "see the remotes with `git -C STORE remote -v`".into(),
+            GitProgram { .. } => "fix what git says (network, ssh key, credentials), then run vault sync again: nothing was changed".into(),
+            IncomingViolation { .. } => "check with the team who made that change: a trusted member who accepts the new key adds it with `vault add-member KEYFILE` (which signs it); otherwise remove the recipient upstream. Until then sync merges nothing".into(),
+            Diverged { .. } => "push or drop the local commits first: `git -C STORE log @{u}..` lists them; `git pull --no-rebase` merges them with git, then `vault repair` re-encrypts what the merge left wrong".into(),
+            PushRaced(_) => "run vault sync again when the team's pushes have settled".into(),
             MemberExists(_) => "use a different --name for a different person. To change an existing member's key or folders, do not remove and re-add them: removal makes every credential they read one to rotate".into(),
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),
             WouldEmpty { .. } => "add another member first (`vault add-member`) so someone can still read those entries".into(),

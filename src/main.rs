@@ -23,6 +23,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::RemoveMember(a) => commands::remove_member::run(g, a, &mut out, &mut err)?,
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
         Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
+        Command::Sync(a) => commands::sync::run(g, a, &mut out, &mut err)?,
         Command::Verify(a) => {
             if commands::verify::run(g, a, &mut out, &mut err)? {
                 return Ok(commands::audit::ATTENTION);

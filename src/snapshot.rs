@@ -312,6 +312,16 @@ impl Snapshot {
         Ok((Self::load(repo, true, None)?, recovery))
     }
 
+    /// The store at HEAD again, after this process moved HEAD (a fast-forward, a commit),
+    /// keeping the writer lock if this snapshot held it.
+    ///
+    /// # Errors
+    /// As [`Snapshot::open`].
+    pub fn reload(self) -> Result<Snapshot> {
+        let repo = Repo::open(self.repo.root())?;
+        Self::load(repo, false, self._lock)
+    }
+
     fn load(repo: Repo, lenient: bool, lock: Option<StoreLock>) -> Result<Snapshot> {
         // During a rebase HEAD is detached: readers read the commit it points to, and say why.
         let in_progress = repo.operation_in_progress();

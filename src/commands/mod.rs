@@ -10,6 +10,7 @@ pub mod members;
 mod operator;
 pub mod remove_member;
 pub mod repair;
+pub mod sync;
 pub mod verify;
 
 use operator::key_file;

@@ -25,6 +25,7 @@ mod journal;
 mod lock;
 mod log;
 mod objects;
+mod remote;
 mod repo;
 mod transaction;
 
@@ -33,6 +34,7 @@ pub use journal::{write_file_durably, Recovery};
 pub use lock::StoreLock;
 pub use log::{trailers, Changes, CommitInfo};
 pub use objects::{BlobId, CommitId, NewBlob, Objects};
+pub use remote::{Standing, Upstream};
 pub use repo::{FileKind, Repo, TreeFile};
 pub use transaction::{Change, Signer, Staging, FILE_SIZE_LIMIT_HIT};
 

@@ -244,6 +244,52 @@ impl Repo {
         Ok(CommitId(new))
     }
 
+    /// Moves the current branch forward to `to`, a descendant of HEAD (a fast-forward, as `git
+    /// merge --ff-only` makes it), and brings the work tree and index up to it, under the same
+    /// journal as [`Repo::commit`]: killed at any moment, the next command finishes or undoes it.
+    /// The caller holds the store's lock and has checked that the work tree is clean.
+    ///
+    /// # Errors
+    /// [`Error::Git`] if the branch moved meanwhile or `to` is not in the repository;
+    /// [`Error::Unfinished`] if the work tree could not be updated after the branch moved.
+    pub fn fast_forward(&self, to: CommitId, action: &str) -> Result<()> {
+        let refname = self.branch()?;
+        let old = self.head()?;
+        let changed: Vec<String> = self
+            .changed_paths(to, old)?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        self.check_writable(changed.iter().map(String::as_str))?;
+        self.sync()?;
+        let journal = Journal {
+            refname: refname.clone(),
+            old: Some(old.0),
+            new: Some(to.0),
+            action: action.to_string(),
+        };
+        journal.write(&self.journal_path())?;
+        let log = format!("vault: {action}: fast-forward");
+        if let Err(e) = self
+            .repo
+            .reference_matching(&refname, to.0, true, old.0, &log)
+        {
+            let _ = fs::remove_file(self.journal_path());
+            return Err(Error::git(format!("moving {refname} forward"), e));
+        }
+        fault_point("branch fast-forwarded");
+        let unfinished = |cause: Error| Error::Unfinished {
+            commit: short_id(to.0),
+            cause: Box::new(cause),
+        };
+        self.update_worktree(Some(old.0), to.0, false, &Default::default())
+            .map_err(unfinished)?;
+        self.sync().map_err(unfinished)?;
+        fs::remove_file(self.journal_path())
+            .map_err(|e| unfinished(Error::io("removing", self.journal_path(), e)))?;
+        Ok(())
+    }
+
     /// Checks, before the commit point, that every folder the work-tree update writes to (or
     /// deletes from) and the git folder are writable, and that none of those folders is reached
     /// through a symbolic link, so that a read-only store (or a planted link) fails with nothing

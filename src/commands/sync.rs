@@ -1,0 +1,277 @@
+//! `vault sync`: fetch the branch's upstream, check every incoming commit with the rules of
+//! `vault verify`, integrate it (a fast-forward), encrypt every entry to exactly its `.gpg-id`
+//! again (what plain pass users pushed with stale recipients), and push.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use vault::audit::{audit, Filter};
+use vault::git::{CommitId, Standing};
+use vault::snapshot::Snapshot;
+use vault::text::{count, escape, format_unix};
+use vault::trust::verify;
+use vault::Error;
+
+use crate::cli::{Global, SyncArgs};
+use crate::commands::{advance_anchor, anchor, carry_out, open_for_change};
+
+/// How often a push that lost the race to someone else's is retried (fetch, integrate, push).
+const TRIES: usize = 3;
+
+/// What sync did; with `--json`, this document.
+#[derive(Debug, Default, Serialize)]
+pub struct SyncReport {
+    /// The upstream, as `REMOTE/BRANCH`.
+    pub upstream: String,
+    /// The commits that came in, oldest first.
+    pub incoming: Vec<Incoming>,
+    /// The commit the branch was fast-forwarded to, if it was.
+    pub fast_forwarded: Option<String>,
+    /// The repair commit, if entries had to be re-encrypted.
+    pub repaired: Option<Repaired>,
+    /// The commit pushed, if anything was.
+    pub pushed: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Incoming {
+    pub commit: String,
+    /// Escaped: anyone can commit any name.
+    pub author: String,
+    /// RFC 3339.
+    pub date: String,
+    /// The first line of the message, escaped.
+    pub subject: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Repaired {
+    pub commit: String,
+    pub rewrapped: usize,
+    pub reencrypted: usize,
+    /// Entries a former member could read until the repair: rotate them.
+    pub rotate: Vec<String>,
+    /// What could not be re-encrypted, one sentence each.
+    pub not_reencrypted: Vec<String>,
+}
+
+pub fn run(
+    global: &Global,
+    args: &SyncArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut report = SyncReport::default();
+    let mut vault = open_for_change(global, err)?;
+    for _ in 0..TRIES {
+        vault = integrate(vault, global, args, &mut report, err)?;
+        if args.no_push {
+            return print(&report, args.json, out);
+        }
+        let repo = vault.repo();
+        let upstream = repo.upstream(args.remote.as_deref())?;
+        let theirs = repo.tracking_commit(&upstream);
+        if theirs == Some(vault.head()) {
+            return print(&report, args.json, out);
+        }
+        refuse_exposed(&vault, args.force)?;
+        if repo.push(&upstream)? {
+            report.pushed = Some(vault.head().short());
+            return print(&report, args.json, out);
+        }
+        writeln!(err, "The upstream moved while syncing; fetching again.")?;
+    }
+    Err(Error::PushRaced(TRIES).into())
+}
+
+/// Fetches, checks and fast-forwards to the upstream, then repairs; returns the store at the
+/// new HEAD (the lock still held).
+fn integrate(
+    vault: Snapshot,
+    global: &Global,
+    args: &SyncArgs,
+    report: &mut SyncReport,
+    err: &mut dyn Write,
+) -> anyhow::Result<Snapshot> {
+    let repo = vault.repo();
+    let upstream = repo.upstream(args.remote.as_deref())?;
+    report.upstream = upstream
+        .tracking
+        .strip_prefix("refs/remotes/")
+        .unwrap_or(&upstream.tracking)
+        .to_string();
+    repo.fetch(&upstream)?;
+    let head = vault.head();
+    let vault = match repo.tracking_commit(&upstream) {
+        None => vault, // the remote has no such branch yet: the push creates it
+        Some(theirs) => match repo.standing(head, theirs)? {
+            Standing::UpToDate | Standing::Ahead => vault,
+            Standing::Behind => fast_forward(vault, global, theirs, report, err)?,
+            Standing::Diverged { base } => {
+                let ours = repo.incoming(theirs, head)?.len();
+                let incoming = repo.incoming(head, theirs)?.len();
+                return Err(Error::Diverged {
+                    base: base.short(),
+                    ours: count(ours, "commit", "commits"),
+                    theirs: count(incoming, "commit", "commits"),
+                }
+                .into());
+            }
+        },
+    };
+    repair(vault, global, report, err)
+}
+
+/// Checks the incoming commits with `vault verify`'s rules from this clone's anchor, and moves
+/// the branch to `theirs` only if no incoming commit adds anyone nobody trusted vouched for.
+fn fast_forward(
+    vault: Snapshot,
+    global: &Global,
+    theirs: CommitId,
+    report: &mut SyncReport,
+    err: &mut dyn Write,
+) -> anyhow::Result<Snapshot> {
+    let repo = vault.repo();
+    let incoming = repo.incoming(vault.head(), theirs)?;
+    let anchor = anchor(&vault, global, err)?;
+    let v = verify(repo, &anchor, theirs)?;
+    let new: Vec<String> = incoming.iter().map(|c| c.id.short()).collect();
+    if let Some(bad) = v.violations.iter().find(|f| new.contains(&f.commit)) {
+        return Err(Error::IncomingViolation {
+            commit: bad.commit.clone(),
+            author: bad.author.clone(),
+            change: bad.change.clone(),
+        }
+        .into());
+    }
+    report.incoming = incoming
+        .iter()
+        .map(|c| Incoming {
+            commit: c.id.short(),
+            author: c.author.clone(),
+            date: format_unix(c.time),
+            subject: escape(c.message.lines().next().unwrap_or("")).into_owned(),
+        })
+        .collect();
+    repo.fast_forward(theirs, "sync")?;
+    report.fast_forwarded = Some(theirs.short());
+    advance_anchor(repo, &anchor, theirs)?;
+    Ok(vault.reload()?)
+}
+
+/// Encrypts every entry to exactly its `.gpg-id` again, if any is not (one signed commit).
+fn repair(
+    vault: Snapshot,
+    global: &Global,
+    report: &mut SyncReport,
+    err: &mut dyn Write,
+) -> anyhow::Result<Snapshot> {
+    let plan = vault.plan_repair();
+    let (wrong, _) = vault.unrepaired(&plan)?;
+    if wrong.is_empty() {
+        return Ok(vault);
+    }
+    writeln!(
+        err,
+        "{} not encrypted to exactly {} .gpg-id: repairing.",
+        count(wrong.len(), "entry is", "entries are"),
+        if wrong.len() == 1 { "its" } else { "their" }
+    )?;
+    let outcome = carry_out(&vault, global, plan, None, err)?;
+    report.repaired = Some(Repaired {
+        commit: outcome.commit.short(),
+        rewrapped: outcome.rewrapped,
+        reencrypted: outcome.reencrypted,
+        rotate: outcome.exposed.clone(),
+        not_reencrypted: outcome.not_reencrypted.clone(),
+    });
+    Ok(vault.reload()?)
+}
+
+/// Refuses to push a HEAD where a former member can still read an entry (what vault could not
+/// re-encrypt), unless `force`.
+fn refuse_exposed(vault: &Snapshot, force: bool) -> anyhow::Result<()> {
+    if force {
+        return Ok(());
+    }
+    let report = audit(vault, &Filter::default())?;
+    let exposed: Vec<&str> = report
+        .entries
+        .iter()
+        .filter(|e| e.problems.iter().any(|p| p.starts_with("former member")))
+        .map(|e| e.name.as_str())
+        .collect();
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "not pushed: a former member can still read {} ({}): see `vault audit`; push anyway \
+         with --force",
+        count(exposed.len(), "entry", "entries"),
+        exposed
+            .iter()
+            .map(|e| escape(e).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn print(report: &SyncReport, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
+        return Ok(());
+    }
+    if report.incoming.is_empty() {
+        writeln!(out, "Nothing new from {}.", report.upstream)?;
+    } else {
+        writeln!(
+            out,
+            "From {}: {}.",
+            report.upstream,
+            count(report.incoming.len(), "new commit", "new commits")
+        )?;
+        for c in &report.incoming {
+            writeln!(
+                out,
+                "  {} {} {}: {}",
+                c.commit,
+                vault::text::day_of(&c.date),
+                c.author,
+                c.subject
+            )?;
+        }
+    }
+    if let Some(to) = &report.fast_forwarded {
+        writeln!(out, "Fast-forwarded to {to}.")?;
+    }
+    if let Some(r) = &report.repaired {
+        writeln!(
+            out,
+            "Repaired {} ({} gained readers, {} re-encrypted with fresh session keys); commit {}.",
+            count(r.rewrapped + r.reencrypted, "entry", "entries"),
+            r.rewrapped,
+            r.reencrypted,
+            r.commit
+        )?;
+        if !r.rotate.is_empty() {
+            writeln!(
+                out,
+                "A former member could read {} until now. Rotate (change the credential, then \
+                 `pass edit`):",
+                count(r.rotate.len(), "entry", "entries")
+            )?;
+            for e in &r.rotate {
+                writeln!(out, "  {}", escape(e))?;
+            }
+        }
+        for what in &r.not_reencrypted {
+            writeln!(out, "  not re-encrypted: {what}")?;
+        }
+    }
+    match &report.pushed {
+        Some(c) => writeln!(out, "Pushed {c} to {}.", report.upstream)?,
+        None => writeln!(out, "Nothing pushed.")?,
+    }
+    Ok(())
+}
