@@ -100,17 +100,14 @@ run git -C "$store" branch --quiet --set-upstream-to=origin/main
 will_clone="$demo/will-clone"
 run git clone --quiet "$remote" "$will_clone"
 
-section "c2. vault add-member: onboard eduardo to the whole store"
+section "c2. vault add-member: onboard eduardo to the whole store (and push: the store has a remote)"
 vault --store "$store" --identity keys/akshay.secret.asc add-member keys/eduardo.asc \
   --fingerprint "$eduardo"
 
-section "c3. vault remove-member: offboard nick (then rotate what it lists)"
+section "c3. vault remove-member: offboard nick, push (then rotate what it lists)"
 vault --store "$store" --identity keys/akshay.secret.asc --yes remove-member nick
 
-section "c3b. vault sync: push akshay's changes"
-vault --store "$store" --identity keys/akshay.secret.asc --yes sync
-
-section "c3c. Meanwhile will, on plain pass with his old clone, adds a credential and pushes"
+section "c3b. Meanwhile will, on plain pass with his old clone, adds a credential and pushes"
 # His .gpg-id still lists nick and not eduardo: pass encrypts to those.
 will_env=(env PASSWORD_STORE_DIR="$will_clone" GIT_AUTHOR_NAME="Will Okafor"
   GIT_AUTHOR_EMAIL="will@coop.example" GIT_COMMITTER_NAME="Will Okafor"
@@ -120,7 +117,7 @@ printf '%s\n' "$(password)" "ssid: coop-office" | "${will_env[@]}" pass insert -
 run "${will_env[@]}" git -C "$will_clone" pull --quiet --rebase
 run "${will_env[@]}" git -C "$will_clone" push --quiet
 
-section "c3d. vault sync: check what came in, fast-forward, repair (eduardo in, nick out), push"
+section "c3c. vault sync: check what came in, fast-forward, repair (eduardo in, nick out), push"
 vault --store "$store" --identity keys/akshay.secret.asc --yes sync
 
 section "c4. vault members"

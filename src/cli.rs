@@ -38,6 +38,10 @@ pub struct Global {
     /// Do not ask for confirmation (for scripts)
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Commands that change the store commit locally only (with an upstream they push by
+    /// default)
+    #[arg(long, global = true)]
+    pub no_push: bool,
     /// DANGEROUS, for recovery only: encrypt even to recipients whose addition `vault verify`
     /// cannot vouch for
     #[arg(long, global = true)]
@@ -64,15 +68,12 @@ pub enum Command {
     /// merge), in one signed commit, and list what a former member could read
     Repair,
     /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
-    /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push
+    /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push (--no-push: not)
     Sync(SyncArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Do not push: integrate and repair locally only
-    #[arg(long)]
-    pub no_push: bool,
     /// Sync with this remote instead of the branch's upstream remote
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,

@@ -43,23 +43,21 @@ fn sync_fast_forwards_checks_repairs_and_pushes() {
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
 
-    // alice onboards carol and syncs: her signed commit goes up.
-    lab.vault_as(
-        alice_clone,
-        alice,
-        &[
-            "--yes",
-            "add-member",
-            carol.public_str(),
-            "--fingerprint",
-            &carol.fpr,
-        ],
-    )
-    .ok();
+    // alice onboards carol: with an upstream, add-member pushes its signed commit.
+    let carol_args = [
+        "--yes",
+        "add-member",
+        carol.public_str(),
+        "--fingerprint",
+        &carol.fpr,
+    ];
+    lab.vault_as(alice_clone, alice, &carol_args)
+        .ok()
+        .stdout_has("Pushed to origin/main.");
     lab.vault_as(alice_clone, alice, &["--yes", "sync"])
         .ok()
         .stdout_has("Nothing new from origin/main.")
-        .stdout_has("Pushed ");
+        .stdout_has("Nothing pushed.");
     // bob, on plain pass, has not pulled: his pass encrypts to alice and bob only.
     pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
 
@@ -137,18 +135,17 @@ fn sync_stops_on_diverged_histories_and_changes_nothing() {
     let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
-    lab.vault_as(
-        alice_clone,
-        alice,
-        &[
-            "--yes",
-            "add-member",
-            carol.public_str(),
-            "--fingerprint",
-            &carol.fpr,
-        ],
-    )
-    .ok();
+    let carol_args = [
+        "--yes",
+        "--no-push",
+        "add-member",
+        carol.public_str(),
+        "--fingerprint",
+        &carol.fpr,
+    ];
+    lab.vault_as(alice_clone, alice, &carol_args)
+        .ok()
+        .stdout_has("Not pushed (--no-push)");
     pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
     let head = alice_clone.head();
 
@@ -159,6 +156,37 @@ fn sync_stops_on_diverged_histories_and_changes_nothing() {
         .stderr_has("nothing was changed");
     assert_eq!(alice_clone.head(), head);
     alice_clone.assert_clean();
+}
+
+#[test]
+fn membership_commands_catch_up_with_the_upstream_first_and_push() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    // bob, on plain pass, adds an entry; alice has not pulled.
+    pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
+    // alice's add-member fast-forwards first, so carol gets bob's entry too, and pushes.
+    let carol_args = [
+        "--yes",
+        "add-member",
+        carol.public_str(),
+        "--fingerprint",
+        &carol.fpr,
+    ];
+    lab.vault_as(alice_clone, alice, &carol_args)
+        .ok()
+        .stderr_has("Fast-forwarded to ")
+        .stdout_has("Pushed to origin/main.");
+    let carol_clone = clone(lab, &remote, "carol");
+    lab.assert_reads(&carol_clone, carol, &[("bob/new", "from bob\n")]);
+    // remove-member too: bob loses his own entry at the remote's HEAD.
+    lab.vault_as(alice_clone, alice, &["--yes", "remove-member", "bob"])
+        .ok()
+        .stdout_has("Pushed to origin/main.");
+    bob_clone.git_ok(&["pull", "-q"]);
+    lab.assert_cannot_read(&bob_clone, bob, &[("bob/new", "from bob\n")]);
 }
 
 #[test]

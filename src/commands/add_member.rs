@@ -8,6 +8,7 @@ use vault::text::count;
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
+use crate::commands::sync::{catch_up, publish};
 use crate::commands::{carry_out, init::stem_name, open_for_change, say_not_reencrypted};
 use crate::ui;
 
@@ -30,6 +31,8 @@ pub fn run(
         None => stem_name(&args.key)?,
     };
     let folder = args.folder.as_deref().map(parse_folder).transpose()?;
+    // The input is good: now the change is made on the upstream's latest state.
+    let (vault, upstream) = catch_up(vault, global, err)?;
     if let Some(f) = &folder {
         vault.check_folder(f, args.create)?;
     }
@@ -93,5 +96,5 @@ pub fn run(
         outcome.unchanged
     )?;
     say_not_reencrypted(&outcome, &format!("so {name} cannot read it yet"), out)?;
-    Ok(())
+    publish(&vault.reload()?, upstream.as_ref(), global, out)
 }

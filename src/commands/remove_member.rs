@@ -6,6 +6,7 @@ use vault::store::{parse_folder, MemberName};
 use vault::text::count;
 
 use crate::cli::{Global, RemoveMemberArgs};
+use crate::commands::sync::{catch_up, publish};
 use crate::commands::{carry_out, open_for_change, say_not_reencrypted};
 use crate::ui;
 
@@ -18,6 +19,7 @@ pub fn run(
     let vault = open_for_change(global, err)?;
     let name = MemberName::parse(&args.name)?;
     let folder = args.folder.as_deref().map(parse_folder).transpose()?;
+    let (vault, upstream) = catch_up(vault, global, err)?;
     if let Some(f) = &folder {
         vault.check_folder(f, args.create)?;
     }
@@ -63,5 +65,5 @@ pub fn run(
         }
     }
     say_not_reencrypted(&outcome, &format!("and {name} may still read it now"), out)?;
-    Ok(())
+    publish(&vault.reload()?, upstream.as_ref(), global, out)
 }

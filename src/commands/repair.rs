@@ -7,12 +7,14 @@ use vault::text::{count, escape};
 use vault::Error;
 
 use crate::cli::Global;
+use crate::commands::sync::{catch_up, publish};
 use crate::commands::{carry_out, open_for_change, say_not_reencrypted};
 
 /// Runs the repair. Refuses, as every change does, to encrypt to a recipient `vault verify`
 /// does not vouch for.
 pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
     let vault = open_for_change(global, err)?;
+    let (vault, upstream) = catch_up(vault, global, err)?;
     let plan = vault.plan_repair();
     // Decided from the ciphertexts alone: with nothing to repair, no secret key is needed.
     let outcome = match vault
@@ -62,5 +64,5 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         }
     }
     say_not_reencrypted(&outcome, "and whoever could read it may still read it", out)?;
-    Ok(())
+    publish(&vault.reload()?, upstream.as_ref(), global, out)
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use vault::audit::{audit, Filter};
-use vault::git::{CommitId, Standing};
+use vault::git::{CommitId, Standing, Upstream};
 use vault::snapshot::Snapshot;
 use vault::text::{count, escape, format_unix};
 use vault::trust::verify;
@@ -66,7 +66,7 @@ pub fn run(
     let mut vault = open_for_change(global, err)?;
     for _ in 0..TRIES {
         vault = integrate(vault, global, args, &mut report, err)?;
-        if args.no_push {
+        if global.no_push {
             return print(&report, args.json, out);
         }
         let repo = vault.repo();
@@ -85,6 +85,72 @@ pub fn run(
     Err(Error::PushRaced(TRIES).into())
 }
 
+/// For a command that changes the store: when the branch has an upstream, fetches it and
+/// fast-forwards to it (checking what comes in, as sync does), so that the change is made on
+/// the latest state. Returns the store at the new HEAD and the upstream to push to.
+///
+/// # Errors
+/// As [`run`]'s integration: an incoming unvouched addition, diverged histories, git failures.
+pub fn catch_up(
+    vault: Snapshot,
+    global: &Global,
+    err: &mut dyn Write,
+) -> anyhow::Result<(Snapshot, Option<Upstream>)> {
+    let upstream = match vault.repo().upstream(None) {
+        Ok(u) => u,
+        Err(Error::NoUpstream(_)) => return Ok((vault, None)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut report = SyncReport {
+        upstream: short_name(&upstream),
+        ..SyncReport::default()
+    };
+    let vault = fetch_and_fast_forward(vault, global, &upstream, &mut report, err)?;
+    if let Some(to) = &report.fast_forwarded {
+        writeln!(
+            err,
+            "Fast-forwarded to {to} ({} from {}) before the change.",
+            count(report.incoming.len(), "new commit", "new commits"),
+            report.upstream
+        )?;
+    }
+    Ok((vault, Some(upstream)))
+}
+
+/// After a command's commit: pushes it to `upstream` (none: the branch has no upstream),
+/// unless `--no-push`, and says so on `out`.
+pub fn publish(
+    vault: &Snapshot,
+    upstream: Option<&Upstream>,
+    global: &Global,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let Some(upstream) = upstream else {
+        return Ok(());
+    };
+    let name = short_name(upstream);
+    if global.no_push {
+        writeln!(out, "Not pushed (--no-push): `vault sync` pushes it.")?;
+    } else if vault.repo().push(upstream)? {
+        writeln!(out, "Pushed to {name}.")?;
+    } else {
+        writeln!(
+            out,
+            "Not pushed: {name} moved meanwhile. The commit is here; run `vault sync`."
+        )?;
+    }
+    Ok(())
+}
+
+/// `REMOTE/BRANCH`.
+fn short_name(upstream: &Upstream) -> String {
+    upstream
+        .tracking
+        .strip_prefix("refs/remotes/")
+        .unwrap_or(&upstream.tracking)
+        .to_string()
+}
+
 /// Fetches, checks and fast-forwards to the upstream, then repairs; returns the store at the
 /// new HEAD (the lock still held).
 fn integrate(
@@ -94,16 +160,24 @@ fn integrate(
     report: &mut SyncReport,
     err: &mut dyn Write,
 ) -> anyhow::Result<Snapshot> {
+    let upstream = vault.repo().upstream(args.remote.as_deref())?;
+    report.upstream = short_name(&upstream);
+    let vault = fetch_and_fast_forward(vault, global, &upstream, report, err)?;
+    repair(vault, global, report, err)
+}
+
+/// Fetches `upstream` and, when the branch is behind it, checks and fast-forwards.
+fn fetch_and_fast_forward(
+    vault: Snapshot,
+    global: &Global,
+    upstream: &Upstream,
+    report: &mut SyncReport,
+    err: &mut dyn Write,
+) -> anyhow::Result<Snapshot> {
     let repo = vault.repo();
-    let upstream = repo.upstream(args.remote.as_deref())?;
-    report.upstream = upstream
-        .tracking
-        .strip_prefix("refs/remotes/")
-        .unwrap_or(&upstream.tracking)
-        .to_string();
-    repo.fetch(&upstream)?;
+    repo.fetch(upstream)?;
     let head = vault.head();
-    let vault = match repo.tracking_commit(&upstream) {
+    Ok(match repo.tracking_commit(upstream) {
         None => vault, // the remote has no such branch yet: the push creates it
         Some(theirs) => match repo.standing(head, theirs)? {
             Standing::UpToDate | Standing::Ahead => vault,
@@ -119,8 +193,7 @@ fn integrate(
                 .into());
             }
         },
-    };
-    repair(vault, global, report, err)
+    })
 }
 
 /// Checks the incoming commits with `vault verify`'s rules from this clone's anchor, and moves
