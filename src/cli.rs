@@ -80,6 +80,12 @@ pub struct SyncArgs {
     /// Push even if a former member can still read an entry vault could not re-encrypt
     #[arg(long)]
     pub force: bool,
+    /// When both sides changed ENTRY differently, keep this clone's version (repeatable)
+    #[arg(long, value_name = "ENTRY")]
+    pub ours: Vec<String>,
+    /// When both sides changed ENTRY differently, keep the upstream's version (repeatable)
+    #[arg(long, value_name = "ENTRY")]
+    pub theirs: Vec<String>,
     /// Print what sync did as JSON
     #[arg(long)]
     pub json: bool,

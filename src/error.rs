@@ -85,12 +85,15 @@ pub enum Error {
         change: String,
     },
     /// Both the branch and its upstream have commits since `base`.
-    #[error("this clone and the upstream have both changed since {base} ({ours} here, {theirs} there): vault does not merge diverged histories yet; nothing was changed")]
+    #[error("this clone and the upstream have both changed since {base} ({ours} here, {theirs} there): nothing was changed")]
     Diverged {
         base: String,
         ours: String,
         theirs: String,
     },
+    /// Paths both sides of a merge changed that vault cannot merge, each with why.
+    #[error("the upstream cannot be merged: {}", .0.iter().map(|(p, why)| format!("{p} ({why})")).collect::<Vec<_>>().join(", "))]
+    MergeConflicts(Vec<(String, String)>),
     /// The remote kept getting new commits while sync integrated them.
     #[error("the upstream moved again on each of {0} tries while this clone integrated it")]
     PushRaced(usize),
@@ -272,7 +275,8 @@ impl Error {
             NoRemote(_) => "see the remotes with `git -C STORE remote -v`".into(),
             GitProgram { .. } => "fix what git says (network, ssh key, credentials), then run vault sync again: nothing was changed".into(),
             IncomingViolation { .. } => "check with the team who made that change: a trusted member who accepts the new key adds it with `vault add-member KEYFILE` (which signs it); otherwise remove the recipient upstream. Until then sync merges nothing".into(),
-            Diverged { .. } => "push or drop the local commits first: `git -C STORE log @{u}..` lists them; `git pull --no-rebase` merges them with git, then `vault repair` re-encrypts what the merge left wrong".into(),
+            Diverged { .. } => "run `vault sync` first: it merges them (and signs the merge)".into(),
+            MergeConflicts(_) => "nothing was changed. Decide each entry with `vault sync --ours ENTRY` (keep this clone's) or `--theirs ENTRY` (keep the upstream's), after comparing them (`pass show`, and `git show @{u}:ENTRY.gpg | gpg -d`)".into(),
             PushRaced(_) => "run vault sync again when the team's pushes have settled".into(),
             MemberExists(_) => "use a different --name for a different person. To change an existing member's key or folders, do not remove and re-add them: removal makes every credential they read one to rotate".into(),
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),

@@ -322,12 +322,32 @@ impl Snapshot {
         Self::load(repo, false, self._lock)
     }
 
+    /// The store as `draft` (a commit no ref points to yet, such as an unsigned merge), keeping
+    /// the lock: what a change completing `draft` plans from.
+    ///
+    /// # Errors
+    /// As [`Snapshot::open`].
+    pub fn at_draft(self, draft: CommitId) -> Result<Snapshot> {
+        let repo = Repo::open(self.repo.root())?;
+        Self::load_at(repo, false, self._lock, Some(draft))
+    }
+
     fn load(repo: Repo, lenient: bool, lock: Option<StoreLock>) -> Result<Snapshot> {
+        Self::load_at(repo, lenient, lock, None)
+    }
+
+    fn load_at(
+        repo: Repo,
+        lenient: bool,
+        lock: Option<StoreLock>,
+        at: Option<CommitId>,
+    ) -> Result<Snapshot> {
         // During a rebase HEAD is detached: readers read the commit it points to, and say why.
         let in_progress = repo.operation_in_progress();
-        let head = match in_progress {
-            Some(_) => repo.head_commit()?,
-            None => repo.head()?,
+        let head = match (at, in_progress) {
+            (Some(draft), _) => draft,
+            (None, Some(_)) => repo.head_commit()?,
+            (None, None) => repo.head()?,
         };
         let layout = Layout::new(repo.files(head)?);
         let roster = match layout.members {

@@ -129,12 +129,13 @@ fn sync_refuses_an_incoming_recipient_nobody_vouched_for() {
 }
 
 #[test]
-fn sync_stops_on_diverged_histories_and_changes_nothing() {
+fn sync_merges_diverged_histories_in_one_signed_commit() {
     let team = adopted_team();
     let (lab, alice_clone) = (&team.lab, &team.store);
     let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
+    // alice onboards carol but does not push; bob, on plain pass, adds an entry and pushes.
     let carol_args = [
         "--yes",
         "--no-push",
@@ -147,15 +148,107 @@ fn sync_stops_on_diverged_histories_and_changes_nothing() {
         .ok()
         .stdout_has("Not pushed (--no-push)");
     pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
+    // bob's clone trusts its own HEAD (the upstream's side of the coming merge).
+    lab.vault(&bob_clone, bob, &["--yes", "verify"]).ok();
+    // Membership commands do not merge: they say to sync.
+    lab.vault_as(alice_clone, alice, &["--yes", "remove-member", "bob"])
+        .fails()
+        .stderr_has("this clone and the upstream have both changed since")
+        .stderr_has("(1 commit here, 1 commit there)")
+        .stderr_has("vault sync");
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("From origin/main: 1 new commit.")
+        .stdout_has("Merged in one signed commit ")
+        .stdout_has("Pushed ");
+    alice_clone.assert_clean();
+    let merge = alice_clone.git_ok(&["cat-file", "-p", "HEAD"]);
+    assert_eq!(merge.matches("\nparent ").count(), 2, "{merge}");
+    assert!(merge.contains("gpgsig "), "the merge is signed:\n{merge}");
+    assert!(merge.contains("Vault-Action: merge"), "{merge}");
+    lab.vault(alice_clone, alice, &["verify"]).ok();
+
+    // bob's clone, anchored on the other side of the merge, accepts it: alice signed it.
+    bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
+    let verified = lab.vault(&bob_clone, bob, &["verify"]);
+    verified.ok();
+    assert!(!verified.stdout.contains("BAD"), "{verified}");
+
+    let carol_clone = clone(lab, &remote, "carol");
+    lab.assert_reads(&carol_clone, carol, &[("bob/new", "from bob\n")]);
+    lab.assert_reads(&carol_clone, carol, ROOT_ENTRIES);
+    lab.assert_reads(&carol_clone, bob, &[("bob/new", "from bob\n")]);
+    lab.assert_pass_init_reencrypts_nothing(&carol_clone, alice, "");
+}
+
+#[test]
+fn a_removal_and_a_stale_edit_merge_into_the_edit_without_the_leaver() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob) = (&team.alice, &team.bob);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    lab.vault_as(
+        alice_clone,
+        alice,
+        &["--yes", "--no-push", "remove-member", "bob"],
+    )
+    .ok();
+    // bob, not knowing, changes the bank password with his pass and pushes.
+    lab.pass(
+        &bob_clone,
+        bob,
+        &["insert", "-f", "-m", "bank"],
+        "new-bank-pw\n",
+    )
+    .ok();
+    bob_clone.git_ok(&["push", "-q"]);
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("Merged in one signed commit ")
+        .stdout_has("A former member could read 1 entry until now.")
+        .stdout_has("  bank\n")
+        .stdout_has("Pushed ");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, alice, &[("bank", "new-bank-pw\n")]);
+    lab.assert_cannot_read(&fresh, bob, &[("bank", "new-bank-pw\n")]);
+    lab.assert_cannot_read(&fresh, bob, &ROOT_ENTRIES[1..]);
+    lab.assert_pass_init_reencrypts_nothing(&fresh, alice, "");
+}
+
+#[test]
+fn a_true_conflict_stops_before_anything_is_written_until_settled() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob) = (&team.alice, &team.bob);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    lab.pass(
+        alice_clone,
+        alice,
+        &["insert", "-f", "-m", "bank"],
+        "alice-pw\n",
+    )
+    .ok();
+    lab.pass(&bob_clone, bob, &["insert", "-f", "-m", "bank"], "bob-pw\n")
+        .ok();
+    bob_clone.git_ok(&["push", "-q"]);
     let head = alice_clone.head();
 
     lab.vault_as(alice_clone, alice, &["--yes", "sync"])
         .fails()
-        .stderr_has("this clone and the upstream have both changed since")
-        .stderr_has("(1 commit here, 1 commit there)")
-        .stderr_has("nothing was changed");
+        .stderr_has("the upstream cannot be merged: bank.gpg (changed differently on both sides)")
+        .stderr_has("--ours ENTRY");
     assert_eq!(alice_clone.head(), head);
     alice_clone.assert_clean();
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync", "--ours", "bank"])
+        .ok()
+        .stdout_has("Merged in one signed commit ");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, bob, &[("bank", "alice-pw\n")]);
 }
 
 #[test]

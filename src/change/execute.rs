@@ -50,11 +50,10 @@ impl Snapshot {
             monitor,
         };
         let checked = self.unlock_all(&plan, &scope.work, &targets, identity, &steps)?;
-        if plan.every_entry
-            && checked
-                .iter()
-                .all(|c| matches!(c, Checked::Unchanged { .. }))
-        {
+        let nothing_to_do = checked
+            .iter()
+            .all(|c| matches!(c, Checked::Unchanged { .. }));
+        if plan.every_entry && plan.replaces.is_none() && nothing_to_do {
             return Err(Error::NothingToRepair {
                 not_reencrypted: scope.not_reencrypted,
             });
@@ -437,6 +436,7 @@ impl Snapshot {
             deletes: plan.key_deletes.clone(),
             message: String::new(),
             action: plan.action.to_string(),
+            replaces: plan.replaces,
         };
         let (mut rewrapped, mut reencrypted, mut unchanged) = (0, 0, 0);
         let mut exposed = scope.outside;

@@ -125,6 +125,7 @@ fn adopt_repo(
         deletes: Vec::new(),
         message: String::new(),
         action: "init".into(),
+        replaces: None,
     };
     for fpr in &used {
         let key = &keys[fpr];
@@ -247,6 +248,7 @@ pub fn create(
             ],
         ),
         action: "init".into(),
+        replaces: None,
     };
     repo.commit(&change, false, signer(identity).as_deref(), None, &|| false)
 }

@@ -10,10 +10,12 @@
 mod execute;
 mod failures;
 mod init;
+mod merge;
 mod plan;
 mod signers;
 
 pub use init::{adopt, create, Adopted, Keyring};
+pub use merge::Settle;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +50,8 @@ pub struct Plan {
     /// `vault repair`: every entry is checked against its `.gpg-id`, not only those under a
     /// changed one, and a change that finds nothing to do is refused ([`Error::NothingToRepair`]).
     every_entry: bool,
+    /// The unsigned merge this change completes ([`crate::git::Change::replaces`]).
+    replaces: Option<CommitId>,
 }
 
 impl Plan {

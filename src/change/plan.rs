@@ -88,6 +88,7 @@ impl Snapshot {
             gpg_id_signer: None,
             links: BTreeMap::new(),
             every_entry: false,
+            replaces: None,
         }
         .with_links(&self.layout))
     }
@@ -164,6 +165,7 @@ impl Snapshot {
             gpg_id_signer: None,
             links: BTreeMap::new(),
             every_entry: false,
+            replaces: None,
         }
         .with_links(&self.layout))
     }
@@ -202,6 +204,7 @@ impl Snapshot {
             gpg_id_signer: None,
             links: BTreeMap::new(),
             every_entry: true,
+            replaces: None,
         }
     }
 }

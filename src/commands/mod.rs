@@ -237,6 +237,17 @@ pub fn pass_signing_keys() -> anyhow::Result<Vec<vault::crypto::Fingerprint>> {
         .collect()
 }
 
+/// Sets up `plan` to sign the `.gpg-id` files it writes as the team's pass expects
+/// (`PASSWORD_STORE_SIGNING_KEY`, `--signing-key`).
+pub fn sign_gpg_ids(global: &Global, plan: &mut vault::change::Plan) -> anyhow::Result<()> {
+    let gpg_id_signer = match &global.signing_key {
+        Some(path) => Some(key_file(global, path, "reading signing key")?),
+        None => None,
+    };
+    plan.sign_gpg_ids_for_pass(pass_signing_keys()?, gpg_id_signer);
+    Ok(())
+}
+
 /// Carries out a planned membership change: pass's signing keys, the trust check (`vouched`, the
 /// key this command itself vouches for, is exempt), the operator, the re-encryption with progress
 /// and Ctrl-C handling, and the new trust anchor.
@@ -247,11 +258,7 @@ pub fn carry_out(
     vouched: Option<vault::crypto::Fingerprint>,
     err: &mut dyn Write,
 ) -> anyhow::Result<vault::change::Outcome> {
-    let gpg_id_signer = match &global.signing_key {
-        Some(path) => Some(key_file(global, path, "reading signing key")?),
-        None => None,
-    };
-    plan.sign_gpg_ids_for_pass(pass_signing_keys()?, gpg_id_signer);
+    sign_gpg_ids(global, &mut plan)?;
     let mut others = plan.recipients_after();
     if let Some(f) = vouched {
         others.remove(&f);

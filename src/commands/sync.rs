@@ -7,14 +7,19 @@ use std::io::Write;
 use serde::Serialize;
 
 use vault::audit::{audit, Filter};
-use vault::git::{CommitId, Standing, Upstream};
+use vault::change::Settle;
+use vault::crypto::Fingerprint;
+use vault::git::{CommitId, CommitInfo, Standing, Upstream};
 use vault::snapshot::Snapshot;
 use vault::text::{count, escape, format_unix};
-use vault::trust::verify;
+use vault::trust::{trust_at, verify, Verification};
 use vault::Error;
 
 use crate::cli::{Global, SyncArgs};
-use crate::commands::{advance_anchor, anchor, carry_out, open_for_change};
+use crate::commands::{
+    advance_anchor, anchor, carry_out, identity, open_for_change, sign_gpg_ids, warn_card,
+    with_monitor,
+};
 
 /// How often a push that lost the race to someone else's is retried (fetch, integrate, push).
 const TRIES: usize = 3;
@@ -28,6 +33,8 @@ pub struct SyncReport {
     pub incoming: Vec<Incoming>,
     /// The commit the branch was fast-forwarded to, if it was.
     pub fast_forwarded: Option<String>,
+    /// The signed merge commit, if this clone and the upstream had diverged.
+    pub merged: Option<Repaired>,
     /// The repair commit, if entries had to be re-encrypted.
     pub repaired: Option<Repaired>,
     /// The commit pushed, if anything was.
@@ -105,7 +112,7 @@ pub fn catch_up(
         upstream: short_name(&upstream),
         ..SyncReport::default()
     };
-    let vault = fetch_and_fast_forward(vault, global, &upstream, &mut report, err)?;
+    let vault = fetch_and_fast_forward(vault, global, &upstream, &mut report, err)?.current()?;
     if let Some(to) = &report.fast_forwarded {
         writeln!(
             err,
@@ -151,8 +158,8 @@ fn short_name(upstream: &Upstream) -> String {
         .to_string()
 }
 
-/// Fetches, checks and fast-forwards to the upstream, then repairs; returns the store at the
-/// new HEAD (the lock still held).
+/// Fetches, checks and integrates the upstream (a fast-forward, or a signed merge when both
+/// sides changed), then repairs; returns the store at the new HEAD (the lock still held).
 fn integrate(
     vault: Snapshot,
     global: &Global,
@@ -162,8 +169,101 @@ fn integrate(
 ) -> anyhow::Result<Snapshot> {
     let upstream = vault.repo().upstream(args.remote.as_deref())?;
     report.upstream = short_name(&upstream);
-    let vault = fetch_and_fast_forward(vault, global, &upstream, report, err)?;
+    let vault = match fetch_and_fast_forward(vault, global, &upstream, report, err)? {
+        Fetched::Current(vault) => vault,
+        Fetched::Diverged {
+            vault,
+            theirs,
+            base,
+        } => merge(vault, global, args, (base, theirs), report, err)?,
+    };
     repair(vault, global, report, err)
+}
+
+/// Both this clone and the upstream changed: checks the upstream's side with verify's rules
+/// from this clone's trust at the merge base, merges as vault decides ([`Snapshot::merge_draft`]),
+/// and completes it in one signed merge commit with every entry encrypted to exactly its
+/// merged `.gpg-id`. Nothing is encrypted to a recipient unvouched on its own side.
+fn merge(
+    vault: Snapshot,
+    global: &Global,
+    args: &SyncArgs,
+    (base, theirs): (CommitId, CommitId),
+    report: &mut SyncReport,
+    err: &mut dyn Write,
+) -> anyhow::Result<Snapshot> {
+    let repo = vault.repo();
+    let head = vault.head();
+    let anchor = anchor(&vault, global, err)?;
+    let ours = verify(repo, &anchor, head)?;
+    let theirs_checked = verify(repo, &trust_at(repo, &anchor, base)?, theirs)?;
+    let incoming = repo.incoming(head, theirs)?;
+    check_incoming(&incoming, &theirs_checked)?;
+    report.incoming = incoming.iter().map(Incoming::of).collect();
+    let identity = identity(global, Some(&vault))?;
+    let settle = Settle {
+        ours: args.ours.iter().cloned().collect(),
+        theirs: args.theirs.iter().cloned().collect(),
+    };
+    let draft = vault.merge_draft(
+        theirs,
+        identity.as_ref(),
+        &settle,
+        &format!("Merge {}", report.upstream),
+    )?;
+    let merged = vault.at_draft(draft)?;
+    let mut plan = merged.plan_merge(head, &report.upstream)?;
+    sign_gpg_ids(global, &mut plan)?;
+    let after = plan.recipients_after();
+    let unvouched: Vec<(String, String)> = ours
+        .unverified
+        .iter()
+        .chain(&theirs_checked.unverified)
+        .filter(|(r, _)| Fingerprint::parse(r).is_some_and(|f| after.contains(&f)))
+        .map(|(r, c)| (r.clone(), c.clone()))
+        .collect();
+    if !unvouched.is_empty() && !global.trust_unverified {
+        return Err(Error::Unverified(unvouched).into());
+    }
+    let total = merged.layout().entries.len();
+    warn_card(identity.as_ref(), total, err)?;
+    let outcome = with_monitor(total, "merging", |m| {
+        merged.execute(plan, identity.as_ref(), m)
+    })?;
+    advance_anchor(merged.repo(), &anchor, outcome.commit)?;
+    report.merged = Some(Repaired {
+        commit: outcome.commit.short(),
+        rewrapped: outcome.rewrapped,
+        reencrypted: outcome.reencrypted,
+        rotate: outcome.exposed.clone(),
+        not_reencrypted: outcome.not_reencrypted.clone(),
+    });
+    Ok(merged.reload()?)
+}
+
+/// Refuses incoming commits that add anyone nobody trusted vouched for.
+fn check_incoming(incoming: &[CommitInfo], checked: &Verification) -> anyhow::Result<()> {
+    let new: Vec<String> = incoming.iter().map(|c| c.id.short()).collect();
+    match checked.violations.iter().find(|f| new.contains(&f.commit)) {
+        Some(bad) => Err(Error::IncomingViolation {
+            commit: bad.commit.clone(),
+            author: bad.author.clone(),
+            change: bad.change.clone(),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+impl Incoming {
+    fn of(c: &CommitInfo) -> Incoming {
+        Incoming {
+            commit: c.id.short(),
+            author: c.author.clone(),
+            date: format_unix(c.time),
+            subject: escape(c.message.lines().next().unwrap_or("")).into_owned(),
+        }
+    }
 }
 
 /// Fetches `upstream` and, when the branch is behind it, checks and fast-forwards.
@@ -173,27 +273,58 @@ fn fetch_and_fast_forward(
     upstream: &Upstream,
     report: &mut SyncReport,
     err: &mut dyn Write,
-) -> anyhow::Result<Snapshot> {
+) -> anyhow::Result<Fetched> {
     let repo = vault.repo();
     repo.fetch(upstream)?;
     let head = vault.head();
     Ok(match repo.tracking_commit(upstream) {
-        None => vault, // the remote has no such branch yet: the push creates it
+        None => Fetched::Current(vault), // no such remote branch yet: the push creates it
         Some(theirs) => match repo.standing(head, theirs)? {
-            Standing::UpToDate | Standing::Ahead => vault,
-            Standing::Behind => fast_forward(vault, global, theirs, report, err)?,
-            Standing::Diverged { base } => {
-                let ours = repo.incoming(theirs, head)?.len();
-                let incoming = repo.incoming(head, theirs)?.len();
-                return Err(Error::Diverged {
+            Standing::UpToDate | Standing::Ahead => Fetched::Current(vault),
+            Standing::Behind => Fetched::Current(fast_forward(vault, global, theirs, report, err)?),
+            Standing::Diverged { base } => Fetched::Diverged {
+                vault,
+                theirs,
+                base,
+            },
+        },
+    })
+}
+
+/// Where fetching left the branch.
+enum Fetched {
+    /// Up to date with the upstream (or ahead of it): the store, the lock still held.
+    Current(Snapshot),
+    /// Both sides have commits since `base`.
+    Diverged {
+        vault: Snapshot,
+        theirs: CommitId,
+        base: CommitId,
+    },
+}
+
+impl Fetched {
+    /// For a command that does not merge: diverged histories are an error naming both sides.
+    fn current(self) -> anyhow::Result<Snapshot> {
+        match self {
+            Fetched::Current(vault) => Ok(vault),
+            Fetched::Diverged {
+                vault,
+                theirs,
+                base,
+            } => {
+                let repo = vault.repo();
+                let ours = repo.incoming(theirs, vault.head())?.len();
+                let incoming = repo.incoming(vault.head(), theirs)?.len();
+                Err(Error::Diverged {
                     base: base.short(),
                     ours: count(ours, "commit", "commits"),
                     theirs: count(incoming, "commit", "commits"),
                 }
-                .into());
+                .into())
             }
-        },
-    })
+        }
+    }
 }
 
 /// Checks the incoming commits with `vault verify`'s rules from this clone's anchor, and moves
@@ -209,24 +340,8 @@ fn fast_forward(
     let incoming = repo.incoming(vault.head(), theirs)?;
     let anchor = anchor(&vault, global, err)?;
     let v = verify(repo, &anchor, theirs)?;
-    let new: Vec<String> = incoming.iter().map(|c| c.id.short()).collect();
-    if let Some(bad) = v.violations.iter().find(|f| new.contains(&f.commit)) {
-        return Err(Error::IncomingViolation {
-            commit: bad.commit.clone(),
-            author: bad.author.clone(),
-            change: bad.change.clone(),
-        }
-        .into());
-    }
-    report.incoming = incoming
-        .iter()
-        .map(|c| Incoming {
-            commit: c.id.short(),
-            author: c.author.clone(),
-            date: format_unix(c.time),
-            subject: escape(c.message.lines().next().unwrap_or("")).into_owned(),
-        })
-        .collect();
+    check_incoming(&incoming, &v)?;
+    report.incoming = incoming.iter().map(Incoming::of).collect();
     repo.fast_forward(theirs, "sync")?;
     report.fast_forwarded = Some(theirs.short());
     advance_anchor(repo, &anchor, theirs)?;
@@ -317,6 +432,28 @@ fn print(report: &SyncReport, json: bool, out: &mut dyn Write) -> anyhow::Result
     }
     if let Some(to) = &report.fast_forwarded {
         writeln!(out, "Fast-forwarded to {to}.")?;
+    }
+    if let Some(m) = &report.merged {
+        writeln!(
+            out,
+            "Merged in one signed commit {} ({} gained readers, {} re-encrypted with fresh \
+             session keys).",
+            m.commit, m.rewrapped, m.reencrypted
+        )?;
+        if !m.rotate.is_empty() {
+            writeln!(
+                out,
+                "A former member could read {} until now. Rotate (change the credential, then \
+                 `pass edit`):",
+                count(m.rotate.len(), "entry", "entries")
+            )?;
+            for e in &m.rotate {
+                writeln!(out, "  {}", escape(e))?;
+            }
+        }
+        for what in &m.not_reencrypted {
+            writeln!(out, "  not re-encrypted: {what}")?;
+        }
     }
     if let Some(r) = &report.repaired {
         writeln!(

@@ -271,6 +271,25 @@ impl MemberKey {
         None
     }
 
+    /// This certificate merged with `other`, another copy of the same certificate (both sides
+    /// of a merge updated it: a renewed expiry here, a new subkey there): every packet of both,
+    /// as sequoia's `Cert::merge_public` keeps them (RFC 9580 §10.1 for what a certificate is).
+    ///
+    /// # Errors
+    /// [`KeyProblem::NotOpenPgp`] if they are different certificates (different primary keys).
+    pub fn merge(&self, other: &MemberKey) -> Result<MemberKey, KeyProblem> {
+        let merged = self
+            .cert
+            .clone()
+            .merge_public(other.cert.clone())
+            .map_err(|e| KeyProblem::NotOpenPgp(root_cause(&e)))?;
+        let armored = merged
+            .armored()
+            .to_vec()
+            .map_err(|e| KeyProblem::NotOpenPgp(root_cause(&e)))?;
+        MemberKey::parse(&armored)
+    }
+
     /// The public certificate, ASCII-armored (what `.public-keys/<FINGERPRINT>` holds).
     pub fn armored(&self) -> &[u8] {
         &self.armored

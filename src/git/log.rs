@@ -7,6 +7,15 @@ use super::*;
 use crate::error::Result;
 
 impl Repo {
+    /// Whether `commit` is `ancestor` or descends from it.
+    fn leads_to(&self, commit: git2::Oid, ancestor: git2::Oid) -> bool {
+        commit == ancestor
+            || self
+                .repo
+                .graph_descendant_of(commit, ancestor)
+                .unwrap_or(false)
+    }
+
     /// The paths that differ between two commits, each with whether it is a symbolic link on
     /// either side (a link can change which `.gpg-id` a folder reads).
     pub fn changed_paths(&self, commit: CommitId, parent: CommitId) -> Result<Vec<(String, bool)>> {
@@ -36,14 +45,18 @@ impl Repo {
             .map(|(sig, data)| (sig.to_vec(), data.to_vec()))
     }
 
-    /// The first-parent chain from `from` (exclusive) to `to` (inclusive), oldest first, with
-    /// each commit's first parent; `None` if `from` is not on `to`'s first-parent line.
     /// The best common ancestor of `a` and `b` (`git merge-base`), or `None` when they share no
     /// history or `a` is no longer in the repository (pruned after a reset or a rebase).
     pub fn merge_base(&self, a: CommitId, b: CommitId) -> Option<CommitId> {
         self.repo.merge_base(a.0, b.0).ok().map(CommitId)
     }
 
+    /// The line of commits from `from` (exclusive) to `to` (inclusive), oldest first, each with
+    /// the parent it is reached from; `None` if `from` is not an ancestor of `to`. The line
+    /// follows first parents, except at a merge whose first parent does not lead to `from`:
+    /// there it follows the parent that does. So a clone whose trusted commit came in as a
+    /// merge's second parent judges the merge against that parent (what the merge brought from
+    /// the other side is the merge's change, vouched for by whoever signed it).
     pub fn chain(
         &self,
         from: CommitId,
@@ -57,8 +70,17 @@ impl Repo {
                 return Ok(Some(out));
             }
             let commit = self.repo.find_commit(cur).map_err(ge("reading a commit"))?;
-            let Ok(parent) = commit.parent_id(0) else {
+            let mut parents = commit.parent_ids();
+            let Some(first) = parents.next() else {
                 return Ok(None);
+            };
+            let parent = if commit.parent_count() == 1 || self.leads_to(first, from.0) {
+                first
+            } else {
+                match parents.find(|p| self.leads_to(*p, from.0)) {
+                    Some(p) => p,
+                    None => first, // not an ancestor at all: the walk ends at the root
+                }
             };
             out.push((CommitInfo::of(&commit), CommitId(parent)));
             cur = parent;

@@ -43,6 +43,10 @@ pub struct Change {
     pub message: String,
     /// A short name of what is being done, for the journal and recovery messages.
     pub action: String,
+    /// A commit this change completes instead of HEAD: its tree is the starting point and its
+    /// parents are the new commit's (an unsigned merge from [`Repo::merge_trees`], whose first
+    /// parent is HEAD). `None`: on top of HEAD.
+    pub replaces: Option<CommitId>,
 }
 
 /// Writes the new content of a change's files next to them, as hidden temporaries, from any
@@ -140,10 +144,23 @@ impl Repo {
         };
 
         let mut index = Index::new().map_err(ge("making an index"))?;
-        if let Some(p) = parent {
+        let parent_ids: Vec<CommitId> = match change.replaces {
+            Some(draft) => {
+                let parents = self.parents(draft)?;
+                if parents.first() != parent.as_ref() {
+                    return Err(Error::git_msg(
+                        "committing a merge",
+                        "the merge does not start from HEAD",
+                    ));
+                }
+                parents
+            }
+            None => parent.into_iter().collect(),
+        };
+        if let Some(start) = change.replaces.or(parent) {
             let tree = self
                 .repo
-                .find_commit(p.0)
+                .find_commit(start.0)
                 .and_then(|c| c.tree())
                 .map_err(ge("reading HEAD's tree"))?;
             index.read_tree(&tree).map_err(ge("reading HEAD's tree"))?;
@@ -165,7 +182,7 @@ impl Repo {
         }
         let tree = self.write_tree(&mut index)?;
         let author = self.author()?;
-        let parents: Vec<git2::Commit> = parent
+        let parents: Vec<git2::Commit> = parent_ids
             .iter()
             .map(|p| self.repo.find_commit(p.0))
             .collect::<std::result::Result<_, _>>()
@@ -196,12 +213,22 @@ impl Repo {
         if interrupted() {
             return Err(Error::Interrupted);
         }
+        // A merge also brings the upstream's files into the work tree.
+        let merged: Vec<String> = match (change.replaces, parent) {
+            (Some(draft), Some(head)) => self
+                .changed_paths(draft, head)?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
+            _ => Vec::new(),
+        };
         self.check_writable(
             change
                 .writes
                 .iter()
                 .map(|(p, _)| p.as_str())
-                .chain(change.deletes.iter().map(String::as_str)),
+                .chain(change.deletes.iter().map(String::as_str))
+                .chain(merged.iter().map(String::as_str)),
         )?;
         // Everything the new commit needs (objects and staged files) must be on disk before the
         // branch may point to it.

@@ -166,3 +166,42 @@ pub fn render_gpg_id_keeping(
     }
     out
 }
+
+/// The three-way merge of a `.gpg-id` both sides of a git merge changed: every recipient line
+/// either side added is in, every one either side removed is out (a removal wins over keeping),
+/// comments and order as in `ours`, then `theirs`' additions. Lines are compared as pass reads
+/// them (surrounding spaces and tabs trimmed); a missing side is empty. LF line ends.
+pub fn merge_gpg_id(base: &[u8], ours: &[u8], theirs: &[u8]) -> String {
+    let lines = |b: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
+    };
+    let recipient = |l: &str| {
+        let t = trim_blanks(l);
+        (!t.is_empty() && !t.starts_with('#')).then(|| t.to_string())
+    };
+    let set = |ls: &[String]| -> std::collections::BTreeSet<String> {
+        ls.iter().filter_map(|l| recipient(l)).collect()
+    };
+    let (base, ours, theirs) = (lines(base), lines(ours), lines(theirs));
+    let (b, t) = (set(&base), set(&theirs));
+    let removed_by_theirs: Vec<&String> = b.difference(&t).collect();
+    let mut out: Vec<String> = ours
+        .iter()
+        .filter(|l| recipient(l).is_none_or(|r| !removed_by_theirs.contains(&&r)))
+        .cloned()
+        .collect();
+    let have = set(&out);
+    for l in &theirs {
+        if let Some(r) = recipient(l) {
+            if !b.contains(&r) && !have.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}

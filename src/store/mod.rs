@@ -7,7 +7,9 @@ mod gpg_id;
 mod layout;
 pub mod roster;
 
-pub use gpg_id::{parse_gpg_id, render_gpg_id, render_gpg_id_keeping, GpgIdLine, Recipient};
+pub use gpg_id::{
+    merge_gpg_id, parse_gpg_id, render_gpg_id, render_gpg_id_keeping, GpgIdLine, Recipient,
+};
 pub use layout::{
     entry_name, is_membership_file, is_store_file, is_temporary_name, Entry, Layout, Skipped,
     TMP_SUFFIX,

@@ -146,6 +146,37 @@ impl Roster {
         Ok(())
     }
 
+    /// The three-way merge of `.members.toml` when both sides of a git merge changed it, by
+    /// fingerprint: a member either side added is in (under the name that side gave, ours first
+    /// when both did), a member either side retired is out, and a former member stays former
+    /// (one record per fingerprint, ours first).
+    pub fn merge(base: &Roster, ours: &Roster, theirs: &Roster) -> Roster {
+        let former_fprs: std::collections::BTreeSet<Fingerprint> = ours
+            .former
+            .iter()
+            .chain(&theirs.former)
+            .map(|f| f.fingerprint)
+            .collect();
+        let in_base = |f: &Fingerprint| base.members.values().any(|b| b == f);
+        let kept = |side: &Roster, f: &Fingerprint| side.members.values().any(|s| s == f);
+        let mut out = Roster::default();
+        for (name, fpr) in ours.members.iter().chain(&theirs.members) {
+            let removed_by_a_side = in_base(fpr) && (!kept(ours, fpr) || !kept(theirs, fpr));
+            if former_fprs.contains(fpr) || removed_by_a_side || out.name_of(*fpr).is_some() {
+                continue;
+            }
+            if !out.members.contains_key(name) {
+                out.members.insert(name.clone(), *fpr);
+            }
+        }
+        for f in ours.former.iter().chain(&theirs.former) {
+            if !out.former.iter().any(|o| o.fingerprint == f.fingerprint) {
+                out.former.push(f.clone());
+            }
+        }
+        out
+    }
+
     /// Moves a member to the former members.
     pub fn retire(&mut self, name: &MemberName, encryption_keys: Vec<String>, removed: String) {
         if let Some(fingerprint) = self.members.remove(name) {

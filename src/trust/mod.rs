@@ -166,6 +166,34 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
     Ok(out)
 }
 
+/// This clone's trust carried to `commit` (an ancestor of HEAD or of the upstream, such as
+/// their merge base): verified from the anchor when the anchor leads to it; otherwise (the
+/// anchor is past it) the anchor's fingerprints that are recipients there: never more than the
+/// anchor trusts.
+///
+/// # Errors
+/// Git errors reading history.
+pub fn trust_at(repo: &Repo, anchor: &Anchor, commit: CommitId) -> Result<Anchor> {
+    if repo.chain(anchor.commit, commit)?.is_some() {
+        let v = verify(repo, anchor, commit)?;
+        return Ok(Anchor {
+            commit,
+            trusted: v.trusted,
+        });
+    }
+    let state = Reader::new(repo).state(commit)?;
+    let recipients = state.recipients();
+    Ok(Anchor {
+        commit,
+        trusted: anchor
+            .trusted
+            .iter()
+            .filter(|f| recipients.contains(f.to_string().as_str()))
+            .copied()
+            .collect(),
+    })
+}
+
 /// The trusted keys that vouch for `commit`: who signed it, and whose `.gpg-id.sig` verifies
 /// each folder it adds someone to. Trusted means trusted before the commit; their certificates
 /// come from the parent or, for a key the commit itself updates, from the commit.
