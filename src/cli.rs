@@ -158,4 +158,8 @@ pub struct VerifyArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// Settle a reviewed violation for the whole team: record, in a commit signed by you (a
+    /// trusted member), that the changes of COMMIT are vouched for
+    #[arg(long, value_name = "COMMIT")]
+    pub accept: Option<String>,
 }

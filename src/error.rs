@@ -91,6 +91,12 @@ pub enum Error {
         ours: String,
         theirs: String,
     },
+    #[error("there is no commit {0:?} in the store's history")]
+    NoSuchCommit(String),
+    #[error(
+        "commit {0} added no recipient or key that verify reports: there is nothing to accept"
+    )]
+    NothingToAccept(String),
     /// Paths both sides of a merge changed that vault cannot merge, each with why.
     #[error("the upstream cannot be merged: {}", .0.iter().map(|(p, why)| format!("{p} ({why})")).collect::<Vec<_>>().join(", "))]
     MergeConflicts(Vec<(String, String)>),
@@ -274,8 +280,10 @@ impl Error {
             NoUpstream(b) => format!("set one with `git -C STORE branch --set-upstream-to=origin/{b}`, or name the remote with --remote"),
             NoRemote(_) => "see the remotes with `git -C STORE remote -v`".into(),
             GitProgram { .. } => "fix what git says (network, ssh key, credentials), then run vault sync again: nothing was changed".into(),
-            IncomingViolation { .. } => "check with the team who made that change: a trusted member who accepts the new key adds it with `vault add-member KEYFILE` (which signs it); otherwise remove the recipient upstream. Until then sync merges nothing".into(),
+            IncomingViolation { commit, .. } => format!("check with the team who made that change. If it is right, a trusted member accepts it for everyone: `vault verify --accept {commit}`; otherwise remove the recipient upstream. Until then sync merges nothing"),
             Diverged { .. } => "run `vault sync` first: it merges them (and signs the merge)".into(),
+            NoSuchCommit(_) => "give a commit id from `vault verify` (the BAD lines)".into(),
+            NothingToAccept(_) => "`vault verify` lists the commits with violations (BAD)".into(),
             MergeConflicts(_) => "nothing was changed. Decide each entry with `vault sync --ours ENTRY` (keep this clone's) or `--theirs ENTRY` (keep the upstream's), after comparing them (`pass show`, and `git show @{u}:ENTRY.gpg | gpg -d`)".into(),
             PushRaced(_) => "run vault sync again when the team's pushes have settled".into(),
             MemberExists(_) => "use a different --name for a different person. To change an existing member's key or folders, do not remove and re-add them: removal makes every credential they read one to rotate".into(),
@@ -301,7 +309,7 @@ impl Error {
             NoGitIdentity => "set `git config --global user.name` and `user.email` (or $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL), then run vault again".into(),
             BadSigningKeyVar(_) => "set it as pass expects: full 40-digit fingerprints, separated by spaces".into(),
             Interrupted => "run the command again when ready".into(),
-            Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member runs `vault add-member` with that key (the signed commit vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
+            Unverified(_) => "run `vault verify` to see who made that change. If it is legitimate, a trusted member accepts it for the team with `vault verify --accept COMMIT` (a signed commit that vouches for it); if not, remove it from the .gpg-id and .public-keys/ in a commit. --trust-unverified overrides, for recovery only".into(),
             Unfinished { .. } => "fix the cause (disk space, permissions), then run any vault command: it finishes the change first".into(),
             GpgIdSigner { .. } => "give that key's secret key file with --signing-key FILE (e.g. the team's signing key), or ask whoever holds it to make this change; to move the store to another signing key, every member changes PASSWORD_STORE_SIGNING_KEY and re-signs with `pass init`".into(),
             NoSuchFolder { .. } => "check the name (`vault members` lists the folders each member reads), or give --create to make a new folder with its own .gpg-id".into(),

@@ -115,7 +115,7 @@ fn sync_refuses_an_incoming_recipient_nobody_vouched_for() {
         .fails()
         .stderr_has(&format!("the upstream's commit {bad} by Vault Test adds "))
         .stderr_has("nothing was merged")
-        .stderr_has("vault add-member KEYFILE");
+        .stderr_has(&format!("`vault verify --accept {bad}`"));
     assert_eq!(alice_clone.head(), head, "nothing merged");
     alice_clone.assert_clean();
     assert_eq!(
@@ -300,4 +300,167 @@ fn sync_without_an_upstream_says_how_to_set_one() {
         .fails()
         .stderr_has("no remote named \"nowhere\"");
     assert_eq!(team.store.head(), head);
+}
+
+#[test]
+fn two_onboardings_on_two_clones_merge_into_both() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
+    let dave = Person::generate("dave", KeyKind::Ed25519);
+    introduce(&[alice, bob, carol, &dave]);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    // alice adds carol locally; bob, with vault in his clone, adds dave and pushes.
+    let carol_args = [
+        "--yes",
+        "--no-push",
+        "add-member",
+        carol.public_str(),
+        "--fingerprint",
+        &carol.fpr,
+    ];
+    lab.vault_as(alice_clone, alice, &carol_args).ok();
+    let dave_args = [
+        "--yes",
+        "add-member",
+        dave.public_str(),
+        "--fingerprint",
+        &dave.fpr,
+    ];
+    lab.vault_as(&bob_clone, bob, &dave_args)
+        .ok()
+        .stdout_has("Pushed to origin/main.");
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("Merged in one signed commit ")
+        .stdout_has("Pushed ");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, carol, ROOT_ENTRIES);
+    lab.assert_reads(&fresh, &dave, ROOT_ENTRIES);
+    lab.assert_cannot_read(&fresh, &dave, OPS_ENTRIES);
+    lab.assert_pass_init_reencrypts_nothing(&fresh, alice, "");
+    let members = lab.vault(&fresh, alice, &["members"]);
+    members.ok().stdout_has("carol").stdout_has("dave");
+    lab.vault(alice_clone, alice, &["verify"]).ok();
+    bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
+    let verified = lab.vault(&bob_clone, bob, &["verify"]);
+    verified.ok();
+    assert!(!verified.stdout.contains("BAD"), "{verified}");
+}
+
+#[test]
+fn an_onboarding_and_an_offboarding_merge_without_the_leaver() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
+    let dave = Person::generate("dave", KeyKind::Ed25519);
+    introduce(&[alice, bob, carol, &dave]);
+    let remote = share(lab, alice_clone);
+    // carol joins (pushed), then bob's clone is made.
+    lab.vault_as(
+        alice_clone,
+        alice,
+        &[
+            "--yes",
+            "add-member",
+            carol.public_str(),
+            "--fingerprint",
+            &carol.fpr,
+        ],
+    )
+    .ok();
+    let bob_clone = clone(lab, &remote, "bob");
+    // alice adds dave locally; bob removes carol and pushes.
+    lab.vault_as(
+        alice_clone,
+        alice,
+        &[
+            "--yes",
+            "--no-push",
+            "add-member",
+            dave.public_str(),
+            "--fingerprint",
+            &dave.fpr,
+        ],
+    )
+    .ok();
+    lab.vault_as(&bob_clone, bob, &["--yes", "remove-member", "carol"])
+        .ok()
+        .stdout_has("Pushed to origin/main.");
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("Merged in one signed commit ")
+        .stdout_has("A former member could read ")
+        .stdout_has("Pushed ");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, &dave, ROOT_ENTRIES);
+    lab.assert_cannot_read(&fresh, carol, ROOT_ENTRIES);
+    lab.assert_pass_init_reencrypts_nothing(&fresh, alice, "");
+    let members = lab.vault(&fresh, alice, &["members"]);
+    members
+        .ok()
+        .stdout_has("dave")
+        .stdout_has("Former members:");
+    let (current, former) = members.stdout.split_once("Former members:").unwrap();
+    assert!(
+        !current.contains("carol") && former.contains("carol"),
+        "{members}"
+    );
+}
+
+#[test]
+fn a_reviewed_violation_is_accepted_for_the_whole_team() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, carol) = (&team.alice, &team.carol);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    // Another member's clone, anchored before the change.
+    let other = clone(lab, &remote, "other");
+    lab.vault(&other, alice, &["--yes", "verify"]).ok();
+    // bob adds carol by hand (plain git, unsigned) and pushes.
+    fs::copy(
+        &carol.public,
+        bob_clone.file(&format!(".public-keys/{}", carol.fpr)),
+    )
+    .unwrap();
+    let gpg_id = bob_clone.file(".gpg-id");
+    let text = fs::read_to_string(&gpg_id).unwrap() + &format!("{}\n", carol.fpr);
+    fs::write(&gpg_id, text).unwrap();
+    git_commit_all(&bob_clone, "Add carol");
+    bob_clone.git_ok(&["push", "-q"]);
+    let bad = bob_clone.git_ok(&["rev-parse", "--short=10", "HEAD"]);
+
+    // sync refuses it, and its hint works as written.
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .fails()
+        .stderr_has(&format!("`vault verify --accept {bad}`"));
+    lab.vault_as(alice_clone, alice, &["--yes", "verify", "--accept", &bad])
+        .ok()
+        .stderr_has("adds ")
+        .stdout_has(&format!("Accepted the changes of commit {bad}"))
+        .stdout_has("Pushed to origin/main.");
+    let verified = lab.vault(alice_clone, alice, &["verify"]);
+    verified.ok();
+    assert!(!verified.stdout.contains("BAD"), "{verified}");
+    // Now sync brings carol her entries, and every clone agrees.
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("Repaired ");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, carol, ROOT_ENTRIES);
+    other.git_ok(&["pull", "-q", "--ff-only"]);
+    let theirs = lab.vault(&other, alice, &["verify"]);
+    theirs
+        .ok()
+        .stdout_has("(accepted by a trusted member later)")
+        .stdout_has(&format!("accepts the changes of commit {bad}"));
+    assert!(!theirs.stdout.contains("BAD"), "{theirs}");
+    // Accepting a commit with nothing to accept is refused.
+    lab.vault_as(alice_clone, alice, &["--yes", "verify", "--accept", "HEAD"])
+        .fails()
+        .stderr_has("there is nothing to accept");
 }

@@ -7,6 +7,7 @@
 //! the work tree before the commit point, so an error anywhere leaves the store as it was.
 //! Adopting or creating a store is `init.rs`.
 
+mod accept;
 mod execute;
 mod failures;
 mod init;

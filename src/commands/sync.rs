@@ -103,6 +103,17 @@ pub fn catch_up(
     global: &Global,
     err: &mut dyn Write,
 ) -> anyhow::Result<(Snapshot, Option<Upstream>)> {
+    catch_up_accepting(vault, global, None, err)
+}
+
+/// [`catch_up`], letting in the violations of the commit `accepting` (short id) names: the
+/// one `vault verify --accept` is about to settle.
+pub fn catch_up_accepting(
+    vault: Snapshot,
+    global: &Global,
+    accepting: Option<&str>,
+    err: &mut dyn Write,
+) -> anyhow::Result<(Snapshot, Option<Upstream>)> {
     let upstream = match vault.repo().upstream(None) {
         Ok(u) => u,
         Err(Error::NoUpstream(_)) => return Ok((vault, None)),
@@ -112,7 +123,8 @@ pub fn catch_up(
         upstream: short_name(&upstream),
         ..SyncReport::default()
     };
-    let vault = fetch_and_fast_forward(vault, global, &upstream, &mut report, err)?.current()?;
+    let vault =
+        fetch_and_fast_forward(vault, global, &upstream, accepting, &mut report, err)?.current()?;
     if let Some(to) = &report.fast_forwarded {
         writeln!(
             err,
@@ -169,7 +181,7 @@ fn integrate(
 ) -> anyhow::Result<Snapshot> {
     let upstream = vault.repo().upstream(args.remote.as_deref())?;
     report.upstream = short_name(&upstream);
-    let vault = match fetch_and_fast_forward(vault, global, &upstream, report, err)? {
+    let vault = match fetch_and_fast_forward(vault, global, &upstream, None, report, err)? {
         Fetched::Current(vault) => vault,
         Fetched::Diverged {
             vault,
@@ -198,7 +210,7 @@ fn merge(
     let ours = verify(repo, &anchor, head)?;
     let theirs_checked = verify(repo, &trust_at(repo, &anchor, base)?, theirs)?;
     let incoming = repo.incoming(head, theirs)?;
-    check_incoming(&incoming, &theirs_checked)?;
+    check_incoming(&incoming, &theirs_checked, None)?;
     report.incoming = incoming.iter().map(Incoming::of).collect();
     let identity = identity(global, Some(&vault))?;
     let settle = Settle {
@@ -241,10 +253,20 @@ fn merge(
     Ok(merged.reload()?)
 }
 
-/// Refuses incoming commits that add anyone nobody trusted vouched for.
-fn check_incoming(incoming: &[CommitInfo], checked: &Verification) -> anyhow::Result<()> {
+/// Refuses incoming commits that add anyone nobody trusted vouched for (except the commit
+/// `accepting` names, about to be accepted).
+fn check_incoming(
+    incoming: &[CommitInfo],
+    checked: &Verification,
+    accepting: Option<&str>,
+) -> anyhow::Result<()> {
     let new: Vec<String> = incoming.iter().map(|c| c.id.short()).collect();
-    match checked.violations.iter().find(|f| new.contains(&f.commit)) {
+    let bad = checked
+        .violations
+        .iter()
+        .filter(|f| accepting != Some(f.commit.as_str()))
+        .find(|f| new.contains(&f.commit));
+    match bad {
         Some(bad) => Err(Error::IncomingViolation {
             commit: bad.commit.clone(),
             author: bad.author.clone(),
@@ -271,6 +293,7 @@ fn fetch_and_fast_forward(
     vault: Snapshot,
     global: &Global,
     upstream: &Upstream,
+    accepting: Option<&str>,
     report: &mut SyncReport,
     err: &mut dyn Write,
 ) -> anyhow::Result<Fetched> {
@@ -281,7 +304,9 @@ fn fetch_and_fast_forward(
         None => Fetched::Current(vault), // no such remote branch yet: the push creates it
         Some(theirs) => match repo.standing(head, theirs)? {
             Standing::UpToDate | Standing::Ahead => Fetched::Current(vault),
-            Standing::Behind => Fetched::Current(fast_forward(vault, global, theirs, report, err)?),
+            Standing::Behind => {
+                Fetched::Current(fast_forward(vault, global, theirs, accepting, report, err)?)
+            }
             Standing::Diverged { base } => Fetched::Diverged {
                 vault,
                 theirs,
@@ -333,6 +358,7 @@ fn fast_forward(
     vault: Snapshot,
     global: &Global,
     theirs: CommitId,
+    accepting: Option<&str>,
     report: &mut SyncReport,
     err: &mut dyn Write,
 ) -> anyhow::Result<Snapshot> {
@@ -340,7 +366,7 @@ fn fast_forward(
     let incoming = repo.incoming(vault.head(), theirs)?;
     let anchor = anchor(&vault, global, err)?;
     let v = verify(repo, &anchor, theirs)?;
-    check_incoming(&incoming, &v)?;
+    check_incoming(&incoming, &v, accepting)?;
     report.incoming = incoming.iter().map(Incoming::of).collect();
     repo.fast_forward(theirs, "sync")?;
     report.fast_forwarded = Some(theirs.short());

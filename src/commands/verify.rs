@@ -4,8 +4,12 @@ use std::io::Write;
 
 use vault::trust::{verify, Finding, Reanchored};
 
+use vault::Error;
+
 use crate::cli::{Global, VerifyArgs};
-use crate::commands::{anchor, open};
+use crate::commands::sync::{catch_up_accepting, publish};
+use crate::commands::{advance_anchor, anchor, identity, open, open_for_change};
+use crate::ui;
 
 /// Runs the verification; returns whether there are violations.
 pub fn run(
@@ -14,6 +18,9 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<bool> {
+    if let Some(commit) = &args.accept {
+        return accept(global, commit, out, err).map(|()| false);
+    }
     let vault = open(global, err)?;
     let anchor = anchor(&vault, global, err)?;
     anchor.save(vault.repo())?;
@@ -79,4 +86,62 @@ pub fn say_reanchored(r: &Reanchored, err: &mut dyn Write) -> std::io::Result<()
          checked again.",
         r.from, r.to
     )
+}
+
+/// `vault verify --accept COMMIT`: the operator, a trusted member, vouches for what COMMIT
+/// added, in a signed commit every clone's verify honours; pushed like any change.
+fn accept(
+    global: &Global,
+    spec: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let vault = open_for_change(global, err)?;
+    // The commit may be upstream only (sync refused it): look there too.
+    if let Ok(upstream) = vault.repo().upstream(None) {
+        vault.repo().fetch(&upstream)?;
+    }
+    let commit = vault.repo().resolve_commit(spec)?;
+    let (vault, upstream) = catch_up_accepting(vault, global, Some(&commit.short()), err)?;
+    let anchor = anchor(&vault, global, err)?;
+    let v = verify(vault.repo(), &anchor, vault.head())?;
+    let changes: Vec<String> = v
+        .violations
+        .iter()
+        .filter(|f| f.commit == commit.short())
+        .map(|f| format!("{} ({}, {})", f.change, f.author, f.date))
+        .collect();
+    if changes.is_empty() {
+        return Err(Error::NothingToAccept(commit.short()).into());
+    }
+    let operator = identity(global, Some(&vault))?.ok_or(Error::NoIdentity)?;
+    if !v.trusted.contains(&operator.fingerprint()) {
+        anyhow::bail!(
+            "your key {} is not a member this clone trusts: only a trusted member can accept a \
+             change",
+            operator.fingerprint()
+        );
+    }
+    writeln!(err, "Accepting the changes of commit {}:", commit.short())?;
+    for c in &changes {
+        writeln!(err, "  {c}")?;
+    }
+    let yes = ui::confirm(
+        global.yes,
+        "Vouch for these changes for the whole team?",
+        "accepting needs confirmation: pass --yes",
+    )?;
+    if !yes {
+        writeln!(err, "Nothing changed.")?;
+        return Ok(());
+    }
+    let accepted = vault.accept(commit, &changes, &operator)?;
+    advance_anchor(vault.repo(), &anchor, accepted)?;
+    writeln!(
+        out,
+        "Accepted the changes of commit {}; commit {}.",
+        commit.short(),
+        accepted.short()
+    )?;
+    publish(&vault.reload()?, upstream.as_ref(), global, out)
 }

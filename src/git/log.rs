@@ -45,6 +45,18 @@ impl Repo {
             .map(|(sig, data)| (sig.to_vec(), data.to_vec()))
     }
 
+    /// The commit `spec` names (a full or abbreviated id, a ref, `HEAD~2` …: git's rules).
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchCommit`] when it names no commit.
+    pub fn resolve_commit(&self, spec: &str) -> Result<CommitId> {
+        self.repo
+            .revparse_single(spec)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| CommitId(c.id()))
+            .map_err(|_| crate::Error::NoSuchCommit(crate::text::escape(spec).into_owned()))
+    }
+
     /// The best common ancestor of `a` and `b` (`git merge-base`), or `None` when they share no
     /// history or `a` is no longer in the repository (pruned after a reset or a rebase).
     pub fn merge_base(&self, a: CommitId, b: CommitId) -> Option<CommitId> {

@@ -18,6 +18,9 @@ pub(super) struct Ledger {
     pub trusted: BTreeSet<String>,
     /// Unvouched recipient -> the short id of the commit that first added it.
     pub added_by: BTreeMap<String, String>,
+    /// Short ids of commits whose changes a trusted member accepted (`vault verify --accept`):
+    /// their violations are settled.
+    pub accepted: BTreeSet<String>,
 }
 
 /// Who vouched for a commit: a trusted member's signature on the commit itself, and, per folder,
@@ -76,6 +79,30 @@ pub(super) fn judge(
     };
     let signer = vouchers.signer;
 
+    // A signed `vault verify --accept COMMIT`: what COMMIT added is vouched for.
+    if let Some(v) = signer {
+        for accepted in accepted_commits(commit.message) {
+            let short: String = accepted.chars().take(10).collect();
+            let now = state.recipients();
+            let added: Vec<String> = ledger
+                .added_by
+                .iter()
+                .filter(|(_, c)| **c == short)
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in added {
+                ledger.added_by.remove(&r);
+                if now.contains(r.as_str()) {
+                    ledger.trusted.insert(r);
+                }
+            }
+            out.vouched.push(commit.finding(
+                format!("accepts the changes of commit {short}"),
+                Some(name_of(v)),
+            ));
+            ledger.accepted.insert(short);
+        }
+    }
     if let (Some(v), Some(fpr)) = (signer, vouched_member(commit.message)) {
         if !ledger.trusted.contains(&fpr) && state.recipients().contains(fpr.as_str()) {
             out.vouched.push(commit.finding(
@@ -182,6 +209,26 @@ pub(super) fn vouched_member(message: &str) -> Option<String> {
     };
     let fpr = member.rsplit_once('<')?.1.strip_suffix('>')?;
     Fingerprint::parse(fpr).map(|f| f.to_string())
+}
+
+/// The commits a `vault verify --accept` commit accepts: the values of its `Vault-Accept`
+/// trailers (full hex ids), when its trailer block says `Vault-Action: accept` (git's rules,
+/// [`trailers`]). Empty for any other commit.
+pub(super) fn accepted_commits(message: &str) -> Vec<String> {
+    let trailers = trailers(message);
+    if !trailers
+        .iter()
+        .any(|(k, v)| k == "Vault-Action" && v == "accept")
+    {
+        return Vec::new();
+    }
+    trailers
+        .into_iter()
+        .filter(|(k, v)| {
+            k == "Vault-Accept" && v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .collect()
 }
 
 /// A recipient for people: its fingerprint and first user id (escaped), or the `.gpg-id` text.
@@ -401,6 +448,40 @@ mod tests {
             &Vouchers::default(),
         );
         assert!(!ledger.trusted.contains(CAROL));
+    }
+
+    #[test]
+    fn a_signed_acceptance_settles_the_accepted_commit_only() {
+        let both = state(&[("", ALICE), ("", MALLORY)], &[]);
+        let mut ledger = trusting(&[ALICE]);
+        ledger.added_by.insert(MALLORY.into(), "0123456789".into());
+        let full = format!("0123456789{}", "a".repeat(30));
+        let message = format!("Accept\n\nVault-Action: accept\nVault-Accept: {full}\n");
+        assert_eq!(accepted_commits(&message), std::slice::from_ref(&full));
+        // Unsigned, it is nothing.
+        let mut out = Verification::default();
+        judge(
+            &mut out,
+            &mut ledger,
+            &stamp(&message),
+            (&both, &both),
+            &Vouchers::default(),
+        );
+        assert!(ledger.accepted.is_empty() && !ledger.trusted.contains(MALLORY));
+        // Signed by a trusted member, what that commit added is trusted from now on.
+        judge(
+            &mut out,
+            &mut ledger,
+            &stamp(&message),
+            (&both, &both),
+            &signed_by(ALICE),
+        );
+        assert!(ledger.trusted.contains(MALLORY));
+        assert_eq!(ledger.accepted, ["0123456789".to_string()].into());
+        assert_eq!(out.vouched.len(), 1);
+        // Only a well-formed trailer in a `Vault-Action: accept` commit counts.
+        assert!(accepted_commits(&format!("x\n\nVault-Accept: {full}\n")).is_empty());
+        assert!(accepted_commits("x\n\nVault-Action: accept\nVault-Accept: HEAD\n").is_empty());
     }
 
     #[test]

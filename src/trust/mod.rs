@@ -142,10 +142,12 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
     for (info, parent) in &chain {
         // A symbolic link anywhere can change which `.gpg-id` a folder reads (pass follows
         // them, and so does vault): such a commit is checked too.
+        // A `vault verify --accept` commit changes no file: it is checked for its trailers.
         if !repo
             .changed_paths(info.id, *parent)?
             .iter()
             .any(|(p, is_link)| *is_link || is_membership_file(p))
+            && judge::accepted_commits(&info.message).is_empty()
         {
             continue;
         }
@@ -270,13 +272,23 @@ fn check_signed_gpg_ids(
 /// longer a violation; recipients at HEAD nobody vouched for are listed with the commit that
 /// added them (the anchor's, if they were there before it and not trusted then).
 fn settle(out: &mut Verification, ledger: Ledger, at_head: &State, anchor: &Anchor) {
-    let Ledger { trusted, added_by } = ledger;
+    let Ledger {
+        trusted,
+        added_by,
+        accepted,
+    } = ledger;
     let (cleared, violations): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut out.violations)
         .into_iter()
-        .partition(|f| f.subject.as_ref().is_some_and(|r| trusted.contains(r)));
+        .partition(|f| {
+            accepted.contains(&f.commit) || f.subject.as_ref().is_some_and(|r| trusted.contains(r))
+        });
     out.violations = violations;
     out.warnings.extend(cleared.into_iter().map(|f| Finding {
-        change: format!("{} (vouched for by a trusted member later)", f.change),
+        change: if accepted.contains(&f.commit) {
+            format!("{} (accepted by a trusted member later)", f.change)
+        } else {
+            format!("{} (vouched for by a trusted member later)", f.change)
+        },
         ..f
     }));
     for r in at_head.recipients() {
