@@ -70,6 +70,36 @@ pub enum Command {
     /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
     /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push (--no-push: not)
     Sync(SyncArgs),
+    /// Git hooks that keep the team's rules for plain git too (`vault hooks install`)
+    Hooks(HooksArgs),
+    /// What an installed git hook runs (not for people)
+    #[command(hide = true)]
+    Hook(HookArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HooksArgs {
+    #[command(subcommand)]
+    pub action: HooksAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HooksAction {
+    /// Install pre-push (refuses a HEAD a former member or an unknown key can read, or with an
+    /// unvouched recipient) and post-merge (says when `vault repair` is needed)
+    Install,
+}
+
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    #[arg(value_enum)]
+    pub name: HookName,
+}
+
+#[derive(clap::ValueEnum, Clone, Debug)]
+pub enum HookName {
+    PrePush,
+    PostMerge,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +116,10 @@ pub struct SyncArgs {
     /// When both sides changed ENTRY differently, keep the upstream's version (repeatable)
     #[arg(long, value_name = "ENTRY")]
     pub theirs: Vec<String>,
+    /// When both sides changed an entry differently, keep both: the upstream's under its name,
+    /// this clone's as NAME.conflict-<commit>
+    #[arg(long)]
+    pub keep_both: bool,
     /// Print what sync did as JSON
     #[arg(long)]
     pub json: bool,

@@ -284,7 +284,7 @@ impl Error {
             Diverged { .. } => "run `vault sync` first: it merges them (and signs the merge)".into(),
             NoSuchCommit(_) => "give a commit id from `vault verify` (the BAD lines)".into(),
             NothingToAccept(_) => "`vault verify` lists the commits with violations (BAD)".into(),
-            MergeConflicts(_) => "nothing was changed. Decide each entry with `vault sync --ours ENTRY` (keep this clone's) or `--theirs ENTRY` (keep the upstream's), after comparing them (`pass show`, and `git show @{u}:ENTRY.gpg | gpg -d`)".into(),
+            MergeConflicts(_) => "nothing was changed. Decide each entry with `vault sync --ours ENTRY` (keep this clone's) or `--theirs ENTRY` (keep the upstream's), after comparing them (`pass show`, and `git show @{u}:ENTRY.gpg | gpg -d`), or keep both with `--keep-both` (yours becomes ENTRY.conflict-<commit>)".into(),
             PushRaced(_) => "run vault sync again when the team's pushes have settled".into(),
             MemberExists(_) => "use a different --name for a different person. To change an existing member's key or folders, do not remove and re-add them: removal makes every credential they read one to rotate".into(),
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),

@@ -148,6 +148,7 @@ fn sync_merges_diverged_histories_in_one_signed_commit() {
         .ok()
         .stdout_has("Not pushed (--no-push)");
     pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
+    let bobs = bob_clone.git_ok(&["rev-parse", "--short=10", "HEAD"]);
     // bob's clone trusts its own HEAD (the upstream's side of the coming merge).
     lab.vault(&bob_clone, bob, &["--yes", "verify"]).ok();
     // Membership commands do not merge: they say to sync.
@@ -168,6 +169,16 @@ fn sync_merges_diverged_histories_in_one_signed_commit() {
     assert!(merge.contains("gpgsig "), "the merge is signed:\n{merge}");
     assert!(merge.contains("Vault-Action: merge"), "{merge}");
     lab.vault(alice_clone, alice, &["verify"]).ok();
+    // audit credits bob's commit with the entry, not the merge that brought it in.
+    let audit = lab.vault(alice_clone, alice, &["audit", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let entry = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "bob/new")
+        .unwrap();
+    assert_eq!(entry["last_changed"]["commit"], bobs.as_str(), "{entry}");
 
     // bob's clone, anchored on the other side of the merge, accepts it: alice signed it.
     bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
@@ -211,6 +222,16 @@ fn a_removal_and_a_stale_edit_merge_into_the_edit_without_the_leaver() {
         .stdout_has("A former member could read 1 entry until now.")
         .stdout_has("  bank\n")
         .stdout_has("Pushed ");
+    // audit follows both sides of the merge: bob could read this content on his side.
+    let audit = lab.vault(alice_clone, alice, &["audit", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let bank = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "bank")
+        .unwrap();
+    assert_eq!(bank["rotate"], serde_json::json!(["bob"]), "{bank}");
     let fresh = clone(lab, &remote, "fresh");
     lab.assert_reads(&fresh, alice, &[("bank", "new-bank-pw\n")]);
     lab.assert_cannot_read(&fresh, bob, &[("bank", "new-bank-pw\n")]);
@@ -463,4 +484,139 @@ fn a_reviewed_violation_is_accepted_for_the_whole_team() {
     lab.vault_as(alice_clone, alice, &["--yes", "verify", "--accept", "HEAD"])
         .fails()
         .stderr_has("there is nothing to accept");
+}
+
+/// `git ARGS` in `store` with the vault under test first on PATH (as a member who installed
+/// vault has it), or without it (`with_vault` false).
+fn git_with_vault(
+    store: &Store,
+    who: &Person,
+    args: &[&str],
+    with_vault: bool,
+) -> std::process::Output {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_vault"))
+        .parent()
+        .unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let path = if with_vault {
+        format!("{}:{path}", bin.display())
+    } else {
+        path.split(':')
+            .filter(|d| std::path::Path::new(d) != bin)
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(&store.path)
+        .args(args)
+        .env("PATH", path)
+        .env("HOME", store.home())
+        .env("GNUPGHOME", who.gpg.home())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("VAULT_IDENTITY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hooks_keep_the_rules_for_plain_git_too() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob) = (&team.alice, &team.bob);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    lab.vault(alice_clone, alice, &["hooks", "install"])
+        .ok()
+        .stdout_has("pre-push")
+        .stdout_has("post-merge");
+    // Installing again replaces vault's own hooks; a hook of the user's is never replaced.
+    lab.vault(alice_clone, alice, &["hooks", "install"]).ok();
+    let mine = bob_clone.file(".git/hooks/post-merge");
+    fs::write(&mine, "#!/bin/sh\necho mine\n").unwrap();
+    lab.vault(&bob_clone, bob, &["hooks", "install"])
+        .fails()
+        .stderr_has("a hook vault did not install");
+    assert_eq!(fs::read_to_string(&mine).unwrap(), "#!/bin/sh\necho mine\n");
+    assert!(
+        !bob_clone.file(".git/hooks/pre-push").exists(),
+        "nothing installed"
+    );
+    fs::remove_file(&mine).unwrap();
+
+    // post-merge: a plain pass insert with stale recipients comes in with git pull.
+    lab.vault_as(
+        alice_clone,
+        alice,
+        &["--yes", "--no-push", "remove-member", "bob"],
+    )
+    .ok();
+    lab.pass(&bob_clone, bob, &["insert", "-m", "late"], "late\n")
+        .ok();
+    bob_clone.git_ok(&["push", "-q"]);
+    let pulled = git_with_vault(
+        alice_clone,
+        alice,
+        &["pull", "-q", "--no-rebase", "--no-edit"],
+        true,
+    );
+    let said = String::from_utf8_lossy(&pulled.stdout).into_owned()
+        + &String::from_utf8_lossy(&pulled.stderr);
+    assert!(pulled.status.success(), "{said}");
+    assert!(said.contains("run `vault repair`"), "{said}");
+
+    // pre-push: a HEAD the former member bob can read is not pushed.
+    let pushed = git_with_vault(alice_clone, alice, &["push", "-q"], true);
+    let said = String::from_utf8_lossy(&pushed.stderr).into_owned();
+    assert!(!pushed.status.success(), "{said}");
+    assert!(
+        said.contains("not pushing this HEAD") && said.contains("former member bob can read it"),
+        "{said}"
+    );
+    // Without vault on PATH the hook says so, and nothing is pushed either.
+    let pushed = git_with_vault(alice_clone, alice, &["push", "-q"], false);
+    let said = String::from_utf8_lossy(&pushed.stderr).into_owned();
+    assert!(
+        !pushed.status.success() && said.contains("vault is not installed"),
+        "{said}"
+    );
+    // Repaired, it goes.
+    lab.vault_as(alice_clone, alice, &["--yes", "--no-push", "repair"])
+        .ok();
+    let pushed = git_with_vault(alice_clone, alice, &["push", "-q"], true);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+}
+
+#[test]
+fn keep_both_keeps_theirs_under_the_name_and_ours_beside_it() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob) = (&team.alice, &team.bob);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    lab.pass(
+        alice_clone,
+        alice,
+        &["insert", "-f", "-m", "bank"],
+        "alice-pw\n",
+    )
+    .ok();
+    let ours = alice_clone.git_ok(&["rev-parse", "--short=10", "HEAD"]);
+    lab.pass(&bob_clone, bob, &["insert", "-f", "-m", "bank"], "bob-pw\n")
+        .ok();
+    bob_clone.git_ok(&["push", "-q"]);
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync", "--keep-both"])
+        .ok()
+        .stdout_has("Merged in one signed commit ");
+    let fresh = clone(lab, &remote, "fresh");
+    let kept = format!("bank.conflict-{ours}");
+    for who in [alice, bob] {
+        lab.assert_reads(&fresh, who, &[("bank", "bob-pw\n"), (&kept, "alice-pw\n")]);
+    }
+    lab.assert_pass_init_reencrypts_nothing(&fresh, alice, "");
 }

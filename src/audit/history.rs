@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{EntryReport, LastChanged};
 use crate::crypto::{Envelope, KeyId};
 use crate::error::Result;
-use crate::git::{trailers, Changes, CommitInfo, Objects};
+use crate::git::{trailers, CommitInfo, Met, Objects};
 use crate::snapshot::Snapshot;
 use crate::store::entry_name;
 use crate::text::format_unix;
@@ -19,7 +19,7 @@ pub fn is_reencryption(message: &str) -> bool {
         k == "Vault-Action"
             && matches!(
                 v.as_str(),
-                "add-member" | "remove-member" | "reencrypt" | "repair"
+                "add-member" | "remove-member" | "reencrypt" | "repair" | "merge"
             )
     });
     let subject = message.lines().next().unwrap_or("");
@@ -37,47 +37,49 @@ pub(super) fn history(
     former_ids: &HashMap<KeyId, String>,
     reports: &mut [EntryReport],
 ) -> Result<()> {
-    let mut open: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
-    if open.is_empty() {
+    let followed: BTreeSet<String> = paths
+        .keys()
+        .filter(|p| entry_name(p).is_some())
+        .cloned()
+        .collect();
+    if followed.is_empty() {
         return Ok(());
     }
     let mut rotate: Vec<BTreeSet<String>> = vec![BTreeSet::new(); reports.len()];
-    let mut visit = |commit: &CommitInfo, changes: &Changes| -> Result<bool> {
-        let reencryption = is_reencryption(&commit.message);
-        for (path, blob) in changes {
-            if !open.contains(path.as_str()) {
-                continue;
-            }
-            let i = paths[path];
-            if let Some(blob) = blob {
-                if !former_ids.is_empty() {
-                    // A version with the current content: who could decrypt it?
-                    if let Ok(Ok(env)) = objects
-                        .read(*blob)
-                        .map(|b| Envelope::parse(&b).map(|e| e.readers()))
-                    {
-                        for id in env.into_iter().flatten() {
-                            if let Some(name) = former_ids.get(&id) {
-                                rotate[i].insert(name.clone());
-                            }
+    let mut visit = |met: Met| -> Result<()> {
+        match met {
+            // A version with the current content: who could decrypt it?
+            Met::Version { path, blob, .. } if !former_ids.is_empty() => {
+                if let Ok(Ok(readers)) = objects
+                    .read(blob)
+                    .map(|b| Envelope::parse(&b).map(|e| e.readers()))
+                {
+                    for id in readers.into_iter().flatten() {
+                        if let Some(name) = former_ids.get(&id) {
+                            rotate[paths[path]].insert(name.clone());
                         }
                     }
                 }
             }
-            if !reencryption {
-                reports[i].last_changed = Some(LastChanged {
-                    commit: commit.id.short(),
-                    author: commit.author.clone(),
-                    date: format_unix(commit.time),
-                });
-                open.remove(path.as_str());
+            Met::Version { .. } => {}
+            Met::Changed { path, commit } => {
+                let report = &mut reports[paths[path]];
+                // The newest content change along any line of history.
+                if report.last_changed.is_none() {
+                    report.last_changed = Some(LastChanged {
+                        commit: commit.id.short(),
+                        author: commit.author.clone(),
+                        date: format_unix(commit.time),
+                    });
+                }
             }
         }
-        Ok(!open.is_empty())
+        Ok(())
     };
-    vault.repo().walk_changes(
+    vault.repo().walk_versions(
         vault.head(),
-        &|p| entry_name(p).is_some() && paths.contains_key(p),
+        &followed,
+        &|c: &CommitInfo| is_reencryption(&c.message),
         &mut visit,
     )?;
     for (r, set) in reports.iter_mut().zip(rotate) {

@@ -31,6 +31,9 @@ use crate::store::{entry_name, merge_gpg_id, show_folder, MEMBERS, PUBLIC_KEYS};
 pub struct Settle {
     pub ours: BTreeSet<String>,
     pub theirs: BTreeSet<String>,
+    /// Every entry both sides changed differently keeps the upstream's version under its name,
+    /// and this clone's as `NAME.conflict-<HEAD's short id>`.
+    pub keep_both: bool,
 }
 
 impl Snapshot {
@@ -158,7 +161,13 @@ impl Snapshot {
                  only its readers changed"
                     .into(),
             ),
-            _ => Resolution::Conflict("changed differently on both sides".into()),
+            _ => match (settle.keep_both, both.ours, both.theirs) {
+                (true, Some(ours), Some(theirs)) => Resolution::Both {
+                    keep: theirs,
+                    also: (format!("{name}.conflict-{}.gpg", self.head.short()), ours),
+                },
+                _ => Resolution::Conflict("changed differently on both sides".into()),
+            },
         })
     }
 

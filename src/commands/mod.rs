@@ -5,6 +5,7 @@
 
 pub mod add_member;
 pub mod audit;
+pub mod hooks;
 pub mod init;
 pub mod members;
 mod operator;

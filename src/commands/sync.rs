@@ -216,6 +216,7 @@ fn merge(
     let settle = Settle {
         ours: args.ours.iter().cloned().collect(),
         theirs: args.theirs.iter().cloned().collect(),
+        keep_both: args.keep_both,
     };
     let draft = vault.merge_draft(
         theirs,

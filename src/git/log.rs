@@ -1,7 +1,9 @@
 //! The history: commits as [`CommitInfo`], trailers by git's rules, signatures, and the walks
 //! that trust and audit make.
 
-use git2::{Delta, DiffOptions};
+use std::collections::BTreeSet;
+
+use git2::DiffOptions;
 
 use super::*;
 use crate::error::Result;
@@ -100,9 +102,6 @@ impl Repo {
     }
 }
 
-/// Files a commit changed, each with its new blob (`None`: deleted).
-pub type Changes = [(String, Option<BlobId>)];
-
 /// A commit as the history walk reports it.
 #[derive(Debug, Clone)]
 pub struct CommitInfo {
@@ -141,54 +140,115 @@ pub fn trailers(message: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// What [`Repo::walk_versions`] meets, newest first.
+#[derive(Debug)]
+pub enum Met<'a> {
+    /// A version of `path` with HEAD's content (`blob`), made by `commit`.
+    Version {
+        path: &'a str,
+        blob: BlobId,
+        commit: &'a CommitInfo,
+    },
+    /// `commit` changed the content of `path` to HEAD's (the newest such commit along each line
+    /// of history): that line stops following the path.
+    Changed {
+        path: &'a str,
+        commit: &'a CommitInfo,
+    },
+}
+
 impl Repo {
-    /// Walks the first-parent history from `head` back to the root, newest first, once. For each
-    /// commit, `visit` gets the commit and the files it changed against its first parent whose
-    /// paths satisfy `wanted`, each with its new blob (`None`: deleted). The walk stops when
-    /// `visit` returns `false`.
-    pub fn walk_changes(
+    /// Walks back from `head` through every parent, each commit once, following each of `paths`
+    /// while its content is HEAD's. A commit that changed a followed path (against a parent) made
+    /// a [`Met::Version`]; if `keeps_content` says the commit only re-encrypted, the path is
+    /// followed on into that parent, else the commit is where the content [`Met::Changed`]. A
+    /// merge that took a path from one parent unchanged follows it into that parent only, so the
+    /// commit that made a change is credited, not the merge that brought it in; a path a merge
+    /// re-encrypted is followed into every parent (whoever could read it on either side counts).
+    ///
+    /// # Errors
+    /// Git errors reading history.
+    pub fn walk_versions(
         &self,
         head: CommitId,
-        wanted: &dyn Fn(&str) -> bool,
-        visit: &mut dyn FnMut(&CommitInfo, &Changes) -> Result<bool>,
+        paths: &BTreeSet<String>,
+        keeps_content: &dyn Fn(&CommitInfo) -> bool,
+        visit: &mut dyn FnMut(Met) -> Result<()>,
     ) -> Result<()> {
+        use std::collections::HashMap;
         let mut walk = self.repo.revwalk().map_err(ge("walking history"))?;
         walk.push(head.0).map_err(ge("walking history"))?;
-        walk.simplify_first_parent()
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
             .map_err(ge("walking history"))?;
         let mut opts = DiffOptions::new();
         opts.ignore_submodules(true);
+        // Commit -> the paths followed into it.
+        let mut open: HashMap<git2::Oid, BTreeSet<String>> = HashMap::new();
+        open.insert(head.0, paths.clone());
         for oid in walk {
+            if open.is_empty() {
+                break;
+            }
             let oid = oid.map_err(ge("walking history"))?;
+            let Some(here) = open.remove(&oid) else {
+                continue;
+            };
             let commit = self.repo.find_commit(oid).map_err(ge("reading a commit"))?;
             let tree = commit.tree().map_err(ge("reading a commit's tree"))?;
-            let parent_tree = match commit.parent(0) {
-                Ok(p) => Some(p.tree().map_err(ge("reading a commit's tree"))?),
-                Err(_) => None,
-            };
-            let diff = self
-                .repo
-                .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut opts))
-                .map_err(ge("comparing a commit with its parent"))?;
-            let mut changes = Vec::new();
-            for delta in diff.deltas() {
-                let Some(path) = delta.new_file().path().or(delta.old_file().path()) else {
-                    continue;
-                };
-                let path = path.to_string_lossy();
-                if !wanted(&path) {
-                    continue;
-                }
-                let blob =
-                    (delta.status() != Delta::Deleted).then(|| BlobId(delta.new_file().id()));
-                changes.push((path.into_owned(), blob));
-            }
-            if changes.is_empty() {
-                continue;
-            }
             let info = CommitInfo::of(&commit);
-            if !visit(&info, &changes)? {
-                break;
+            let keeps = keeps_content(&info);
+            let parents: Vec<git2::Commit> = commit.parents().collect();
+            // Per parent, the followed paths whose blob differs from this commit's.
+            let mut differs: Vec<BTreeSet<String>> = Vec::new();
+            for parent in &parents {
+                let parent_tree = parent.tree().map_err(ge("reading a commit's tree"))?;
+                let diff = self
+                    .repo
+                    .diff_tree_to_tree(Some(&parent_tree), Some(&tree), Some(&mut opts))
+                    .map_err(ge("comparing a commit with its parent"))?;
+                differs.push(
+                    diff.deltas()
+                        .filter_map(|d| d.new_file().path().or(d.old_file().path()))
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .filter(|p| here.contains(p))
+                        .collect(),
+                );
+            }
+            for path in &here {
+                let same_as: Vec<usize> = (0..parents.len())
+                    .filter(|i| !differs[*i].contains(path))
+                    .collect();
+                let follow: Vec<usize> = if !same_as.is_empty() {
+                    same_as // taken unchanged from these parents: the change is further back
+                } else {
+                    if let Ok(entry) = tree.get_path(std::path::Path::new(path)) {
+                        visit(Met::Version {
+                            path,
+                            blob: BlobId(entry.id()),
+                            commit: &info,
+                        })?;
+                    }
+                    if keeps || parents.is_empty() {
+                        if !keeps {
+                            visit(Met::Changed {
+                                path,
+                                commit: &info,
+                            })?;
+                        }
+                        (0..parents.len()).collect()
+                    } else {
+                        visit(Met::Changed {
+                            path,
+                            commit: &info,
+                        })?;
+                        Vec::new()
+                    }
+                };
+                for i in follow {
+                    open.entry(parents[i].id())
+                        .or_default()
+                        .insert(path.clone());
+                }
             }
         }
         Ok(())

@@ -26,6 +26,11 @@ pub struct BothChanged {
 pub enum Resolution {
     /// This content (`None`: the path is deleted).
     Take(Option<BlobId>),
+    /// This content, and another file beside it (`vault sync --keep-both`).
+    Both {
+        keep: BlobId,
+        also: (String, BlobId),
+    },
     /// It cannot be merged, and why, for people.
     Conflict(String),
 }
@@ -88,6 +93,14 @@ impl Repo {
                     .map_err(ge("merging the upstream"))?,
                 Resolution::Take(None) => {
                     let _ = index.remove_path(std::path::Path::new(path));
+                }
+                Resolution::Both { keep, also } => {
+                    index
+                        .add(&index_entry(path, keep.0, None))
+                        .map_err(ge("merging the upstream"))?;
+                    index
+                        .add(&index_entry(&also.0, also.1 .0, None))
+                        .map_err(ge("merging the upstream"))?;
                 }
                 Resolution::Conflict(why) => conflicts.push((path.clone(), why)),
             }

@@ -307,6 +307,21 @@ impl Repo {
             .ok_or(Error::BadHead("detached (not on a branch)"))
     }
 
+    /// Where git runs this repository's hooks from: `core.hooksPath` (relative to the work
+    /// tree when relative, as git reads it), else `.git/hooks`.
+    pub fn hooks_dir(&self) -> PathBuf {
+        match self
+            .repo
+            .config()
+            .ok()
+            .and_then(|c| c.get_path("core.hooksPath").ok())
+        {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => self.root.join(p),
+            None => self.repo.path().join("hooks"),
+        }
+    }
+
     /// The repository's `.git` folder (local files that are not part of the store).
     pub fn git_dir(&self) -> &Path {
         self.repo.path()

@@ -838,6 +838,11 @@ pub fn assert_same(before: &Snapshot, after: &Snapshot, when: &str) {
 }
 
 impl Store {
+    /// The HOME every command on this store runs with (the lab's).
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     pub fn path_str(&self) -> &str {
         s(&self.path)
     }
