@@ -2,7 +2,8 @@
 # Installs the system packages vault's build and tests need on a fresh Debian machine, only when
 # missing: libclang (bindgen, for sequoia's openssl backend), libssl-dev, pkg-config, capnproto,
 # GnuPG, git,
-# and Debian's `pass` (the interop tests run the real program).
+# Debian's `pass` (the interop tests run the real program), and openssh-server (an sshd on
+# 127.0.0.1 for the ssh remote test).
 set -euo pipefail
 
 need=()
@@ -15,6 +16,7 @@ command -v gpg-agent >/dev/null || need+=(gpg-agent)
 command -v git >/dev/null || need+=(git)
 command -v pass >/dev/null || need+=(pass)
 command -v tree >/dev/null || need+=(tree) # pass ls uses it
+[ -x /usr/sbin/sshd ] || need+=(openssh-server) # tests/ssh.rs: vault sync over a real ssh remote
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
