@@ -290,7 +290,7 @@ impl Error {
             InvalidName { .. } => "names are letters, digits, '.', '_' and '-', and do not start with '.' or '-'".into(),
             WouldEmpty { .. } => "add another member first (`vault add-member`) so someone can still read those entries".into(),
             NotRecipient { .. } => "run `vault members` to see which folders each member reads".into(),
-            CannotDecrypt { .. } => "run vault as a member who can read every entry (--identity FILE), or ask the team why those entries are not encrypted to you".into(),
+            CannotDecrypt { .. } => "ask a member named above to run this (each entry says who can read it), or ask the team why those entries are not encrypted to you".into(),
             NoIdentity => "give your secret key file with --identity FILE or $VAULT_IDENTITY".into(),
             Identity { .. } => "give the secret key of a member with --identity FILE (a passphrase can come from --passphrase-file)".into(),
             Entry { .. } => "restore a good version from git history (`git -C STORE log -- ENTRY.gpg`, then `git -C STORE checkout COMMIT -- ENTRY.gpg`), or remove it (`pass rm ENTRY`), and commit".into(),

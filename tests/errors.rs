@@ -204,7 +204,7 @@ fn changes_need_an_operator_key_that_can_decrypt() {
         )
     });
     for (e, _) in OPS_ENTRIES {
-        out.stderr_has(e);
+        out.stderr_has(&format!("{e} (readable by alice)"));
     }
     for (e, _) in ROOT_ENTRIES {
         assert!(

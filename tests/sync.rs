@@ -64,7 +64,7 @@ fn sync_fast_forwards_checks_repairs_and_pushes() {
     let run = lab.vault_as(alice_clone, alice, &["--yes", "sync"]);
     run.ok()
         .stdout_has("From origin/main: 1 new commit.")
-        .stdout_has("Add given password for bob/new to store.")
+        .stdout_has("Add given password for bob/new to store. (bob/new.gpg)")
         .stdout_has("Fast-forwarded to ")
         .stdout_has("Repaired 1 entry (1 gained readers, 0 re-encrypted")
         .stdout_has("Pushed ");
@@ -619,4 +619,50 @@ fn keep_both_keeps_theirs_under_the_name_and_ours_beside_it() {
         lab.assert_reads(&fresh, who, &[("bank", "bob-pw\n"), (&kept, "alice-pw\n")]);
     }
     lab.assert_pass_init_reencrypts_nothing(&fresh, alice, "");
+}
+
+#[test]
+fn a_rebase_over_a_vouched_change_is_reported_and_can_be_accepted() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    let carol_args = [
+        "--yes",
+        "--no-push",
+        "add-member",
+        carol.public_str(),
+        "--fingerprint",
+        &carol.fpr,
+    ];
+    lab.vault_as(alice_clone, alice, &carol_args).ok();
+    pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
+    // alice uses plain git: her signed add-member commit is re-created, unsigned, by the rebase.
+    alice_clone.git_ok(&["pull", "-q", "--rebase"]);
+    let rebased = alice_clone.git_ok(&["rev-parse", "--short=10", "HEAD"]);
+    let verified = lab.vault(alice_clone, alice, &["verify"]);
+    verified
+        .fails()
+        .stderr_has("is no longer in the store's history")
+        .stdout_has(&format!("BAD  {rebased} "));
+    assert_eq!(verified.code, Some(3));
+    // Every change refuses to encrypt to carol now; the hint's way out works as written.
+    lab.vault_as(alice_clone, alice, &["--yes", "repair"])
+        .fails()
+        .stderr_has("vault verify --accept COMMIT");
+    lab.vault_as(
+        alice_clone,
+        alice,
+        &["--yes", "verify", "--accept", &rebased],
+    )
+    .ok()
+    .stdout_has("Pushed to origin/main.");
+    lab.vault(alice_clone, alice, &["verify"]).ok();
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("Repaired 1 entry");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, carol, &[("bob/new", "from bob\n")]);
+    lab.assert_reads(&fresh, carol, ROOT_ENTRIES);
 }

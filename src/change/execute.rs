@@ -315,7 +315,13 @@ impl Snapshot {
             .collect();
         let failures = failures.into_inner().expect("no panics hold this lock");
         if !failures.is_empty() {
-            return Err(summarise_failures(failures, identity));
+            let member = |id: KeyId| {
+                self.keys
+                    .values()
+                    .find(|k| k.all_key_ids().contains(&id))
+                    .map(|k| self.display_name(k.fingerprint()))
+            };
+            return Err(summarise_failures(failures, identity, &member));
         }
         Ok(checked
             .into_iter()
@@ -600,7 +606,9 @@ fn check_entry(
         return Ok(Checked::Unchanged { exposed });
     }
     let identity = identity.ok_or(Failure::NoIdentity)?;
-    let unlocked = identity.unlock(&env).ok_or(Failure::CannotDecrypt)?;
+    let unlocked = identity
+        .unlock(&env)
+        .ok_or_else(|| Failure::CannotDecrypt(readers.clone()))?;
     if checking_only {
         // Another entry failed: the change will not happen; only the decryption check matters.
         return Ok(Checked::Unchanged { exposed });

@@ -8,14 +8,17 @@ use crate::error::Error;
 /// Why phase 1 could not prepare one entry.
 pub(super) enum Failure {
     NoIdentity,
-    CannotDecrypt,
+    /// The operator is not among its readers: the key ids of those who are (`None`: hidden).
+    CannotDecrypt(Vec<Option<crate::crypto::KeyId>>),
     Corrupt(String),
     Other(Error),
 }
 
+/// `readers` names a reader key id: the member's name, when it is a member's key.
 pub(super) fn summarise_failures(
     mut failures: Vec<(String, Failure)>,
     identity: Option<&Identity>,
+    readers: &dyn Fn(crate::crypto::KeyId) -> Option<String>,
 ) -> Error {
     failures.sort_by(|a, b| a.0.cmp(&b.0));
     if failures
@@ -62,10 +65,26 @@ pub(super) fn summarise_failures(
         identity: identity
             .map(|i| format!("{} ({})", i.fingerprint(), i.user_id()))
             .unwrap_or_default(),
+        // Each entry with who can repair it: the members among its readers.
         entries: failures
             .into_iter()
-            .filter(|(_, f)| matches!(f, Failure::CannotDecrypt))
-            .map(|(n, _)| n)
+            .filter_map(|(name, f)| match f {
+                Failure::CannotDecrypt(ids) => {
+                    let mut who: Vec<String> =
+                        ids.iter().flatten().filter_map(|id| readers(*id)).collect();
+                    who.sort();
+                    who.dedup();
+                    Some(match who.is_empty() {
+                        true => format!("{} (no member can read it)", crate::text::escape(&name)),
+                        false => format!(
+                            "{} (readable by {})",
+                            crate::text::escape(&name),
+                            who.join(", ")
+                        ),
+                    })
+                }
+                _ => None,
+            })
             .collect(),
     }
 }

@@ -50,6 +50,8 @@ pub struct Incoming {
     pub date: String,
     /// The first line of the message, escaped.
     pub subject: String,
+    /// The files it changed (escaped; at most four, then `N more`).
+    pub changed: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -211,7 +213,10 @@ fn merge(
     let theirs_checked = verify(repo, &trust_at(repo, &anchor, base)?, theirs)?;
     let incoming = repo.incoming(head, theirs)?;
     check_incoming(&incoming, &theirs_checked, None)?;
-    report.incoming = incoming.iter().map(Incoming::of).collect();
+    report.incoming = incoming
+        .iter()
+        .map(|c| Incoming::of(repo, c))
+        .collect::<anyhow::Result<_>>()?;
     let identity = identity(global, Some(&vault))?;
     let settle = Settle {
         ours: args.ours.iter().cloned().collect(),
@@ -279,13 +284,29 @@ fn check_incoming(
 }
 
 impl Incoming {
-    fn of(c: &CommitInfo) -> Incoming {
-        Incoming {
+    /// The commit for people: id, author, date, subject, and the files it changed (against
+    /// its first parent; at most four named).
+    fn of(repo: &vault::git::Repo, c: &CommitInfo) -> anyhow::Result<Incoming> {
+        let parents = repo.parents(c.id)?;
+        let changed = match parents.first() {
+            Some(p) => repo.changed_paths(c.id, *p)?,
+            None => Vec::new(),
+        };
+        let mut files: Vec<String> = changed
+            .iter()
+            .take(4)
+            .map(|(p, _)| escape(p).into_owned())
+            .collect();
+        if changed.len() > 4 {
+            files.push(format!("{} more", changed.len() - 4));
+        }
+        Ok(Incoming {
             commit: c.id.short(),
             author: c.author.clone(),
             date: format_unix(c.time),
             subject: escape(c.message.lines().next().unwrap_or("")).into_owned(),
-        }
+            changed: files,
+        })
     }
 }
 
@@ -368,7 +389,10 @@ fn fast_forward(
     let anchor = anchor(&vault, global, err)?;
     let v = verify(repo, &anchor, theirs)?;
     check_incoming(&incoming, &v, accepting)?;
-    report.incoming = incoming.iter().map(Incoming::of).collect();
+    report.incoming = incoming
+        .iter()
+        .map(|c| Incoming::of(repo, c))
+        .collect::<anyhow::Result<_>>()?;
     repo.fast_forward(theirs, "sync")?;
     report.fast_forwarded = Some(theirs.short());
     advance_anchor(repo, &anchor, theirs)?;
@@ -449,11 +473,12 @@ fn print(report: &SyncReport, json: bool, out: &mut dyn Write) -> anyhow::Result
         for c in &report.incoming {
             writeln!(
                 out,
-                "  {} {} {}: {}",
+                "  {} {} {}: {} ({})",
                 c.commit,
                 vault::text::day_of(&c.date),
                 c.author,
-                c.subject
+                c.subject,
+                c.changed.join(", ")
             )?;
         }
     }
