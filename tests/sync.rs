@@ -666,3 +666,38 @@ fn a_rebase_over_a_vouched_change_is_reported_and_can_be_accepted() {
     lab.assert_reads(&fresh, carol, &[("bob/new", "from bob\n")]);
     lab.assert_reads(&fresh, carol, ROOT_ENTRIES);
 }
+
+#[test]
+fn a_removal_and_a_concurrent_insert_merge_without_the_leaver() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, bob) = (&team.alice, &team.bob);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    lab.vault(&bob_clone, bob, &["--yes", "verify"]).ok();
+    lab.vault_as(
+        alice_clone,
+        alice,
+        &["--yes", "--no-push", "remove-member", "bob"],
+    )
+    .ok();
+    // bob, not knowing yet, stores a new credential (his pass encrypts it to himself too).
+    pass_insert_and_push(lab, &bob_clone, bob, "new-server", "s3rver\n");
+
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .ok()
+        .stdout_has("Merged in one signed commit ")
+        .stdout_has("  new-server\n")
+        .stdout_has("Pushed ");
+    let fresh = clone(lab, &remote, "fresh");
+    lab.assert_reads(&fresh, alice, &[("new-server", "s3rver\n")]);
+    lab.assert_cannot_read(&fresh, bob, &[("new-server", "s3rver\n")]);
+    lab.assert_cannot_read(&fresh, bob, ROOT_ENTRIES);
+    lab.assert_pass_init_reencrypts_nothing(&fresh, alice, "");
+    // Both clones verify the merge clean.
+    lab.vault(alice_clone, alice, &["verify"]).ok();
+    bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
+    let theirs = lab.vault(&bob_clone, bob, &["verify"]);
+    theirs.ok();
+    assert!(!theirs.stdout.contains("BAD"), "{theirs}");
+}

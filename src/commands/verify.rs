@@ -69,7 +69,9 @@ pub fn run(
     } else {
         writeln!(
             out,
-            "{}: vault will not encrypt to an unvouched recipient (see `vault verify --help`).",
+            "{}: vault will not encrypt to an unvouched recipient. Ask who made each BAD \
+             commit; if it is right, a trusted member runs `vault verify --accept COMMIT`, \
+             otherwise remove what it added.",
             vault::text::count(v.violations.len(), "violation", "violations")
         )?;
     }
