@@ -91,6 +91,13 @@ pub enum Error {
         ours: String,
         theirs: String,
     },
+    /// What an upstream commit brings that vault cannot write into the work tree.
+    #[error("the upstream ({commit}) brings {path}, {why}, which vault does not write into a store: nothing was changed")]
+    Unmergeable {
+        commit: String,
+        path: String,
+        why: &'static str,
+    },
     #[error("there is no commit {0:?} in the store's history")]
     NoSuchCommit(String),
     #[error(
@@ -280,8 +287,9 @@ impl Error {
             NoUpstream(b) => format!("set one with `git -C STORE branch --set-upstream-to=origin/{b}`, or name the remote with --remote"),
             NoRemote(_) => "see the remotes with `git -C STORE remote -v`".into(),
             GitProgram { .. } => "fix what git says (network, ssh key, credentials), then run vault sync again: nothing was changed".into(),
-            IncomingViolation { commit, .. } => format!("check with the team who made that change. If it is right, a trusted member accepts it for everyone: `vault verify --accept {commit}`; otherwise remove the recipient upstream. Until then sync merges nothing"),
+            IncomingViolation { commit, .. } => format!("check with the team who made that change. If it is right, a trusted member accepts it for everyone: `vault verify --accept {commit}`; otherwise undo it upstream. Until then sync merges nothing"),
             Diverged { .. } => "run `vault sync` first: it merges them (and signs the merge)".into(),
+            Unmergeable { .. } => "ask who pushed it to remove it (a pass store holds regular files only); or integrate it with `git pull` yourself and check the store with `vault audit`".into(),
             NoSuchCommit(_) => "give a commit id from `vault verify` (the BAD lines)".into(),
             NothingToAccept(_) => "`vault verify` lists the commits with violations (BAD)".into(),
             MergeConflicts(_) => "nothing was changed. Decide each entry with `vault sync --ours ENTRY` (keep this clone's) or `--theirs ENTRY` (keep the upstream's), after comparing them (`pass show`, and `git show @{u}:ENTRY.gpg | gpg -d`), or keep both with `--keep-both` (yours becomes ENTRY.conflict-<commit>)".into(),

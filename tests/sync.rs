@@ -459,6 +459,15 @@ fn a_reviewed_violation_is_accepted_for_the_whole_team() {
     lab.vault_as(alice_clone, alice, &["--yes", "sync"])
         .fails()
         .stderr_has(&format!("`vault verify --accept {bad}`"));
+    // carol herself (not a member anyone trusts) cannot accept it, and nothing comes in.
+    let carols = clone(lab, &remote, "carols");
+    carols.git_ok(&["reset", "-q", "--hard", "HEAD~1"]);
+    lab.vault(&carols, carol, &["--yes", "verify"]).ok();
+    let before = carols.head();
+    lab.vault_as(&carols, carol, &["--yes", "verify", "--accept", &bad])
+        .fails()
+        .stderr_has("not a member this clone trusts");
+    assert_eq!(carols.head(), before, "nothing was let in");
     lab.vault_as(alice_clone, alice, &["--yes", "verify", "--accept", &bad])
         .ok()
         .stderr_has("adds ")
@@ -530,6 +539,14 @@ fn hooks_keep_the_rules_for_plain_git_too() {
         .ok()
         .stdout_has("pre-push")
         .stdout_has("post-merge");
+    // Hooks other repositories share (a hooksPath outside the store) are not touched.
+    let shared = lab.path("shared-hooks");
+    alice_clone.git_ok(&["config", "core.hooksPath", shared.to_str().unwrap()]);
+    lab.vault(alice_clone, alice, &["hooks", "install"])
+        .fails()
+        .stderr_has("outside this store");
+    assert!(!shared.exists());
+    alice_clone.git_ok(&["config", "--unset", "core.hooksPath"]);
     // Installing again replaces vault's own hooks; a hook of the user's is never replaced.
     lab.vault(alice_clone, alice, &["hooks", "install"]).ok();
     let mine = bob_clone.file(".git/hooks/post-merge");
@@ -700,4 +717,42 @@ fn a_removal_and_a_concurrent_insert_merge_without_the_leaver() {
     let theirs = lab.vault(&bob_clone, bob, &["verify"]);
     theirs.ok();
     assert!(!theirs.stdout.contains("BAD"), "{theirs}");
+}
+
+#[test]
+fn sync_refuses_what_it_cannot_trust_or_write_and_changes_nothing() {
+    let team = adopted_team();
+    let (lab, alice_clone) = (&team.lab, &team.store);
+    let (alice, carol) = (&team.alice, &team.carol);
+    let remote = share(lab, alice_clone);
+    let bob_clone = clone(lab, &remote, "bob");
+    let head = alice_clone.head();
+
+    // A submodule (a pass store holds regular files only).
+    let sub = bob_clone.head();
+    bob_clone.git_ok(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{sub},tools"),
+    ]);
+    bob_clone.git_ok(&["commit", "-q", "-m", "Add a submodule"]);
+    bob_clone.git_ok(&["push", "-q"]);
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .fails()
+        .stderr_has("tools, a submodule, which vault does not write into a store");
+    assert_eq!(alice_clone.head(), head);
+    // Someone replaces alice's certificate with another key, unsigned.
+    let alices_file = bob_clone.file(&format!(".public-keys/{}", alice.fpr));
+    fs::copy(&carol.public, &alices_file).unwrap();
+    git_commit_all(&bob_clone, "Update a key");
+    bob_clone.git_ok(&["push", "-q"]);
+    lab.vault_as(alice_clone, alice, &["--yes", "sync"])
+        .fails()
+        .stderr_has("changes key .public-keys/")
+        .stderr_has("nothing was merged");
+    assert_eq!(alice_clone.head(), head);
+    alice_clone.assert_clean();
+    assert!(!alice_clone.file(".git/vault-journal").exists());
+    lab.vault(alice_clone, alice, &["members"]).ok();
 }

@@ -2,7 +2,8 @@
 //! what it means, never by its bytes:
 //! - a `.gpg-id`: both sides' additions and removals apply ([`merge_gpg_id`]);
 //! - `.members.toml`: three-way by fingerprint, a former member stays former ([`Roster::merge`]);
-//! - `.public-keys/FPR`: the two certificates merged (sequoia), or gone if a side removed it;
+//! - `.public-keys/FPR`: the two certificates merged (sequoia);
+//! - any of these deleted on one side and changed on the other: a conflict;
 //! - an entry: decrypted in memory (never written anywhere): re-encrypted on one side (same
 //!   plaintext as the merge base) and changed on the other, the change; the same plaintext on
 //!   both, either; changed differently on both, a conflict, unless `--ours`/`--theirs` says;
@@ -75,6 +76,17 @@ impl Snapshot {
         let read = |b: Option<BlobId>| b.map(|b| repo.read(b)).transpose();
         let path = both.path.as_str();
         let file = |text: Vec<u8>| Ok(Resolution::Take(Some(repo.write_blob(&text)?)));
+        let membership = path == ".gpg-id"
+            || path.ends_with("/.gpg-id")
+            || path == MEMBERS
+            || path.starts_with(&format!("{PUBLIC_KEYS}/"));
+        if membership && (both.ours.is_none() || both.theirs.is_none()) {
+            // Which side meant it is not vault's to guess: a folder given up on one side and
+            // widened on the other, a key removed here and updated there.
+            return Ok(Resolution::Conflict(
+                "deleted on one side and changed on the other".into(),
+            ));
+        }
         if path == ".gpg-id" || path.ends_with("/.gpg-id") {
             let [b, o, t] = [both.base, both.ours, both.theirs].map(&read);
             let text = merge_gpg_id(
@@ -100,7 +112,9 @@ impl Snapshot {
         }
         if path.starts_with(&format!("{PUBLIC_KEYS}/")) {
             let (Some(o), Some(t)) = (read(both.ours)?, read(both.theirs)?) else {
-                return Ok(Resolution::Take(None)); // a side removed the member
+                return Ok(Resolution::Conflict(
+                    "deleted on one side and changed on the other".into(),
+                ));
             };
             let key = |bytes: &[u8]| {
                 MemberKey::parse(bytes).map_err(|problem| Error::KeyFile {

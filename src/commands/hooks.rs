@@ -27,12 +27,28 @@ pub fn install(global: &Global, out: &mut dyn Write) -> anyhow::Result<()> {
     let store = store_path(global)?;
     let repo = vault::git::Repo::open(&store)?;
     let dir = repo.hooks_dir();
+    // A hooks folder outside the store (a global core.hooksPath) serves other repositories
+    // too, where `vault hook` would refuse every push: not there.
+    let inside = dir.starts_with(repo.git_dir()) || dir.starts_with(repo.root());
+    if !inside {
+        return Err(Error::BadFile {
+            file: dir.display().to_string(),
+            problem: "core.hooksPath points outside this store, to hooks other repositories \
+                      share; vault installs its hooks only into the store's own"
+                .into(),
+        }
+        .into());
+    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     // A hook of the user's anywhere stops the install before anything is written.
     for (name, _) in HOOKS {
         let path = dir.join(name);
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            if !existing.contains(MARKER) {
+        // Anything there that is not readably vault's (a binary, a link, unreadable) is the
+        // user's.
+        if std::fs::symlink_metadata(&path).is_ok() {
+            let ours = std::fs::read_to_string(&path).is_ok_and(|text| text.contains(MARKER))
+                && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            if !ours {
                 return Err(Error::BadFile {
                     file: path.display().to_string(),
                     problem: "it is a hook vault did not install, which it will not replace; \

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use vault::audit::{audit, Filter};
 use vault::change::Settle;
-use vault::crypto::Fingerprint;
 use vault::git::{CommitId, CommitInfo, Standing, Upstream};
 use vault::snapshot::Snapshot;
 use vault::text::{count, escape, format_unix};
@@ -210,7 +209,11 @@ fn merge(
     let head = vault.head();
     let anchor = anchor(&vault, global, err)?;
     let ours = verify(repo, &anchor, head)?;
-    let theirs_checked = verify(repo, &trust_at(repo, &anchor, base)?, theirs)?;
+    // Their side is judged from this clone's trust at the merge base, less anyone this side
+    // has stopped trusting since (a member removed here cannot vouch over there).
+    let mut at_base = trust_at(repo, &anchor, base)?;
+    at_base.trusted.retain(|f| ours.trusted.contains(f));
+    let theirs_checked = verify(repo, &at_base, theirs)?;
     let incoming = repo.incoming(head, theirs)?;
     check_incoming(&incoming, &theirs_checked, None)?;
     report.incoming = incoming
@@ -233,12 +236,21 @@ fn merge(
     let mut plan = merged.plan_merge(head, &report.upstream)?;
     sign_gpg_ids(global, &mut plan)?;
     let after = plan.recipients_after();
-    let unvouched: Vec<(String, String)> = ours
-        .unverified
+    // The merged tree is judged as it is, not side by side: each recipient it resolves to
+    // must be trusted on one side (a line the merge resolves differently from both sides,
+    // through a certificate one side replaced, is caught here).
+    let unvouched: Vec<(String, String)> = after
         .iter()
-        .chain(&theirs_checked.unverified)
-        .filter(|(r, _)| Fingerprint::parse(r).is_some_and(|f| after.contains(&f)))
-        .map(|(r, c)| (r.clone(), c.clone()))
+        .filter(|f| !ours.trusted.contains(f) && !theirs_checked.trusted.contains(f))
+        .map(|f| {
+            let added = ours
+                .unverified
+                .get(&f.to_string())
+                .or(theirs_checked.unverified.get(&f.to_string()))
+                .cloned()
+                .unwrap_or_else(|| "the merge".into());
+            (f.to_string(), added)
+        })
         .collect();
     if !unvouched.is_empty() && !global.trust_unverified {
         return Err(Error::Unverified(unvouched).into());
@@ -259,19 +271,26 @@ fn merge(
     Ok(merged.reload()?)
 }
 
-/// Refuses incoming commits that add anyone nobody trusted vouched for (except the commit
-/// `accepting` names, about to be accepted).
+/// Refuses incoming commits that add anyone nobody trusted vouched for, or change a member's
+/// certificate without a trusted signature (a certificate rolled back to before a subkey's
+/// revocation would be encrypted to again) — except the commit `accepting` (full id) names,
+/// about to be accepted.
 fn check_incoming(
     incoming: &[CommitInfo],
     checked: &Verification,
     accepting: Option<&str>,
 ) -> anyhow::Result<()> {
-    let new: Vec<String> = incoming.iter().map(|c| c.id.short()).collect();
+    let new: Vec<String> = incoming.iter().map(|c| c.id.to_string()).collect();
+    let key_changes = checked
+        .warnings
+        .iter()
+        .filter(|f| f.change.starts_with("changes key "));
     let bad = checked
         .violations
         .iter()
-        .filter(|f| accepting != Some(f.commit.as_str()))
-        .find(|f| new.contains(&f.commit));
+        .chain(key_changes)
+        .filter(|f| accepting != Some(f.id.as_str()))
+        .find(|f| new.contains(&f.id));
     match bad {
         Some(bad) => Err(Error::IncomingViolation {
             commit: bad.commit.clone(),

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use vault::trust::{verify, Finding, Reanchored};
 
+use vault::git::Standing;
 use vault::Error;
 
 use crate::cli::{Global, VerifyArgs};
@@ -99,18 +100,36 @@ fn accept(
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let vault = open_for_change(global, err)?;
-    // The commit may be upstream only (sync refused it): look there too.
-    if let Ok(upstream) = vault.repo().upstream(None) {
-        vault.repo().fetch(&upstream)?;
-    }
-    let commit = vault.repo().resolve_commit(spec)?;
-    let (vault, upstream) = catch_up_accepting(vault, global, Some(&commit.short()), err)?;
+    let repo = vault.repo();
+    // The commit may be upstream only (sync refused it): judge it where it is, without moving
+    // HEAD until the operator is known to be trusted and has confirmed.
+    let upstream = match repo.upstream(None) {
+        Ok(u) => {
+            repo.fetch(&u)?;
+            Some(u)
+        }
+        Err(Error::NoUpstream(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let commit = repo.resolve_commit(spec)?;
+    let head = vault.head();
+    let target = match upstream.as_ref().and_then(|u| repo.tracking_commit(u)) {
+        Some(theirs) => match repo.standing(head, theirs)? {
+            Standing::Behind => theirs,
+            Standing::Diverged { .. } => anyhow::bail!(
+                "this clone has commits the upstream does not have, and sync refuses the upstream \
+                 until its change is accepted: accept it from a clone that is not ahead, then sync"
+            ),
+            Standing::UpToDate | Standing::Ahead => head,
+        },
+        None => head,
+    };
     let anchor = anchor(&vault, global, err)?;
-    let v = verify(vault.repo(), &anchor, vault.head())?;
+    let v = verify(repo, &anchor, target)?;
     let changes: Vec<String> = v
         .violations
         .iter()
-        .filter(|f| f.commit == commit.short())
+        .filter(|f| f.id == commit.to_string())
         .map(|f| format!("{} ({}, {})", f.change, f.author, f.date))
         .collect();
     if changes.is_empty() {
@@ -137,6 +156,8 @@ fn accept(
         writeln!(err, "Nothing changed.")?;
         return Ok(());
     }
+    // Now the upstream comes in: its one unvouched commit is the one being accepted.
+    let (vault, upstream) = catch_up_accepting(vault, global, Some(&commit.to_string()), err)?;
     let accepted = vault.accept(commit, &changes, &operator)?;
     advance_anchor(vault.repo(), &anchor, accepted)?;
     writeln!(

@@ -80,15 +80,31 @@ impl Repo {
     /// [`Error::GitProgram`] for any other failure.
     pub fn push(&self, upstream: &Upstream) -> Result<bool> {
         let refspec = format!("HEAD:{}", upstream.merge);
-        match self.git_program(&["push", "--quiet", "--porcelain", &upstream.remote, &refspec]) {
-            Ok(_) => Ok(true),
-            Err(Error::GitProgram { output, .. })
-                if output.contains("[rejected]") || output.contains("fetch first") =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
+        let args = ["push", "--porcelain", &upstream.remote, &refspec];
+        let (ok, stdout, stderr) = self.run_git(&args)?;
+        if ok {
+            return Ok(true);
         }
+        // Only git's own porcelain status line counts: `!<TAB>from:to<TAB>[rejected] (why)`
+        // (anything else on the output, a hook's or the server's, is anyone's to write).
+        let lost_race = stdout.lines().any(|l| {
+            let mut fields = l.split('\t');
+            fields.next() == Some("!")
+                && fields
+                    .next()
+                    .is_some_and(|refs| refs.ends_with(&format!(":{}", upstream.merge)))
+                && fields.next().is_some_and(|why| {
+                    why.starts_with("[rejected] (fetch first)")
+                        || why.starts_with("[rejected] (non-fast-forward)")
+                })
+        });
+        if lost_race {
+            return Ok(false);
+        }
+        Err(Error::GitProgram {
+            command: format!("git {}", args.join(" ")),
+            output: format!("{stdout}{stderr}").trim().to_string(),
+        })
     }
 
     /// The commit the remote-tracking ref points to, if any.
@@ -138,6 +154,18 @@ impl Repo {
     /// Runs the `git` program in the store, non-interactively for credentials it cannot get
     /// (`GIT_TERMINAL_PROMPT=0`); returns its standard output.
     fn git_program(&self, args: &[&str]) -> Result<String> {
+        let (ok, stdout, stderr) = self.run_git(args)?;
+        if ok {
+            return Ok(stdout);
+        }
+        Err(Error::GitProgram {
+            command: format!("git {}", args.join(" ")),
+            output: format!("{stdout}{stderr}").trim().to_string(),
+        })
+    }
+
+    /// Runs git; returns whether it succeeded, its standard output and its standard error.
+    fn run_git(&self, args: &[&str]) -> Result<(bool, String, String)> {
         let out = Command::new("git")
             .arg("-C")
             .arg(&self.root)
@@ -146,15 +174,10 @@ impl Repo {
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| Error::io("running", "git", e))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            return Ok(stdout);
-        }
-        Err(Error::GitProgram {
-            command: format!("git {}", args.join(" ")),
-            output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr))
-                .trim()
-                .to_string(),
-        })
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 }

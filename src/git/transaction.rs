@@ -213,6 +213,9 @@ impl Repo {
         if interrupted() {
             return Err(Error::Interrupted);
         }
+        if let (Some(draft), Some(head)) = (change.replaces, parent) {
+            self.check_materializable(head, draft)?;
+        }
         // A merge also brings the upstream's files into the work tree.
         let merged: Vec<String> = match (change.replaces, parent) {
             (Some(draft), Some(head)) => self
@@ -271,6 +274,42 @@ impl Repo {
         Ok(CommitId(new))
     }
 
+    /// Refuses, before anything moves, to bring in from `to` what vault's work-tree update
+    /// cannot write faithfully: symbolic links, submodules and other special entries, names
+    /// that are not UTF-8 (vault writes regular files only). Otherwise the branch would move and
+    /// the work tree could never catch up.
+    ///
+    /// # Errors
+    /// [`Error::Unmergeable`] naming the path.
+    pub(super) fn check_materializable(&self, from: CommitId, to: CommitId) -> Result<()> {
+        let changed = self.changed_paths(to, from)?;
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let target: std::collections::HashMap<String, (FileKind, bool)> = self
+            .files(to)?
+            .into_iter()
+            .map(|f| (f.path, (f.kind, f.utf8)))
+            .collect();
+        for (path, is_link) in changed {
+            let why = match target.get(&path) {
+                _ if is_link => Some("a symbolic link"),
+                Some((FileKind::Submodule, _)) => Some("a submodule"),
+                Some((FileKind::Other, _)) => Some("a special file"),
+                Some((_, false)) => Some("a name that is not UTF-8"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(Error::Unmergeable {
+                    commit: to.short(),
+                    path: crate::text::escape(&path).into_owned(),
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Moves the current branch forward to `to`, a descendant of HEAD (a fast-forward, as `git
     /// merge --ff-only` makes it), and brings the work tree and index up to it, under the same
     /// journal as [`Repo::commit`]: killed at any moment, the next command finishes or undoes it.
@@ -282,6 +321,7 @@ impl Repo {
     pub fn fast_forward(&self, to: CommitId, action: &str) -> Result<()> {
         let refname = self.branch()?;
         let old = self.head()?;
+        self.check_materializable(old, to)?;
         let changed: Vec<String> = self
             .changed_paths(to, old)?
             .into_iter()

@@ -16,10 +16,10 @@ use crate::text::escape;
 pub(super) struct Ledger {
     /// Recipients (fingerprints, as text) trusted to read and to vouch for others.
     pub trusted: BTreeSet<String>,
-    /// Unvouched recipient -> the short id of the commit that first added it.
+    /// Unvouched recipient -> the full id of the commit that first added it.
     pub added_by: BTreeMap<String, String>,
-    /// Short ids of commits whose changes a trusted member accepted (`vault verify --accept`):
-    /// their violations are settled.
+    /// Full ids of commits whose changes a trusted member accepted (`vault verify --accept`):
+    /// their violations are settled. Full ids: a short one can be ground to collide.
     pub accepted: BTreeSet<String>,
 }
 
@@ -34,7 +34,9 @@ pub(super) struct Vouchers {
 
 /// The commit being judged, as findings name it.
 pub(super) struct Stamp<'a> {
-    /// Short commit id.
+    /// Full commit id (hex): what acceptances and the ledger match on.
+    pub id: String,
+    /// Short commit id, for people.
     pub commit: String,
     pub author: String,
     /// RFC 3339.
@@ -46,6 +48,7 @@ impl Stamp<'_> {
     fn finding(&self, change: String, vouched_by: Option<String>) -> Finding {
         Finding {
             commit: self.commit.clone(),
+            id: self.id.clone(),
             author: self.author.clone(),
             date: self.date.clone(),
             change,
@@ -87,7 +90,7 @@ pub(super) fn judge(
             let added: Vec<String> = ledger
                 .added_by
                 .iter()
-                .filter(|(_, c)| **c == short)
+                .filter(|(_, c)| **c == accepted)
                 .map(|(r, _)| r.clone())
                 .collect();
             for r in added {
@@ -100,7 +103,7 @@ pub(super) fn judge(
                 format!("accepts the changes of commit {short}"),
                 Some(name_of(v)),
             ));
-            ledger.accepted.insert(short);
+            ledger.accepted.insert(accepted);
         }
     }
     if let (Some(v), Some(fpr)) = (signer, vouched_member(commit.message)) {
@@ -135,7 +138,7 @@ pub(super) fn judge(
                 ledger
                     .added_by
                     .entry(r.clone())
-                    .or_insert_with(|| commit.commit.clone());
+                    .or_insert_with(|| commit.id.clone());
                 out.violations.push(Finding {
                     subject: Some(r.clone()),
                     ..commit.finding(what, None)
@@ -281,6 +284,7 @@ mod tests {
 
     fn stamp(message: &str) -> Stamp<'_> {
         Stamp {
+            id: format!("0123456789{}", "a".repeat(30)),
             commit: "0123456789".into(),
             author: "someone".into(),
             date: "2026-11-30T00:00:00Z".into(),
@@ -322,7 +326,10 @@ mod tests {
         assert!(out.violations[0]
             .change
             .starts_with(&format!("adds {MALLORY} to .gpg-id")));
-        assert_eq!(ledger.added_by[MALLORY], "0123456789");
+        assert_eq!(
+            ledger.added_by[MALLORY],
+            format!("0123456789{}", "a".repeat(30))
+        );
         assert!(!ledger.trusted.contains(MALLORY));
     }
 
@@ -454,8 +461,8 @@ mod tests {
     fn a_signed_acceptance_settles_the_accepted_commit_only() {
         let both = state(&[("", ALICE), ("", MALLORY)], &[]);
         let mut ledger = trusting(&[ALICE]);
-        ledger.added_by.insert(MALLORY.into(), "0123456789".into());
         let full = format!("0123456789{}", "a".repeat(30));
+        ledger.added_by.insert(MALLORY.into(), full.clone());
         let message = format!("Accept\n\nVault-Action: accept\nVault-Accept: {full}\n");
         assert_eq!(accepted_commits(&message), std::slice::from_ref(&full));
         // Unsigned, it is nothing.
@@ -477,7 +484,7 @@ mod tests {
             &signed_by(ALICE),
         );
         assert!(ledger.trusted.contains(MALLORY));
-        assert_eq!(ledger.accepted, ["0123456789".to_string()].into());
+        assert_eq!(ledger.accepted, [full.clone()].into());
         assert_eq!(out.vouched.len(), 1);
         // Only a well-formed trailer in a `Vault-Action: accept` commit counts.
         assert!(accepted_commits(&format!("x\n\nVault-Accept: {full}\n")).is_empty());

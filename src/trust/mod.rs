@@ -34,7 +34,11 @@ use crate::text::{escape, format_unix};
 /// One change of who can read, found by [`verify`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// Short commit id, for people.
     pub commit: String,
+    /// Full commit id (hex): what to match on (a short id can be ground to collide).
+    #[serde(skip)]
+    pub id: String,
     pub author: String,
     pub date: String,
     /// What the commit changed, for people.
@@ -155,6 +159,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         out.checked += 1;
         let vouchers = vouchers(repo, info.id, &ledger, (&prev, &state));
         let stamp = Stamp {
+            id: info.id.to_string(),
             commit: info.id.short(),
             author: info.author.clone(),
             date: format_unix(info.time),
@@ -280,11 +285,11 @@ fn settle(out: &mut Verification, ledger: Ledger, at_head: &State, anchor: &Anch
     let (cleared, violations): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut out.violations)
         .into_iter()
         .partition(|f| {
-            accepted.contains(&f.commit) || f.subject.as_ref().is_some_and(|r| trusted.contains(r))
+            accepted.contains(&f.id) || f.subject.as_ref().is_some_and(|r| trusted.contains(r))
         });
     out.violations = violations;
     out.warnings.extend(cleared.into_iter().map(|f| Finding {
-        change: if accepted.contains(&f.commit) {
+        change: if accepted.contains(&f.id) {
             format!("{} (accepted by a trusted member later)", f.change)
         } else {
             format!("{} (vouched for by a trusted member later)", f.change)
@@ -295,7 +300,7 @@ fn settle(out: &mut Verification, ledger: Ledger, at_head: &State, anchor: &Anch
         if !trusted.contains(r) {
             let commit = added_by
                 .get(r)
-                .cloned()
+                .map(|full| full.chars().take(10).collect())
                 .unwrap_or_else(|| anchor.commit.short());
             out.unverified.insert(r.to_string(), commit);
         }
@@ -311,6 +316,7 @@ impl Finding {
     fn at_head(head: CommitId, change: String) -> Finding {
         Finding {
             commit: head.short(),
+            id: head.to_string(),
             author: String::new(),
             date: String::new(),
             change,
