@@ -98,14 +98,7 @@ fn sync_refuses_an_incoming_recipient_nobody_vouched_for() {
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
     // Someone with push access adds carol by hand.
-    fs::copy(
-        &carol.public,
-        bob_clone.file(&format!(".public-keys/{}", carol.fpr)),
-    )
-    .unwrap();
-    let gpg_id = bob_clone.file(".gpg-id");
-    let text = fs::read_to_string(&gpg_id).unwrap() + &format!("{}\n", carol.fpr);
-    fs::write(&gpg_id, text).unwrap();
+    add_by_hand(&bob_clone, carol);
     git_commit_all(&bob_clone, "Add carol");
     bob_clone.git_ok(&["push", "-q"]);
     let bad = bob_clone.git_ok(&["rev-parse", "--short=10", "HEAD"]);
@@ -184,7 +177,7 @@ fn sync_merges_diverged_histories_in_one_signed_commit() {
     bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
     let verified = lab.vault(&bob_clone, bob, &["verify"]);
     verified.ok();
-    assert!(!verified.stdout.contains("BAD"), "{verified}");
+    assert!(!verified.has_violation(), "{verified}");
 
     let carol_clone = clone(lab, &remote, "carol");
     lab.assert_reads(&carol_clone, carol, &[("bob/new", "from bob\n")]);
@@ -368,7 +361,7 @@ fn two_onboardings_on_two_clones_merge_into_both() {
     bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
     let verified = lab.vault(&bob_clone, bob, &["verify"]);
     verified.ok();
-    assert!(!verified.stdout.contains("BAD"), "{verified}");
+    assert!(!verified.has_violation(), "{verified}");
 }
 
 #[test]
@@ -443,14 +436,7 @@ fn a_reviewed_violation_is_accepted_for_the_whole_team() {
     let other = clone(lab, &remote, "other");
     lab.vault(&other, alice, &["--yes", "verify"]).ok();
     // bob adds carol by hand (plain git, unsigned) and pushes.
-    fs::copy(
-        &carol.public,
-        bob_clone.file(&format!(".public-keys/{}", carol.fpr)),
-    )
-    .unwrap();
-    let gpg_id = bob_clone.file(".gpg-id");
-    let text = fs::read_to_string(&gpg_id).unwrap() + &format!("{}\n", carol.fpr);
-    fs::write(&gpg_id, text).unwrap();
+    add_by_hand(&bob_clone, carol);
     git_commit_all(&bob_clone, "Add carol");
     bob_clone.git_ok(&["push", "-q"]);
     let bad = bob_clone.git_ok(&["rev-parse", "--short=10", "HEAD"]);
@@ -475,7 +461,7 @@ fn a_reviewed_violation_is_accepted_for_the_whole_team() {
         .stdout_has("Pushed to origin/main.");
     let verified = lab.vault(alice_clone, alice, &["verify"]);
     verified.ok();
-    assert!(!verified.stdout.contains("BAD"), "{verified}");
+    assert!(!verified.has_violation(), "{verified}");
     // Now sync brings carol her entries, and every clone agrees.
     lab.vault_as(alice_clone, alice, &["--yes", "sync"])
         .ok()
@@ -488,7 +474,7 @@ fn a_reviewed_violation_is_accepted_for_the_whole_team() {
         .ok()
         .stdout_has("(accepted by a trusted member later)")
         .stdout_has(&format!("accepts the changes of commit {bad}"));
-    assert!(!theirs.stdout.contains("BAD"), "{theirs}");
+    assert!(!theirs.has_violation(), "{theirs}");
     // Accepting a commit with nothing to accept is refused.
     lab.vault_as(alice_clone, alice, &["--yes", "verify", "--accept", "HEAD"])
         .fails()
@@ -716,7 +702,7 @@ fn a_removal_and_a_concurrent_insert_merge_without_the_leaver() {
     bob_clone.git_ok(&["pull", "-q", "--ff-only"]);
     let theirs = lab.vault(&bob_clone, bob, &["verify"]);
     theirs.ok();
-    assert!(!theirs.stdout.contains("BAD"), "{theirs}");
+    assert!(!theirs.has_violation(), "{theirs}");
 }
 
 #[test]

@@ -511,20 +511,7 @@ fn print(report: &SyncReport, json: bool, out: &mut dyn Write) -> anyhow::Result
              session keys).",
             m.commit, m.rewrapped, m.reencrypted
         )?;
-        if !m.rotate.is_empty() {
-            writeln!(
-                out,
-                "A former member could read {} until now. Rotate (change the credential, then \
-                 `pass edit`):",
-                count(m.rotate.len(), "entry", "entries")
-            )?;
-            for e in &m.rotate {
-                writeln!(out, "  {}", escape(e))?;
-            }
-        }
-        for what in &m.not_reencrypted {
-            writeln!(out, "  not re-encrypted: {what}")?;
-        }
+        say_rotate(m, out)?;
     }
     if let Some(r) = &report.repaired {
         writeln!(
@@ -535,24 +522,30 @@ fn print(report: &SyncReport, json: bool, out: &mut dyn Write) -> anyhow::Result
             r.reencrypted,
             r.commit
         )?;
-        if !r.rotate.is_empty() {
-            writeln!(
-                out,
-                "A former member could read {} until now. Rotate (change the credential, then \
-                 `pass edit`):",
-                count(r.rotate.len(), "entry", "entries")
-            )?;
-            for e in &r.rotate {
-                writeln!(out, "  {}", escape(e))?;
-            }
-        }
-        for what in &r.not_reencrypted {
-            writeln!(out, "  not re-encrypted: {what}")?;
-        }
+        say_rotate(r, out)?;
     }
     match &report.pushed {
         Some(c) => writeln!(out, "Pushed {c} to {}.", report.upstream)?,
         None => writeln!(out, "Nothing pushed.")?,
+    }
+    Ok(())
+}
+
+/// What a merge or repair leaves to do: entries to rotate, and what it could not re-encrypt.
+fn say_rotate(r: &Repaired, out: &mut dyn Write) -> anyhow::Result<()> {
+    if !r.rotate.is_empty() {
+        writeln!(
+            out,
+            "A former member could read {} until now. Rotate (change the credential, then `pass \
+             edit`):",
+            count(r.rotate.len(), "entry", "entries")
+        )?;
+        for e in &r.rotate {
+            writeln!(out, "  {}", escape(e))?;
+        }
+    }
+    for what in &r.not_reencrypted {
+        writeln!(out, "  not re-encrypted: {what}")?;
     }
     Ok(())
 }

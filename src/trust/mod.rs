@@ -106,17 +106,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
             .merge_base(anchor.commit, head)
             .filter(|b| repo.chain(*b, head).is_ok_and(|c| c.is_some()))
         {
-            let at_base = Reader::new(repo).state(base)?;
-            let recipients = at_base.recipients();
-            rebased = Anchor {
-                commit: base,
-                trusted: anchor
-                    .trusted
-                    .iter()
-                    .filter(|f| recipients.contains(f.to_string().as_str()))
-                    .copied()
-                    .collect(),
-            };
+            rebased = narrowed(repo, anchor, base)?;
             out.reanchored = Some(Reanchored {
                 from: anchor.commit.short(),
                 to: base.short(),
@@ -188,6 +178,12 @@ pub fn trust_at(repo: &Repo, anchor: &Anchor, commit: CommitId) -> Result<Anchor
             trusted: v.trusted,
         });
     }
+    narrowed(repo, anchor, commit)
+}
+
+/// An anchor at `commit` trusting only those `anchor` trusts who are recipients there: never
+/// more than the anchor did.
+fn narrowed(repo: &Repo, anchor: &Anchor, commit: CommitId) -> Result<Anchor> {
     let state = Reader::new(repo).state(commit)?;
     let recipients = state.recipients();
     Ok(Anchor {

@@ -95,6 +95,12 @@ impl Run {
         self
     }
 
+    /// Whether `vault verify` reported a violation: a line starting with `BAD ` (not the three
+    /// letters anywhere: they occur in hex fingerprints).
+    pub fn has_violation(&self) -> bool {
+        self.stdout.lines().any(|l| l.starts_with("BAD "))
+    }
+
     /// stdout and stderr together.
     pub fn all_output(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
@@ -1074,6 +1080,20 @@ pub const OPS_ENTRIES: &[(&str, &str)] = &[
     ("ops/db", "pg-s3cret\nhost: db.internal\nport: 5432\n"),
     ("ops/servers/root", "r00t-pw\n"),
 ];
+
+/// Adds `who` to the root `.gpg-id` and `.public-keys/` by hand (not committed), as anyone with
+/// push access could.
+pub fn add_by_hand(store: &Store, who: &Person) {
+    fs::copy(
+        &who.public,
+        store.file(&format!(".public-keys/{}", who.fpr)),
+    )
+    .unwrap();
+    let gpg_id = store.file(".gpg-id");
+    let mut ids = fs::read_to_string(&gpg_id).unwrap();
+    ids.push_str(&format!("{}\n", who.fpr));
+    fs::write(&gpg_id, ids).unwrap();
+}
 
 /// Commits everything in the work tree with plain git, as anyone with push access could.
 #[track_caller]
