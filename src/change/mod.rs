@@ -56,6 +56,33 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan for `action` that, as it stands, changes nothing: these recipients and this
+    /// roster, no file written or deleted, no message yet. The planners fill in the rest.
+    fn unchanged(
+        action: &'static str,
+        recipients: BTreeMap<Folder, Vec<Fingerprint>>,
+        roster: Roster,
+    ) -> Plan {
+        Plan {
+            action,
+            subject: String::new(),
+            body: String::new(),
+            trailers: Vec::new(),
+            recipients,
+            changed: BTreeSet::new(),
+            key_writes: Vec::new(),
+            key_deletes: Vec::new(),
+            roster,
+            removed_key_ids: Vec::new(),
+            added: None,
+            pass_signing_keys: Vec::new(),
+            gpg_id_signer: None,
+            links: BTreeMap::new(),
+            every_entry: false,
+            replaces: None,
+        }
+    }
+
     /// Signs every `.gpg-id` the change writes, as pass does with `PASSWORD_STORE_SIGNING_KEY`
     /// (`keys`, empty when unset). A signature must be by a key pass accepts there: one of `keys`,
     /// else the key that signed the existing `.gpg-id.sig`. That is the operator's key, or

@@ -69,7 +69,6 @@ impl Snapshot {
         let recipients = with_recipient(&self.recipients, &self.layout, &folder, fpr)?;
         let uid = key.user_ids().first().cloned().unwrap_or_default();
         Ok(Plan {
-            action: "add-member",
             subject: format!("Add member {name} ({})", fpr.short()),
             body: format!("{name} ({uid}) can now read {}.", show_folder(&folder)),
             trailers: vec![
@@ -77,18 +76,10 @@ impl Snapshot {
                 ("Vault-Member".into(), format!("{name} <{fpr}>")),
                 ("Vault-Folder".into(), show_folder(&folder)),
             ],
-            recipients,
             changed: BTreeSet::from([folder]),
             key_writes: vec![(format!("{PUBLIC_KEYS}/{fpr}"), key.armored().to_vec())],
-            key_deletes: Vec::new(),
-            roster,
-            removed_key_ids: Vec::new(),
             added: Some(key.clone()),
-            pass_signing_keys: Vec::new(),
-            gpg_id_signer: None,
-            links: BTreeMap::new(),
-            every_entry: false,
-            replaces: None,
+            ..Plan::unchanged("add-member", recipients, roster)
         }
         .with_links(&self.layout))
     }
@@ -140,7 +131,6 @@ impl Snapshot {
             (deletes, "the whole store".to_string())
         };
         Ok(Plan {
-            action: "remove-member",
             subject: if still_member {
                 format!("Remove member {name} ({}) from {scope}", fpr.short())
             } else {
@@ -154,18 +144,10 @@ impl Snapshot {
                 ("Vault-Action".into(), "remove-member".into()),
                 ("Vault-Member".into(), format!("{name} <{fpr}>")),
             ],
-            recipients,
             changed: targets.into_iter().collect(),
-            key_writes: Vec::new(),
             key_deletes,
-            roster,
             removed_key_ids,
-            added: None,
-            pass_signing_keys: Vec::new(),
-            gpg_id_signer: None,
-            links: BTreeMap::new(),
-            every_entry: false,
-            replaces: None,
+            ..Plan::unchanged("remove-member", recipients, roster)
         }
         .with_links(&self.layout))
     }
@@ -187,24 +169,14 @@ impl Snapshot {
             })
             .collect();
         Plan {
-            action: "repair",
             subject: "Repair: encrypt every entry to its .gpg-id".into(),
             body: "Entries whose readers differed from their .gpg-id were re-encrypted (fresh \
                    session keys where someone else could read them)."
                 .into(),
             trailers: vec![("Vault-Action".into(), "repair".into())],
-            recipients: self.recipients.clone(),
-            changed: BTreeSet::new(),
-            key_writes: Vec::new(),
-            key_deletes: Vec::new(),
-            roster: self.roster.clone(),
             removed_key_ids,
-            added: None,
-            pass_signing_keys: Vec::new(),
-            gpg_id_signer: None,
-            links: BTreeMap::new(),
             every_entry: true,
-            replaces: None,
+            ..Plan::unchanged("repair", self.recipients.clone(), self.roster.clone())
         }
     }
 }

@@ -96,5 +96,5 @@ pub fn run(
         outcome.unchanged
     )?;
     say_not_reencrypted(&outcome, &format!("so {name} cannot read it yet"), out)?;
-    publish(&vault.reload()?, upstream.as_ref(), global, out)
+    publish(vault.repo(), upstream.as_ref(), global, out)
 }

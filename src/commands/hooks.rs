@@ -45,9 +45,9 @@ pub fn install(global: &Global, out: &mut dyn Write) -> anyhow::Result<()> {
         let path = dir.join(name);
         // Anything there that is not readably vault's (a binary, a link, unreadable) is the
         // user's.
-        if std::fs::symlink_metadata(&path).is_ok() {
-            let ours = std::fs::read_to_string(&path).is_ok_and(|text| text.contains(MARKER))
-                && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            let ours = !meta.file_type().is_symlink()
+                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(MARKER));
             if !ours {
                 return Err(Error::BadFile {
                     file: path.display().to_string(),

@@ -65,5 +65,5 @@ pub fn run(
         }
     }
     say_not_reencrypted(&outcome, &format!("and {name} may still read it now"), out)?;
-    publish(&vault.reload()?, upstream.as_ref(), global, out)
+    publish(vault.repo(), upstream.as_ref(), global, out)
 }

@@ -64,5 +64,5 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         }
     }
     say_not_reencrypted(&outcome, "and whoever could read it may still read it", out)?;
-    publish(&vault.reload()?, upstream.as_ref(), global, out)
+    publish(vault.repo(), upstream.as_ref(), global, out)
 }

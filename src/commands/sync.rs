@@ -140,7 +140,7 @@ pub fn catch_up_accepting(
 /// After a command's commit: pushes it to `upstream` (none: the branch has no upstream),
 /// unless `--no-push`, and says so on `out`.
 pub fn publish(
-    vault: &Snapshot,
+    repo: &vault::git::Repo,
     upstream: Option<&Upstream>,
     global: &Global,
     out: &mut dyn Write,
@@ -151,7 +151,7 @@ pub fn publish(
     let name = short_name(upstream);
     if global.no_push {
         writeln!(out, "Not pushed (--no-push): `vault sync` pushes it.")?;
-    } else if vault.repo().push(upstream)? {
+    } else if repo.push(upstream)? {
         writeln!(out, "Pushed to {name}.")?;
     } else {
         writeln!(

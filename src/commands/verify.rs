@@ -166,5 +166,5 @@ fn accept(
         commit.short(),
         accepted.short()
     )?;
-    publish(&vault.reload()?, upstream.as_ref(), global, out)
+    publish(vault.repo(), upstream.as_ref(), global, out)
 }

@@ -213,16 +213,9 @@ impl Repo {
         if interrupted() {
             return Err(Error::Interrupted);
         }
-        if let (Some(draft), Some(head)) = (change.replaces, parent) {
-            self.check_materializable(head, draft)?;
-        }
         // A merge also brings the upstream's files into the work tree.
-        let merged: Vec<String> = match (change.replaces, parent) {
-            (Some(draft), Some(head)) => self
-                .changed_paths(draft, head)?
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect(),
+        let merged = match (change.replaces, parent) {
+            (Some(draft), Some(head)) => self.check_materializable(head, draft)?,
             _ => Vec::new(),
         };
         self.check_writable(
@@ -279,18 +272,22 @@ impl Repo {
     /// that are not UTF-8 (vault writes regular files only). Otherwise the branch would move and
     /// the work tree could never catch up.
     ///
+    /// Returns the paths that differ between `from` and `to` (what the update will write or
+    /// remove).
+    ///
     /// # Errors
     /// [`Error::Unmergeable`] naming the path.
-    pub(super) fn check_materializable(&self, from: CommitId, to: CommitId) -> Result<()> {
+    pub(super) fn check_materializable(&self, from: CommitId, to: CommitId) -> Result<Vec<String>> {
         let changed = self.changed_paths(to, from)?;
         if changed.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let target: std::collections::HashMap<String, (FileKind, bool)> = self
             .files(to)?
             .into_iter()
             .map(|f| (f.path, (f.kind, f.utf8)))
             .collect();
+        let mut paths = Vec::with_capacity(changed.len());
         for (path, is_link) in changed {
             let why = match target.get(&path) {
                 _ if is_link => Some("a symbolic link"),
@@ -306,8 +303,9 @@ impl Repo {
                     why,
                 });
             }
+            paths.push(path);
         }
-        Ok(())
+        Ok(paths)
     }
 
     /// Moves the current branch forward to `to`, a descendant of HEAD (a fast-forward, as `git
@@ -321,12 +319,7 @@ impl Repo {
     pub fn fast_forward(&self, to: CommitId, action: &str) -> Result<()> {
         let refname = self.branch()?;
         let old = self.head()?;
-        self.check_materializable(old, to)?;
-        let changed: Vec<String> = self
-            .changed_paths(to, old)?
-            .into_iter()
-            .map(|(path, _)| path)
-            .collect();
+        let changed = self.check_materializable(old, to)?;
         self.check_writable(changed.iter().map(String::as_str))?;
         self.sync()?;
         let journal = Journal {

@@ -101,12 +101,14 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
     };
     let mut anchor = anchor;
     let rebased;
-    if repo.chain(anchor.commit, head)?.is_none() {
-        if let Some(base) = repo
-            .merge_base(anchor.commit, head)
-            .filter(|b| repo.chain(*b, head).is_ok_and(|c| c.is_some()))
+    let mut chain = repo.chain(anchor.commit, head)?;
+    if chain.is_none() {
+        let base = repo.merge_base(anchor.commit, head);
+        if let Some((base, from_base)) =
+            base.and_then(|b| Some((b, repo.chain(b, head).ok().flatten()?)))
         {
             rebased = narrowed(repo, anchor, base)?;
+            chain = Some(from_base);
             out.reanchored = Some(Reanchored {
                 from: anchor.commit.short(),
                 to: base.short(),
@@ -116,7 +118,7 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
             anchor = &rebased;
         }
     }
-    let Some(chain) = repo.chain(anchor.commit, head)? else {
+    let Some(chain) = chain else {
         out.violations.push(Finding::at_head(
             head,
             format!(
