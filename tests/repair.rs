@@ -131,18 +131,8 @@ fn trust_survives_a_reset_over_a_vouched_change_and_never_grows() {
     let team = adopted_team();
     let (lab, store) = (&team.lab, &team.store);
     let (alice, carol) = (&team.alice, &team.carol);
-    lab.vault_as(
-        store,
-        alice,
-        &[
-            "--yes",
-            "add-member",
-            carol.public_str(),
-            "--fingerprint",
-            &carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault_as(store, alice, &carol.add_member_with(&["--yes"]))
+        .ok();
     // This clone's anchor is now the add-member commit; the team drops it.
     store.git_ok(&["reset", "-q", "--hard", "HEAD~1"]);
 

@@ -134,19 +134,9 @@ fn sync_works_over_ssh() {
     let bob_clone = clone("bob");
 
     // alice onboards carol: fetched and pushed over ssh.
-    lab.vault_as(
-        alice_clone,
-        alice,
-        &[
-            "--yes",
-            "add-member",
-            carol.public_str(),
-            "--fingerprint",
-            &carol.fpr,
-        ],
-    )
-    .ok()
-    .stdout_has("Pushed to origin/main.");
+    lab.vault_as(alice_clone, alice, &carol.add_member_with(&["--yes"]))
+        .ok()
+        .stdout_has("Pushed to origin/main.");
     // bob (plain pass, stale) adds an entry and pushes over ssh; alice's sync repairs it.
     lab.pass(&bob_clone, bob, &["insert", "-m", "bob/new"], "from bob\n")
         .ok();

@@ -44,13 +44,7 @@ fn sync_fast_forwards_checks_repairs_and_pushes() {
     let bob_clone = clone(lab, &remote, "bob");
 
     // alice onboards carol: with an upstream, add-member pushes its signed commit.
-    let carol_args = [
-        "--yes",
-        "add-member",
-        carol.public_str(),
-        "--fingerprint",
-        &carol.fpr,
-    ];
+    let carol_args = carol.add_member_with(&["--yes"]);
     lab.vault_as(alice_clone, alice, &carol_args)
         .ok()
         .stdout_has("Pushed to origin/main.");
@@ -129,14 +123,7 @@ fn sync_merges_diverged_histories_in_one_signed_commit() {
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
     // alice onboards carol but does not push; bob, on plain pass, adds an entry and pushes.
-    let carol_args = [
-        "--yes",
-        "--no-push",
-        "add-member",
-        carol.public_str(),
-        "--fingerprint",
-        &carol.fpr,
-    ];
+    let carol_args = carol.add_member_with(&["--yes", "--no-push"]);
     lab.vault_as(alice_clone, alice, &carol_args)
         .ok()
         .stdout_has("Not pushed (--no-push)");
@@ -275,13 +262,7 @@ fn membership_commands_catch_up_with_the_upstream_first_and_push() {
     // bob, on plain pass, adds an entry; alice has not pulled.
     pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
     // alice's add-member fast-forwards first, so carol gets bob's entry too, and pushes.
-    let carol_args = [
-        "--yes",
-        "add-member",
-        carol.public_str(),
-        "--fingerprint",
-        &carol.fpr,
-    ];
+    let carol_args = carol.add_member_with(&["--yes"]);
     lab.vault_as(alice_clone, alice, &carol_args)
         .ok()
         .stderr_has("Fast-forwarded to ")
@@ -326,22 +307,9 @@ fn two_onboardings_on_two_clones_merge_into_both() {
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
     // alice adds carol locally; bob, with vault in his clone, adds dave and pushes.
-    let carol_args = [
-        "--yes",
-        "--no-push",
-        "add-member",
-        carol.public_str(),
-        "--fingerprint",
-        &carol.fpr,
-    ];
+    let carol_args = carol.add_member_with(&["--yes", "--no-push"]);
     lab.vault_as(alice_clone, alice, &carol_args).ok();
-    let dave_args = [
-        "--yes",
-        "add-member",
-        dave.public_str(),
-        "--fingerprint",
-        &dave.fpr,
-    ];
+    let dave_args = dave.add_member_with(&["--yes"]);
     lab.vault_as(&bob_clone, bob, &dave_args)
         .ok()
         .stdout_has("Pushed to origin/main.");
@@ -373,31 +341,14 @@ fn an_onboarding_and_an_offboarding_merge_without_the_leaver() {
     introduce(&[alice, bob, carol, &dave]);
     let remote = share(lab, alice_clone);
     // carol joins (pushed), then bob's clone is made.
-    lab.vault_as(
-        alice_clone,
-        alice,
-        &[
-            "--yes",
-            "add-member",
-            carol.public_str(),
-            "--fingerprint",
-            &carol.fpr,
-        ],
-    )
-    .ok();
+    lab.vault_as(alice_clone, alice, &carol.add_member_with(&["--yes"]))
+        .ok();
     let bob_clone = clone(lab, &remote, "bob");
     // alice adds dave locally; bob removes carol and pushes.
     lab.vault_as(
         alice_clone,
         alice,
-        &[
-            "--yes",
-            "--no-push",
-            "add-member",
-            dave.public_str(),
-            "--fingerprint",
-            &dave.fpr,
-        ],
+        &dave.add_member_with(&["--yes", "--no-push"]),
     )
     .ok();
     lab.vault_as(&bob_clone, bob, &["--yes", "remove-member", "carol"])
@@ -631,14 +582,7 @@ fn a_rebase_over_a_vouched_change_is_reported_and_can_be_accepted() {
     let (alice, bob, carol) = (&team.alice, &team.bob, &team.carol);
     let remote = share(lab, alice_clone);
     let bob_clone = clone(lab, &remote, "bob");
-    let carol_args = [
-        "--yes",
-        "--no-push",
-        "add-member",
-        carol.public_str(),
-        "--fingerprint",
-        &carol.fpr,
-    ];
+    let carol_args = carol.add_member_with(&["--yes", "--no-push"]);
     lab.vault_as(alice_clone, alice, &carol_args).ok();
     pass_insert_and_push(lab, &bob_clone, bob, "bob/new", "from bob\n");
     // alice uses plain git: her signed add-member commit is re-created, unsigned, by the rebase.

@@ -577,6 +577,11 @@ impl Person {
         ["add-member", self.public_str(), "--fingerprint", &self.fpr]
     }
 
+    /// `OPTIONS… add-member KEYFILE --fingerprint FPR` for this person.
+    pub fn add_member_with<'a>(&'a self, options: &[&'a str]) -> Vec<&'a str> {
+        [options, &self.add_member_args()[..]].concat()
+    }
+
     pub fn public_str(&self) -> &str {
         s(&self.public)
     }
