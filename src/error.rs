@@ -289,7 +289,7 @@ impl Error {
             GitProgram { .. } => "fix what git says (network, ssh key, credentials), then run vault sync again: nothing was changed".into(),
             IncomingViolation { commit, .. } => format!("check with the team who made that change. If it is right, a trusted member accepts it for everyone: `vault verify --accept {commit}`; otherwise undo it upstream. Until then sync merges nothing"),
             Diverged { .. } => "run `vault sync` first: it merges them (and signs the merge)".into(),
-            Unmergeable { .. } => "ask who pushed it to remove it (a pass store holds regular files only); or integrate it with `git pull` yourself and check the store with `vault audit`".into(),
+            Unmergeable { .. } => "sync writes regular files only: ask who pushed it whether it is meant, and either have it removed upstream or integrate it with `git pull` yourself and check the store with `vault audit`".into(),
             NoSuchCommit(_) => "give a commit id from `vault verify` (the BAD lines)".into(),
             NothingToAccept(_) => "`vault verify` lists the commits with violations (BAD)".into(),
             MergeConflicts(_) => "nothing was changed. Decide each entry with `vault sync --ours ENTRY` (keep this clone's) or `--theirs ENTRY` (keep the upstream's), after comparing them (`pass show`, and `git show @{u}:ENTRY.gpg | gpg -d`), or keep both with `--keep-both` (yours becomes ENTRY.conflict-<commit>)".into(),

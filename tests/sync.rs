@@ -658,7 +658,7 @@ fn sync_refuses_what_it_cannot_trust_or_write_and_changes_nothing() {
     let bob_clone = clone(lab, &remote, "bob");
     let head = alice_clone.head();
 
-    // A submodule (a pass store holds regular files only).
+    // A submodule (sync writes regular files only).
     let sub = bob_clone.head();
     bob_clone.git_ok(&[
         "update-index",
