@@ -56,6 +56,15 @@ pub enum Command {
     AddMember(AddMemberArgs),
     /// Remove a member, re-encrypt without them, and list what to rotate
     RemoveMember(RemoveMemberArgs),
+    /// Take a member's renewed or extended key (same fingerprint): merge it, re-encrypt what
+    /// must change, one commit
+    UpdateMember(UpdateMemberArgs),
+    /// Move a member to a new key (new fingerprint): re-encrypt everything they read
+    ReplaceKey(ReplaceKeyArgs),
+    /// Give an existing member one more folder
+    Grant(FolderAccessArgs),
+    /// Take one folder away from a member (what `remove-member --folder` does)
+    Revoke(FolderAccessArgs),
     /// List the members, their keys and the folders they read
     Members(MembersArgs),
     /// Report every entry, who can read it (from the ciphertext), and what needs attention.
@@ -168,10 +177,66 @@ pub struct RemoveMemberArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct UpdateMemberArgs {
+    /// The member's name (see `vault members`)
+    pub name: String,
+    /// The member's updated public key (armored or binary)
+    #[arg(value_name = "KEYFILE", required_unless_present = "from_gpg")]
+    pub key: Option<PathBuf>,
+    /// Take the updated key from your GnuPG keyring (`gpg --export FINGERPRINT`)
+    #[arg(long, conflicts_with = "key")]
+    pub from_gpg: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplaceKeyArgs {
+    /// The member's name (see `vault members`)
+    pub name: String,
+    /// The member's new public key (armored or binary)
+    #[arg(value_name = "NEWKEYFILE")]
+    pub key: PathBuf,
+    /// The old key was compromised: list what it could read, to rotate
+    #[arg(long)]
+    pub compromised: bool,
+    /// Assert the new key's fingerprint (checked with the member out of band); no prompt
+    #[arg(long, value_name = "FPR")]
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FolderAccessArgs {
+    /// The member's name (see `vault members`)
+    pub name: String,
+    /// The folder
+    #[arg(long, value_name = "DIR", required = true)]
+    pub folder: String,
+    /// The folder may be new (holds no entry and no .gpg-id yet)
+    #[arg(long)]
+    pub create: bool,
+}
+
+/// How many days ahead `members` and `audit` warn of a member key's expiry.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ExpiryArgs {
+    /// Warn of member keys that expire within DAYS days
+    #[arg(long, value_name = "DAYS", default_value_t = 30, env = "VAULT_EXPIRY_WARNING_DAYS")]
+    pub expiry_warning: u32,
+}
+
+impl ExpiryArgs {
+    /// The warning period.
+    pub fn within(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.expiry_warning) * 86_400)
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct MembersArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub expiry: ExpiryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +250,8 @@ pub struct AuditArgs {
     /// Only entries in this folder
     #[arg(long, value_name = "DIR")]
     pub folder: Option<String>,
+    #[command(flatten)]
+    pub expiry: ExpiryArgs,
 }
 
 #[derive(Args, Debug)]

@@ -26,6 +26,8 @@ pub enum KeyProblem {
     Expired(String),
     #[error("it has no alive, non-revoked, encryption-capable subkey")]
     NoEncryptionSubkey,
+    #[error("its encryption subkeys expired (the last on {0})")]
+    SubkeysExpired(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,16 @@ pub enum Error {
     NothingToRepair { not_reencrypted: Vec<String> },
     #[error("{0}")]
     MemberExists(String),
+    #[error("the key given for {member} is {actual}, not their key {expected}")]
+    OtherKey {
+        member: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("the key given for {0} is the key they have now")]
+    SameKey(String),
+    #[error("{member} already reads {folder}")]
+    AlreadyReads { member: String, folder: String },
     #[error("invalid {what} {value:?}: {why}")]
     InvalidName {
         what: &'static str,
@@ -147,6 +159,8 @@ pub enum Error {
         member: String,
         fingerprint: String,
         problem: KeyProblem,
+        /// The encryption subkeys the member can extend (fingerprints), for the hint.
+        renewable: Vec<String>,
     },
     #[error(
         "recipient {fingerprint} listed in {file} has no key in .public-keys/ or the GnuPG keyring"
@@ -282,6 +296,9 @@ impl Error {
             GpgIdLine { .. } => "fix that line: vault reads full fingerprints, 16-digit key ids and e-mail addresses whose key is in .public-keys/".into(),
             BadFile { file, .. } => format!("fix {file} (or restore it from git history: `git -C STORE log -- {file}`)"),
             UnknownMember(_) => "run `vault members` to see the members' names".into(),
+            OtherKey { member, .. } => format!("if {member} moved to a new key, run `vault replace-key {member} NEWKEY.asc` (with --compromised if the old one was); update-member takes only their current key, renewed or extended"),
+            SameKey(member) => format!("to take a renewed or extended copy of {member}'s current key, run `vault update-member {member} KEYFILE`"),
+            AlreadyReads { .. } => "nothing to do: `vault members` shows who reads which folders".into(),
             FormerMember { .. } => "to re-encrypt anything still readable by them, run `vault repair`; `vault audit` lists what they could read and must be rotated".into(),
             NothingToRepair { .. } => return None,
             NoUpstream(b) => format!("set one with `git -C STORE branch --set-upstream-to=origin/{b}`, or name the remote with --remote"),
@@ -303,7 +320,7 @@ impl Error {
             Identity { .. } => "give the secret key of a member with --identity FILE (a passphrase can come from --passphrase-file)".into(),
             Entry { .. } => "restore a good version from git history (`git -C STORE log -- ENTRY.gpg`, then `git -C STORE checkout COMMIT -- ENTRY.gpg`), or remove it (`pass rm ENTRY`), and commit".into(),
             Unreadable { .. } => "make it a regular file with a valid UTF-8 name (or a link to an entry inside the store), or remove it, and commit; vault never follows a link out of the store".into(),
-            MemberKey { member, .. } => format!("ask {member} for an updated key, or remove them with `vault remove-member {member}`"),
+            MemberKey { member, fingerprint, problem, renewable } => member_key_hint(member, fingerprint, problem, renewable),
             MissingKey { .. } => "import that key into your GnuPG keyring (or put it in .public-keys/) and run `vault init` again, or fix the .gpg-id".into(),
             FingerprintMismatch { .. } => "do not add this key: confirm the fingerprint with its owner out of band".into(),
             AlreadyInitialised(_) => "use `vault add-member` to add members".into(),
@@ -338,13 +355,46 @@ impl Error {
     }
 }
 
+/// What to do about a member whose key cannot be encrypted to: extend it and `vault
+/// update-member` (GnuPG's `'*'` does not extend subkeys that already expired, so they are named),
+/// move to a new key with `vault replace-key`, or remove them.
+fn member_key_hint(member: &str, fpr: &str, problem: &KeyProblem, renewable: &[String]) -> String {
+    let update = format!(
+        "they send it (`gpg --export --armor {fpr} > {member}.asc`) and you run `vault update-member {member} {member}.asc`"
+    );
+    match problem {
+        KeyProblem::Expired(_) | KeyProblem::SubkeysExpired(_) => {
+            let mut extend = format!("`gpg --quick-set-expire {fpr} 1y`");
+            if !renewable.is_empty() {
+                extend.push_str(&format!(
+                    ", then `gpg --quick-set-expire {fpr} 1y {}` (naming the subkeys: `'*'` skips those already expired)",
+                    renewable.join(" ")
+                ));
+            }
+            format!("{member} extends their key: {extend}; {update}. Or remove them: `vault remove-member {member}`")
+        }
+        KeyProblem::NoEncryptionSubkey => format!(
+            "{member} adds an encryption subkey (`gpg --quick-add-key {fpr} cv25519 encr 2y`); {update}. Or remove them: `vault remove-member {member}`"
+        ),
+        KeyProblem::Revoked => format!(
+            "ask {member} for their new key and run `vault replace-key {member} NEWKEY.asc` (with --compromised if the old one was), or remove them: `vault remove-member {member}`"
+        ),
+        _ => format!(
+            "ask {member} for a current key and run `vault replace-key {member} NEWKEY.asc`, or remove them: `vault remove-member {member}`"
+        ),
+    }
+}
+
 fn key_hint(p: &KeyProblem) -> &'static str {
     match p {
         KeyProblem::SecretMaterial => {
             "export only the public key: `gpg --export --armor FINGERPRINT > name.asc`"
         }
         KeyProblem::Several(_) => "export exactly one key: `gpg --export --armor FINGERPRINT`",
-        KeyProblem::Expired(_) | KeyProblem::Revoked | KeyProblem::NoEncryptionSubkey => {
+        KeyProblem::Expired(_)
+        | KeyProblem::SubkeysExpired(_)
+        | KeyProblem::Revoked
+        | KeyProblem::NoEncryptionSubkey => {
             "ask the key's owner for a current key with a valid encryption subkey"
         }
         KeyProblem::Policy(_) | KeyProblem::NotV4(_) => {

@@ -21,6 +21,17 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Init(a) => commands::init::run(g, a, &mut out, &mut err)?,
         Command::AddMember(a) => commands::add_member::run(g, a, &mut out, &mut err)?,
         Command::RemoveMember(a) => commands::remove_member::run(g, a, &mut out, &mut err)?,
+        Command::UpdateMember(a) => commands::update_member::run(g, a, &mut out, &mut err)?,
+        Command::ReplaceKey(a) => commands::replace_key::run(g, a, &mut out, &mut err)?,
+        Command::Grant(a) => commands::grant::run(g, a, &mut out, &mut err)?,
+        Command::Revoke(a) => {
+            let args = cli::RemoveMemberArgs {
+                name: a.name.clone(),
+                folder: Some(a.folder.clone()),
+                create: a.create,
+            };
+            commands::remove_member::run(g, &args, &mut out, &mut err)?
+        }
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
         Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
         Command::Sync(a) => commands::sync::run(g, a, &mut out, &mut err)?,

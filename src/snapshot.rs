@@ -43,6 +43,8 @@ pub struct MemberInfo {
     pub expires: Option<String>,
     /// Why the key cannot be encrypted to, if it cannot.
     pub problem: Option<String>,
+    /// That the key expires soon (see [`Snapshot::members_report`]), if it does.
+    pub warning: Option<String>,
 }
 
 /// `vault members --json` (docs/json-output.md).
@@ -51,6 +53,19 @@ pub struct MembersReport {
     /// Named members, then recipients nobody named (`name`: `(unnamed)`).
     pub members: Vec<MemberInfo>,
     pub former_members: Vec<FormerInfo>,
+    /// Keys members used before `vault replace-key`.
+    pub replaced_keys: Vec<ReplacedInfo>,
+}
+
+/// A key a member used before `vault replace-key`, as `vault members` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct ReplacedInfo {
+    pub name: String,
+    pub fingerprint: String,
+    /// When it was replaced (RFC 3339, escaped: text anyone with push access could write).
+    pub replaced: String,
+    /// Whether the member said it was compromised.
+    pub compromised: bool,
 }
 
 /// A former member as `vault members` shows them.
@@ -458,10 +473,27 @@ impl Snapshot {
             .collect()
     }
 
-    /// The members and former members, as `vault members` reports them.
-    pub fn members_report(&self) -> MembersReport {
+    /// The members and former members, as `vault members` reports them; a member whose key
+    /// expires within `warn_within` gets a warning.
+    pub fn members_report(&self, warn_within: std::time::Duration) -> MembersReport {
+        let mut members = self.members();
+        for m in &mut members {
+            let key = Fingerprint::parse(&m.fingerprint).and_then(|f| self.keys.get(&f));
+            m.warning = key.and_then(|k| expiry_warning(k, &m.name, warn_within));
+        }
         MembersReport {
-            members: self.members(),
+            members,
+            replaced_keys: self
+                .roster
+                .replaced()
+                .iter()
+                .map(|r| ReplacedInfo {
+                    name: r.name.to_string(),
+                    fingerprint: r.fingerprint.to_string(),
+                    replaced: crate::text::escape(&r.replaced).into_owned(),
+                    compromised: r.compromised,
+                })
+                .collect(),
             former_members: self
                 .roster
                 .former()
@@ -502,6 +534,25 @@ impl Snapshot {
                 None => Some("its key is missing from .public-keys/".into()),
                 Some(k) => k.problem().map(|p| p.to_string()),
             },
+            warning: None,
         }
     }
+}
+
+/// "its key expires on DATE (in N days) …" when member `name`'s usable `key` expires within
+/// `within` from now; None for a key that does not, or that already cannot be encrypted to (its
+/// problem says so).
+pub fn expiry_warning(key: &MemberKey, name: &str, within: std::time::Duration) -> Option<String> {
+    if key.problem().is_some() {
+        return None;
+    }
+    let expiry = key.expiry()?;
+    let left = expiry.duration_since(std::time::SystemTime::now()).ok()?;
+    (left <= within).then(|| {
+        format!(
+            "its key expires on {} (in {}): {name} extends it, then `vault update-member {name} KEYFILE`",
+            crypto::format_time(expiry),
+            crate::text::count((left.as_secs() / 86_400) as usize, "day", "days")
+        )
+    })
 }

@@ -19,7 +19,14 @@ pub fn is_reencryption(message: &str) -> bool {
         k == "Vault-Action"
             && matches!(
                 v.as_str(),
-                "add-member" | "remove-member" | "reencrypt" | "repair" | "merge"
+                "add-member"
+                    | "remove-member"
+                    | "update-member"
+                    | "replace-key"
+                    | "grant"
+                    | "reencrypt"
+                    | "repair"
+                    | "merge"
             )
     });
     let subject = message.lines().next().unwrap_or("");

@@ -10,7 +10,7 @@ mod history;
 mod readers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ use readers::{judge, parse, Names, Parsed, Verdict, Who};
 
 use crate::error::Result;
 use crate::git::Objects;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{expiry_warning, Snapshot};
 use crate::store::{gpg_id_path, show_folder, Entry, Layout, MemberName};
 use crate::text::{escape, format_time};
 
@@ -109,9 +109,9 @@ pub struct Filter {
     pub member: Option<MemberName>,
     /// Only entries in this folder (and below).
     pub folder: Option<String>,
+    /// Warn of member keys that expire within this time.
+    pub expiry_warning: Duration,
 }
-
-const SOON: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Builds the audit of a store's HEAD: the entries (in parallel, from their packets), one walk
 /// of history for rotation and last changes, then members, former members and store problems.
@@ -260,7 +260,6 @@ fn member_reports(
         .into_iter()
         .map(|f| (f.to_string(), f));
     let wanted = filter.member.as_ref().map(|m| m.to_string());
-    let now = SystemTime::now();
     named
         .chain(unnamed)
         .filter(|(name, _)| wanted.as_ref().is_none_or(|m| m == name))
@@ -273,8 +272,8 @@ fn member_reports(
                 Some(k) => {
                     if let Some(p) = k.problem() {
                         problems.push(format!("its key: {p}"));
-                    } else if let Some(exp) = k.expiry().filter(|exp| *exp < now + SOON) {
-                        warnings.push(format!("its key expires on {}", format_time(exp)));
+                    } else if let Some(w) = expiry_warning(k, &name, filter.expiry_warning) {
+                        warnings.push(w);
                     }
                     if let Some(w) = k.weakness() {
                         problems.push(format!("weak key: {w}"));

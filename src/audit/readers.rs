@@ -49,6 +49,18 @@ impl Names {
                 names.former_member(id, f.name.as_str());
             }
         }
+        // A key a member replaced: a compromised one is as good as a former member's (what it
+        // could read must be rotated); otherwise it is the member's, no longer current.
+        for r in vault.roster().replaced() {
+            let ids = r.encryption_keys.iter().filter_map(|k| KeyId::parse(k));
+            for id in ids.chain([r.fingerprint.key_id()]) {
+                if r.compromised {
+                    names.former_member(id, &format!("{}'s compromised old key", r.name));
+                } else {
+                    names.member(id, &format!("{}'s old key", r.name), false);
+                }
+            }
+        }
         for (fpr, key) in vault.keys() {
             let current = key.encryption_key_ids();
             let name = vault.display_name(*fpr);

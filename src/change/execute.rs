@@ -131,7 +131,7 @@ impl Snapshot {
         }
         for skipped in &self.layout.skipped {
             let governed = Layout::governing_in(&plan.recipients, Layout::folder_of(&skipped.path));
-            if governed.is_some_and(|g| plan.changed.contains(&g)) {
+            if governed.is_some_and(|g| plan.rereads(&g)) {
                 return Err(Error::Unreadable {
                     path: crate::text::escape(&skipped.path).into_owned(),
                     problem: format!(
@@ -165,8 +165,7 @@ impl Snapshot {
                 .get_key_value(&gov)
                 .expect("governing folder exists")
                 .0;
-            if plan.every_entry || e.governed_by.as_ref() != Some(gov) || plan.changed.contains(gov)
-            {
+            if plan.every_entry || e.governed_by.as_ref() != Some(gov) || plan.rereads(gov) {
                 work.push((e, gov));
             } else {
                 elsewhere.push((e, Some(gov)));
@@ -179,7 +178,7 @@ impl Snapshot {
             .filter(|f| {
                 !plan.removed_key_ids.is_empty()
                     || Layout::governing_in(&plan.recipients, Layout::folder_of(&f.path))
-                        .is_some_and(|g| plan.changed.contains(&g))
+                        .is_some_and(|g| plan.rereads(&g))
             })
             .map(|f| format!("{}: {}", crate::text::escape(&f.path), f.why))
             .collect();
@@ -256,6 +255,11 @@ impl Snapshot {
                         member: self.display_name(*fpr),
                         fingerprint: fpr.to_string(),
                         problem: problem.clone(),
+                        renewable: key
+                            .renewable_subkeys()
+                            .iter()
+                            .map(|f| f.to_string())
+                            .collect(),
                     });
                 }
                 members.push(key);

@@ -35,6 +35,9 @@ pub struct Plan {
     trailers: Vec<(String, String)>,
     recipients: BTreeMap<Folder, Vec<Fingerprint>>,
     changed: BTreeSet<Folder>,
+    /// Folders whose `.gpg-id` stays as it is but whose entries are checked against their
+    /// recipients again (a member's certificate changed: new or lost encryption subkeys).
+    reread: BTreeSet<Folder>,
     key_writes: Vec<(String, Vec<u8>)>,
     key_deletes: Vec<String>,
     roster: Roster,
@@ -70,6 +73,7 @@ impl Plan {
             trailers: Vec::new(),
             recipients,
             changed: BTreeSet::new(),
+            reread: BTreeSet::new(),
             key_writes: Vec::new(),
             key_deletes: Vec::new(),
             roster,
@@ -90,6 +94,12 @@ impl Plan {
     pub fn sign_gpg_ids_for_pass(&mut self, keys: Vec<Fingerprint>, signer: Option<Identity>) {
         self.pass_signing_keys = keys;
         self.gpg_id_signer = signer;
+    }
+
+    /// Whether the change checks the entries `folder`'s `.gpg-id` governs: it rewrites that
+    /// `.gpg-id`, or a reader's certificate changed.
+    fn rereads(&self, folder: &Folder) -> bool {
+        self.changed.contains(folder) || self.reread.contains(folder)
     }
 
     /// Fingerprints that will be recipients after the change.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::crypto::{KeyId, MemberKey};
+use crate::crypto::{KeyChange, KeyId, MemberKey};
 use crate::error::{Error, Result};
 use crate::snapshot::*;
 use crate::store::{gpg_id_path, show_folder, Folder, Layout, MemberName, PUBLIC_KEYS};
@@ -92,15 +92,7 @@ impl Snapshot {
     /// [`Error::UnknownMember`], [`Error::NotRecipient`], and [`Error::WouldEmpty`] when a
     /// `.gpg-id` would be left with nobody.
     pub fn plan_remove(&self, name: &MemberName, folder: Option<Folder>) -> Result<Plan> {
-        let fpr = self.roster.fingerprint(name).ok_or_else(|| {
-            match self.roster.former().iter().find(|f| f.name == *name) {
-                Some(f) => Error::FormerMember {
-                    name: name.to_string(),
-                    removed: f.removed.clone(),
-                },
-                None => Error::UnknownMember(name.to_string()),
-            }
-        })?;
+        let fpr = self.member_fingerprint(name)?;
         let (recipients, targets) =
             without_recipient(&self.recipients, &self.layout, fpr, folder.as_ref(), name)?;
         let still_member = recipients.values().any(|r| r.contains(&fpr));
@@ -154,6 +146,219 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// The fingerprint of member `name`.
+    ///
+    /// # Errors
+    /// [`Error::FormerMember`] (when and by what they were removed), [`Error::UnknownMember`].
+    pub fn member_fingerprint(&self, name: &MemberName) -> Result<Fingerprint> {
+        self.roster.fingerprint(name).ok_or_else(|| {
+            match self.roster.former().iter().find(|f| f.name == *name) {
+                Some(f) => Error::FormerMember {
+                    name: name.to_string(),
+                    removed: f.removed.clone(),
+                },
+                None => Error::UnknownMember(name.to_string()),
+            }
+        })
+    }
+
+    /// Plans `vault update-member`: `key` (the same certificate as member `name`'s, renewed,
+    /// extended, with a new or revoked subkey) merged into the stored one as sequoia merges
+    /// certificates. Entries of the folders they read are checked against the merged
+    /// certificate: a new encryption subkey gets PKESKs added (data kept), an entry still
+    /// encrypted to a revoked or expired subkey gets a fresh session key. Entries a subkey whose
+    /// revocation is hard (key compromised, or no reason: RFC 9580 §5.2.3.31) could read are
+    /// listed to rotate. Returns None when `key` adds nothing to the stored certificate, else
+    /// the plan and what changed.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMember`], [`Error::FormerMember`]; [`Error::OtherKey`] for another
+    /// fingerprint (that is `vault replace-key`); [`Error::MemberKey`] when even the merged
+    /// certificate cannot be encrypted to (still expired, revoked, no encryption subkey).
+    pub fn plan_update(
+        &self,
+        name: &MemberName,
+        key: &MemberKey,
+    ) -> Result<Option<(Plan, Vec<KeyChange>)>> {
+        let fpr = self.member_fingerprint(name)?;
+        if key.fingerprint() != fpr {
+            return Err(Error::OtherKey {
+                member: name.to_string(),
+                expected: fpr.to_string(),
+                actual: key.fingerprint().to_string(),
+            });
+        }
+        let unusable = |k: &MemberKey, problem: crate::error::KeyProblem| Error::MemberKey {
+            member: name.to_string(),
+            fingerprint: fpr.to_string(),
+            problem,
+            renewable: k
+                .renewable_subkeys()
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+        };
+        let (merged, changes) = match self.keys.get(&fpr) {
+            Some(old) => {
+                let merged = old.merge(key).map_err(|p| unusable(old, p))?;
+                if merged.armored() == old.armored() {
+                    return Ok(None);
+                }
+                let changes = merged.changes_since(old);
+                (merged, changes)
+            }
+            None => (key.clone(), Vec::new()),
+        };
+        if let Some(problem) = merged.problem() {
+            return Err(unusable(&merged, problem.clone()));
+        }
+        let compromised: Vec<KeyId> = changes
+            .iter()
+            .filter_map(|c| match c {
+                KeyChange::SubkeyRevoked(k) if k.revoked.as_ref().is_some_and(|r| r.hard) => {
+                    Some(k.id)
+                }
+                _ => None,
+            })
+            .collect();
+        let body: String = changes.iter().map(|c| format!("{c}\n")).collect();
+        let plan = Plan {
+            subject: format!("Update member {name}'s key ({})", fpr.short()),
+            body: if body.is_empty() {
+                "The certificate changed; who can read what did not.".into()
+            } else {
+                body
+            },
+            trailers: vec![
+                ("Vault-Action".into(), "update-member".into()),
+                ("Vault-Member".into(), format!("{name} <{fpr}>")),
+            ],
+            reread: self
+                .recipients
+                .iter()
+                .filter(|(_, r)| r.contains(&fpr))
+                .map(|(f, _)| f.clone())
+                .collect(),
+            key_writes: vec![(format!("{PUBLIC_KEYS}/{fpr}"), merged.armored().to_vec())],
+            added: Some(merged),
+            removed_key_ids: compromised,
+            ..Plan::unchanged(
+                "update-member",
+                self.recipients.clone(),
+                self.roster.clone(),
+            )
+        };
+        Ok(Some((plan, changes)))
+    }
+
+    /// Plans `vault replace-key`: member `name` moves to `key` (another fingerprint). Every
+    /// `.gpg-id` that lists their old key lists the new one instead; everything they read gets a
+    /// fresh session key (the old key is no longer a reader); the old key is kept in
+    /// `.members.toml` as replaced, so audit still names it. When `compromised`, what the old
+    /// key could read is listed to rotate.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMember`], [`Error::FormerMember`]; [`Error::SameKey`] for the same
+    /// fingerprint (that is `vault update-member`); [`Error::MemberExists`] for a key that is or
+    /// was someone's.
+    pub fn plan_replace(
+        &self,
+        name: &MemberName,
+        key: &MemberKey,
+        compromised: bool,
+    ) -> Result<Plan> {
+        let old = self.member_fingerprint(name)?;
+        let new = key.fingerprint();
+        if new == old {
+            return Err(Error::SameKey(name.to_string()));
+        }
+        let old_key = self.keys.get(&old);
+        let subkeys = old_key
+            .map(|k| k.subkey_ids().iter().map(|i| i.to_string()).collect())
+            .unwrap_or_default();
+        let mut roster = self.roster.clone();
+        roster.replace_key(name, new, (subkeys, now(), compromised))?;
+        let mut recipients = self.recipients.clone();
+        let mut changed = BTreeSet::new();
+        for (folder, list) in recipients.iter_mut() {
+            if let Some(at) = list.iter().position(|r| *r == old) {
+                list[at] = new;
+                changed.insert(folder.clone());
+            }
+        }
+        let removed_key_ids = match (compromised, old_key) {
+            (false, _) => Vec::new(),
+            (true, Some(k)) => k.all_key_ids().to_vec(),
+            (true, None) => vec![old.key_id()],
+        };
+        Ok(Plan {
+            subject: format!(
+                "Replace member {name}'s key ({} -> {})",
+                old.short(),
+                new.short()
+            ),
+            body: format!(
+                "{name} now reads with key {new}; what they read was re-encrypted with fresh \
+                 session keys.{}",
+                if compromised {
+                    "\nThe old key was compromised: rotate what it could read."
+                } else {
+                    ""
+                }
+            ),
+            trailers: vec![
+                ("Vault-Action".into(), "replace-key".into()),
+                ("Vault-Member".into(), format!("{name} <{new}>")),
+                ("Vault-Replaces".into(), old.to_string()),
+            ],
+            changed,
+            key_writes: vec![(format!("{PUBLIC_KEYS}/{new}"), key.armored().to_vec())],
+            key_deletes: if old_key.is_some() {
+                vec![format!("{PUBLIC_KEYS}/{old}")]
+            } else {
+                Vec::new()
+            },
+            added: Some(key.clone()),
+            removed_key_ids,
+            ..Plan::unchanged("replace-key", recipients, roster)
+        }
+        .with_links(&self.layout))
+    }
+
+    /// Plans `vault grant`: member `name` reads `folder` too (its `.gpg-id` is created from the
+    /// recipients it inherits if it has none). Entries there get PKESKs for them; their data is
+    /// kept.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMember`], [`Error::FormerMember`]; [`Error::AlreadyReads`] if they read
+    /// it already.
+    pub fn plan_grant(&self, name: &MemberName, folder: Folder) -> Result<Plan> {
+        let fpr = self.member_fingerprint(name)?;
+        let readers = match self.recipients.get(&folder) {
+            Some(r) => Some(r),
+            None => self.layout.governing(&folder).map(|g| &self.recipients[&g]),
+        };
+        if readers.is_some_and(|r| r.contains(&fpr)) {
+            return Err(Error::AlreadyReads {
+                member: name.to_string(),
+                folder: show_folder(&folder),
+            });
+        }
+        let recipients = with_recipient(&self.recipients, &self.layout, &folder, fpr)?;
+        Ok(Plan {
+            subject: format!("Grant {name} ({}) {}", fpr.short(), show_folder(&folder)),
+            body: format!("{name} can now read {} too.", show_folder(&folder)),
+            trailers: vec![
+                ("Vault-Action".into(), "grant".into()),
+                ("Vault-Member".into(), format!("{name} <{fpr}>")),
+                ("Vault-Folder".into(), show_folder(&folder)),
+            ],
+            changed: BTreeSet::from([folder]),
+            ..Plan::unchanged("grant", recipients, self.roster.clone())
+        }
+        .with_links(&self.layout))
+    }
+
     /// Plans `vault repair`: every entry encrypted to exactly the recipients of its nearest
     /// `.gpg-id` (PKESKs added where readers only joined, a fresh session key where anyone else
     /// can read it), no `.gpg-id` changed. Entries a former member can read are reported to

@@ -34,6 +34,7 @@ pub fn run(
     let filter = Filter {
         member,
         folder: args.folder.as_deref().map(parse_folder).transpose()?,
+        expiry_warning: args.expiry.within(),
     };
     let report = audit(&vault, &filter)?;
     if args.json {

@@ -12,7 +12,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let vault = open(global, err)?;
-    let report = vault.members_report();
+    let report = vault.members_report(args.expiry.within());
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
@@ -45,6 +45,22 @@ pub fn run(
         )?;
         if let Some(p) = &m.problem {
             writeln!(out, "{:<width$}  ! {p}", "")?;
+        }
+        if let Some(w) = &m.warning {
+            writeln!(out, "{:<width$}  ! {w}", "")?;
+        }
+    }
+    if !report.replaced_keys.is_empty() {
+        writeln!(out, "\nReplaced keys:")?;
+        for r in &report.replaced_keys {
+            writeln!(
+                out,
+                "  {:<width$}  {}  replaced {}{}",
+                r.name,
+                r.fingerprint,
+                r.replaced,
+                if r.compromised { " (compromised)" } else { "" }
+            )?;
         }
     }
     if !report.former_members.is_empty() {

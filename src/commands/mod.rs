@@ -5,13 +5,16 @@
 
 pub mod add_member;
 pub mod audit;
+pub mod grant;
 pub mod hooks;
 pub mod init;
 pub mod members;
 mod operator;
 pub mod remove_member;
 pub mod repair;
+pub mod replace_key;
 pub mod sync;
+pub mod update_member;
 pub mod verify;
 
 use operator::key_file;

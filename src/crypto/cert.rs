@@ -175,6 +175,7 @@ impl MemberKey {
             let when = self.expiry.map(format_time).unwrap_or_else(|| "?".into());
             return Err(KeyProblem::Expired(when));
         }
+        self.expiry = effective_expiry(self.expiry, &self.subkeys());
         self.encryption = vc
             .keys()
             .supported()
@@ -184,9 +185,128 @@ impl MemberKey {
             .map(|ka| ka.key().clone().role_into_unspecified())
             .collect();
         if self.encryption.is_empty() {
-            return Err(KeyProblem::NoEncryptionSubkey);
+            // Encryption subkeys that only expired: the owner can extend them.
+            let expired = self
+                .subkeys()
+                .into_iter()
+                .filter(|k| k.encrypts && k.revoked.is_none())
+                .filter_map(|k| k.expiry)
+                .max();
+            return Err(match expired {
+                Some(when) => KeyProblem::SubkeysExpired(format_time(when)),
+                None => KeyProblem::NoEncryptionSubkey,
+            });
         }
         Ok(())
+    }
+
+    /// The subkeys this certificate validly binds under the standard policy (RFC 9580 §5.2.1:
+    /// subkey binding signatures; revocations §5.2.3.31), as they stand now, revoked and expired
+    /// ones included.
+    pub fn subkeys(&self) -> Vec<Subkey> {
+        let Ok(vc) = self.cert.with_policy(&POLICY, None) else {
+            return Vec::new();
+        };
+        vc.keys()
+            .subkeys()
+            .filter_map(|ka| {
+                let revoked = match ka.revocation_status() {
+                    RevocationStatus::Revoked(sigs) => {
+                        let reason = sigs.first().and_then(|s| s.reason_for_revocation());
+                        Some(Revocation {
+                            // No reason at all counts as the worst (GnuPG's and RFC 9580
+                            // §5.2.3.31's reading: a hard revocation).
+                            hard: reason.is_none_or(|(r, _)| {
+                                r.revocation_type() == openpgp::types::RevocationType::Hard
+                            }),
+                            reason: match reason {
+                                Some((r, text)) if !text.is_empty() => format!(
+                                    "{r}: {}",
+                                    crate::text::escape(&String::from_utf8_lossy(text))
+                                ),
+                                Some((r, _)) => r.to_string(),
+                                None => "no reason given".into(),
+                            },
+                        })
+                    }
+                    _ => None,
+                };
+                Some(Subkey {
+                    id: KeyId::from_openpgp(&ka.key().keyid())?,
+                    fingerprint: Fingerprint::from_openpgp(&ka.key().fingerprint())?,
+                    encrypts: ka.has_any_key_flag(encryption_flags()),
+                    expiry: ka.key_expiration_time(),
+                    revoked,
+                })
+            })
+            .collect()
+    }
+
+    /// What changed from `old` (an earlier copy of the same certificate) to this one: the
+    /// expiry, encryption subkeys added, revoked, expired or extended, user ids added. Empty
+    /// when nothing that matters to the readers of the store changed.
+    pub fn changes_since(&self, old: &MemberKey) -> Vec<KeyChange> {
+        let mut changes = Vec::new();
+        if self.expiry != old.expiry {
+            changes.push(KeyChange::Expiry {
+                old: old.expiry,
+                new: self.expiry,
+            });
+        }
+        let before = old.subkeys();
+        let now = SystemTime::now();
+        for k in self.subkeys().into_iter().filter(|k| k.encrypts) {
+            match before.iter().find(|b| b.id == k.id) {
+                None => changes.push(KeyChange::SubkeyAdded(k)),
+                Some(b) if b.revoked.is_none() && k.revoked.is_some() => {
+                    changes.push(KeyChange::SubkeyRevoked(k))
+                }
+                Some(b) if b.expiry != k.expiry && k.revoked.is_none() => {
+                    if k.expiry.is_some_and(|e| e <= now) {
+                        changes.push(KeyChange::SubkeyExpired(k));
+                    } else {
+                        changes.push(KeyChange::SubkeyExtended(k));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for uid in &self.user_ids {
+            if !old.user_ids.contains(uid) {
+                changes.push(KeyChange::UserIdAdded(uid.clone()));
+            }
+        }
+        changes
+    }
+
+    /// Whether `certifier`'s primary key (or a certification-capable subkey) made a valid
+    /// certification (RFC 9580 §5.2.1, types 0x10-0x13) of one of this certificate's user ids:
+    /// whether the owner of the old key vouched for this one with it.
+    pub fn certified_by(&self, certifier: &MemberKey) -> bool {
+        let primary = self.cert.primary_key().key();
+        let signers: Vec<PublicKey> = certifier
+            .cert
+            .keys()
+            .map(|ka| ka.key().clone().role_into_unspecified())
+            .collect();
+        self.cert.userids().any(|ua| {
+            ua.certifications().any(|sig| {
+                signers
+                    .iter()
+                    .any(|k| sig.verify_userid_binding(k, primary, ua.userid()).is_ok())
+            })
+        })
+    }
+
+    /// The fingerprints of the encryption subkeys the owner can still extend (not revoked):
+    /// what `gpg --quick-set-expire FPR 1y SUBKEY-FPR…` must name, since GnuPG's `'*'` skips
+    /// subkeys that already expired (measured with GnuPG 2.2.40, OPENPGP-NOTES.md).
+    pub fn renewable_subkeys(&self) -> Vec<Fingerprint> {
+        self.subkeys()
+            .into_iter()
+            .filter(|k| k.encrypts && k.revoked.is_none())
+            .map(|k| k.fingerprint)
+            .collect()
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -204,6 +324,8 @@ impl MemberKey {
         &self.emails
     }
 
+    /// When the member can no longer be encrypted to: the primary key's expiry or the last
+    /// usable encryption subkey's, whichever comes first (None: never).
     pub fn expiry(&self) -> Option<SystemTime> {
         self.expiry
     }
@@ -293,6 +415,97 @@ impl MemberKey {
     /// The public certificate, ASCII-armored (what `.public-keys/<FINGERPRINT>` holds).
     pub fn armored(&self) -> &[u8] {
         &self.armored
+    }
+}
+
+/// When a member can no longer be encrypted to: the primary key's expiry, or the moment the
+/// last usable encryption subkey expires, whichever comes first (None: never).
+fn effective_expiry(primary: Option<SystemTime>, subkeys: &[Subkey]) -> Option<SystemTime> {
+    let usable: Vec<&Subkey> = subkeys
+        .iter()
+        .filter(|k| k.encrypts && k.revoked.is_none())
+        .collect();
+    let subkeys = if usable.iter().any(|k| k.expiry.is_none()) {
+        None
+    } else {
+        usable.iter().filter_map(|k| k.expiry).max()
+    };
+    match (primary, subkeys) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One subkey of a member's certificate (see [`MemberKey::subkeys`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subkey {
+    pub id: KeyId,
+    pub fingerprint: Fingerprint,
+    /// Whether its key flags allow encryption (RFC 9580 §5.2.3.29: 0x04 or 0x08).
+    pub encrypts: bool,
+    /// When it expires (its binding signature's key expiration time), if ever.
+    pub expiry: Option<SystemTime>,
+    pub revoked: Option<Revocation>,
+}
+
+/// A subkey's revocation (RFC 9580 §5.2.3.31).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// Key compromised, or no reason, or one vault does not know: what it could read must be
+    /// treated as read by someone else (rotate). Superseded or retired: not.
+    pub hard: bool,
+    /// The reason for people, escaped.
+    pub reason: String,
+}
+
+/// One change of a member's certificate, as [`MemberKey::changes_since`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// When the member can no longer be encrypted to (see [`MemberKey::expiry`]).
+    Expiry {
+        old: Option<SystemTime>,
+        new: Option<SystemTime>,
+    },
+    SubkeyAdded(Subkey),
+    SubkeyRevoked(Subkey),
+    SubkeyExpired(Subkey),
+    SubkeyExtended(Subkey),
+    UserIdAdded(String),
+}
+
+impl fmt::Display for KeyChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let date = |t: &Option<SystemTime>| t.map(format_time).unwrap_or_else(|| "never".into());
+        match self {
+            KeyChange::Expiry { old, new } => {
+                write!(f, "expires      {} -> {}", date(old), date(new))
+            }
+            KeyChange::SubkeyAdded(k) => write!(
+                f,
+                "subkey       {} added (encryption, expires {})",
+                k.fingerprint.grouped(),
+                date(&k.expiry)
+            ),
+            KeyChange::SubkeyRevoked(k) => write!(
+                f,
+                "subkey       {} revoked ({})",
+                k.fingerprint.grouped(),
+                k.revoked.as_ref().map(|r| r.reason.as_str()).unwrap_or("")
+            ),
+            KeyChange::SubkeyExpired(k) => write!(
+                f,
+                "subkey       {} expired on {}",
+                k.fingerprint.grouped(),
+                date(&k.expiry)
+            ),
+            KeyChange::SubkeyExtended(k) => write!(
+                f,
+                "subkey       {} now expires {}",
+                k.fingerprint.grouped(),
+                date(&k.expiry)
+            ),
+            KeyChange::UserIdAdded(u) => write!(f, "user id      {u} added"),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ mod identity;
 mod message;
 
 pub use crate::ids::{Fingerprint, KeyId};
-pub use cert::MemberKey;
+pub use cert::{KeyChange, MemberKey, Revocation, Subkey};
 pub use identity::{signature_issuers, verify_detached, Identity, IdentityError, Unlocked};
 pub use message::{add_readers, decrypt, encrypt, Envelope, Reader, Recipients};
 

@@ -17,6 +17,19 @@ struct File {
     members: BTreeMap<String, String>,
     #[serde(default, rename = "former", skip_serializing_if = "Vec::is_empty")]
     former: Vec<FormerFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replaced: Vec<ReplacedFile>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ReplacedFile {
+    name: String,
+    fingerprint: String,
+    encryption_keys: Vec<String>,
+    replaced: String,
+    #[serde(default)]
+    compromised: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -39,11 +52,27 @@ pub struct Former {
     pub removed: String,
 }
 
+/// A key a member used before `vault replace-key` moved them to a new one: kept so audit still
+/// recognises it in old ciphertexts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replaced {
+    /// The member it belonged to (who may since have left, or been renamed).
+    pub name: MemberName,
+    pub fingerprint: Fingerprint,
+    /// Upper-case hex key ids of its subkeys.
+    pub encryption_keys: Vec<String>,
+    /// RFC 3339 time of the replacement.
+    pub replaced: String,
+    /// Whether the member said the key was compromised: what it could read must be rotated.
+    pub compromised: bool,
+}
+
 /// The parsed `.members.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Roster {
     members: BTreeMap<MemberName, Fingerprint>,
     former: Vec<Former>,
+    replaced: Vec<Replaced>,
 }
 
 impl Roster {
@@ -82,6 +111,27 @@ impl Roster {
                 removed: f.removed,
             });
         }
+        for r in file.replaced {
+            let name = MemberName::parse(&r.name).map_err(|e| bad(e.to_string()))?;
+            let fingerprint = Fingerprint::parse(&r.fingerprint).ok_or_else(|| {
+                bad(format!(
+                    "replaced key of {name}: {:?} is not a full fingerprint",
+                    r.fingerprint
+                ))
+            })?;
+            if roster.name_of(fingerprint).is_some() {
+                return Err(bad(format!(
+                    "fingerprint {fingerprint} is both a member's key and a replaced key"
+                )));
+            }
+            roster.replaced.push(Replaced {
+                name,
+                fingerprint,
+                encryption_keys: r.encryption_keys,
+                replaced: r.replaced,
+                compromised: r.compromised,
+            });
+        }
         Ok(roster)
     }
 
@@ -102,6 +152,17 @@ impl Roster {
                     removed: f.removed.clone(),
                 })
                 .collect(),
+            replaced: self
+                .replaced
+                .iter()
+                .map(|r| ReplacedFile {
+                    name: r.name.to_string(),
+                    fingerprint: r.fingerprint.to_string(),
+                    encryption_keys: r.encryption_keys.clone(),
+                    replaced: r.replaced.clone(),
+                    compromised: r.compromised,
+                })
+                .collect(),
         };
         let body = toml::to_string(&file).expect("the roster always serialises");
         format!(
@@ -116,6 +177,46 @@ impl Roster {
 
     pub fn former(&self) -> &[Former] {
         &self.former
+    }
+
+    /// Keys members used before `vault replace-key`.
+    pub fn replaced(&self) -> &[Replaced] {
+        &self.replaced
+    }
+
+    /// Moves member `name` to the key `new` (`vault replace-key`), keeping the old key as
+    /// replaced (with `old_subkeys`, its subkey ids, and the time `when`).
+    ///
+    /// # Errors
+    /// [`Error::MemberExists`] if `new` is another member's, a former member's or a replaced key.
+    pub fn replace_key(
+        &mut self,
+        name: &MemberName,
+        new: Fingerprint,
+        (old_subkeys, when, compromised): (Vec<String>, String, bool),
+    ) -> Result<()> {
+        if let Some(other) = self.name_of(new) {
+            return Err(Error::MemberExists(format!(
+                "key {new} already belongs to member {other}"
+            )));
+        }
+        let used = self.former.iter().map(|f| (&f.name, f.fingerprint));
+        let used = used.chain(self.replaced.iter().map(|r| (&r.name, r.fingerprint)));
+        if let Some((who, _)) = used.into_iter().find(|(_, f)| *f == new) {
+            return Err(Error::MemberExists(format!(
+                "key {new} was {who}'s and may not be used again"
+            )));
+        }
+        if let Some(old) = self.members.insert(name.clone(), new) {
+            self.replaced.push(Replaced {
+                name: name.clone(),
+                fingerprint: old,
+                encryption_keys: old_subkeys,
+                replaced: when,
+                compromised,
+            });
+        }
+        Ok(())
     }
 
     pub fn fingerprint(&self, name: &MemberName) -> Option<Fingerprint> {
@@ -156,6 +257,12 @@ impl Roster {
             .iter()
             .chain(&theirs.former)
             .map(|f| f.fingerprint)
+            .chain(
+                ours.replaced
+                    .iter()
+                    .chain(&theirs.replaced)
+                    .map(|r| r.fingerprint),
+            )
             .collect();
         let in_base = |f: &Fingerprint| base.members.values().any(|b| b == f);
         let kept = |side: &Roster, f: &Fingerprint| side.members.values().any(|s| s == f);
@@ -172,6 +279,11 @@ impl Roster {
         for f in ours.former.iter().chain(&theirs.former) {
             if !out.former.iter().any(|o| o.fingerprint == f.fingerprint) {
                 out.former.push(f.clone());
+            }
+        }
+        for r in ours.replaced.iter().chain(&theirs.replaced) {
+            if !out.replaced.iter().any(|o| o.fingerprint == r.fingerprint) {
+                out.replaced.push(r.clone());
             }
         }
         out
