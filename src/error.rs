@@ -112,8 +112,15 @@ pub enum Error {
     /// The remote kept getting new commits while sync integrated them.
     #[error("the upstream moved again on each of {0} tries while this clone integrated it")]
     PushRaced(usize),
-    #[error("{name} is a former member (removed {removed})")]
-    FormerMember { name: String, removed: String },
+    #[error("{name} is a former member (removed {removed}{})", by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default())]
+    FormerMember {
+        name: String,
+        removed: String,
+        /// Who removed them and in which commit, when history says.
+        by: Option<String>,
+        /// How many entries they can still read now (other tools encrypted to them since).
+        still_readable: usize,
+    },
     /// `vault repair` found every entry encrypted to exactly its `.gpg-id`: no commit. Not a
     /// failure: the command reports it, with `not_reencrypted`, what vault cannot repair (one
     /// sentence each).
@@ -299,7 +306,8 @@ impl Error {
             OtherKey { member, .. } => format!("if {member} moved to a new key, run `vault replace-key {member} NEWKEY.asc` (with --compromised if the old one was); update-member takes only their current key, renewed or extended"),
             SameKey(member) => format!("to take a renewed or extended copy of {member}'s current key, run `vault update-member {member} KEYFILE`"),
             AlreadyReads { .. } => "nothing to do: `vault members` shows who reads which folders".into(),
-            FormerMember { .. } => "to re-encrypt anything still readable by them, run `vault repair`; `vault audit` lists what they could read and must be rotated".into(),
+            FormerMember { still_readable: 0, .. } => "nothing in the store is readable by them now; `vault audit` lists what they could read before and must be rotated".into(),
+            FormerMember { still_readable, .. } => format!("they can still read {} now (encrypted to them since, by another tool): run `vault repair` to re-encrypt, then rotate what `vault audit` lists", crate::text::count(*still_readable, "entry", "entries")),
             NothingToRepair { .. } => return None,
             NoUpstream(b) => format!("set one with `git -C STORE branch --set-upstream-to=origin/{b}`, or name the remote with --remote"),
             NoRemote(_) => "see the remotes with `git -C STORE remote -v`".into(),

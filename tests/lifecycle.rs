@@ -459,13 +459,28 @@ fn removing_a_former_member_says_when_they_left() {
     let (lab, store, alice) = (&t.lab, &t.store, &t.alice);
     lab.vault_as(store, alice, &["--yes", "remove-member", "bob"])
         .ok();
+    let removal = store.git_ok(&["rev-parse", "--short=10", "HEAD"]);
     let head = store.head();
     lab.vault_as(store, alice, &["--yes", "remove-member", "bob"])
         .fails()
         .stderr_has("bob is a former member (removed ")
-        .stderr_has("vault repair");
+        .stderr_has(&format!("by Vault Test in commit {removal})"))
+        .stderr_has("nothing in the store is readable by them now");
     lab.vault_as(store, alice, &["--yes", "grant", "bob", "--folder", "ops"])
         .fails()
         .stderr_has("former member");
     assert_eq!(store.head(), head);
+
+    // Someone's stale pass encrypts a new entry to bob too: now the hint says to repair.
+    alice.gpg.encrypt_to(
+        b"new-secret\n",
+        &store.file("wifi.gpg"),
+        &[&alice.fpr, &t.bob.fpr],
+        &["--trust-model", "always"],
+    );
+    git_commit_all(store, "Add wifi by hand");
+    lab.vault_as(store, alice, &["--yes", "remove-member", "bob"])
+        .fails()
+        .stderr_has("they can still read 1 entry now")
+        .stderr_has("vault repair");
 }

@@ -121,6 +121,30 @@ impl Snapshot {
         Ok((wrong.into_iter().flatten().collect(), scope.not_reencrypted))
     }
 
+    /// The entries whose ciphertext someone holding one of the keys `ids` may read now (a PKESK
+    /// addressed to one of them, or a hidden recipient), from the packets alone (no secret key
+    /// needed). An entry whose packets cannot be read counts.
+    pub fn readable_by(&self, ids: &[KeyId]) -> Vec<String> {
+        let root = self.repo.root();
+        let readable: Vec<Option<String>> = self
+            .layout
+            .entries
+            .par_iter()
+            .map_init(
+                || Objects::open(root),
+                |objects, entry| {
+                    let exposed = Objects::opened(objects)
+                        .and_then(|o| o.read(entry.blob))
+                        .ok()
+                        .and_then(|b| Envelope::parse(&b).ok().map(|env| env.readers()))
+                        .is_none_or(|readers| may_read(&readers, ids));
+                    exposed.then(|| entry.name.clone())
+                },
+            )
+            .collect();
+        readable.into_iter().flatten().collect()
+    }
+
     /// Refuses a change that would leave something it cannot rewrite with its old readers:
     /// committed look-alikes of vault's temporaries anywhere, and files vault cannot read (a
     /// symbolic link out of the store, a name that is not UTF-8) in a folder whose readers

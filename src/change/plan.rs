@@ -149,16 +149,39 @@ impl Snapshot {
     /// The fingerprint of member `name`.
     ///
     /// # Errors
-    /// [`Error::FormerMember`] (when and by what they were removed), [`Error::UnknownMember`].
+    /// [`Error::FormerMember`] (when they were removed, and by whom: the author of the newest
+    /// `vault remove-member` commit whose `Vault-Member` trailer names them), and
+    /// [`Error::UnknownMember`].
     pub fn member_fingerprint(&self, name: &MemberName) -> Result<Fingerprint> {
-        self.roster.fingerprint(name).ok_or_else(|| {
-            match self.roster.former().iter().find(|f| f.name == *name) {
-                Some(f) => Error::FormerMember {
-                    name: name.to_string(),
-                    removed: f.removed.clone(),
-                },
-                None => Error::UnknownMember(name.to_string()),
-            }
+        if let Some(fpr) = self.roster.fingerprint(name) {
+            return Ok(fpr);
+        }
+        let Some(f) = self.roster.former().iter().find(|f| f.name == *name) else {
+            return Err(Error::UnknownMember(name.to_string()));
+        };
+        let member = format!("{} <{}>", f.name, f.fingerprint);
+        let removal = |c: &crate::git::CommitInfo| {
+            let t = crate::git::trailers(&c.message);
+            let has = |k: &str, v: &str| t.iter().any(|(tk, tv)| tk == k && tv == v);
+            has("Vault-Action", "remove-member") && has("Vault-Member", &member)
+        };
+        let by = self
+            .repo
+            .find_in_history(self.head, &removal)
+            .ok()
+            .flatten()
+            .map(|c| format!("{} in commit {}", c.author, c.id.short()));
+        let ids: Vec<KeyId> = f
+            .encryption_keys
+            .iter()
+            .filter_map(|k| KeyId::parse(k))
+            .chain([f.fingerprint.key_id()])
+            .collect();
+        Err(Error::FormerMember {
+            name: name.to_string(),
+            removed: crate::text::escape(&f.removed).into_owned(),
+            by,
+            still_readable: self.readable_by(&ids).len(),
         })
     }
 

@@ -102,6 +102,34 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// The newest commit reachable from `head` (every parent followed, newest first by commit
+    /// time) for which `wanted` holds, if any. Reads every commit until it finds one: for error
+    /// paths and reports, not for every run.
+    ///
+    /// # Errors
+    /// Git errors while walking.
+    pub fn find_in_history(
+        &self,
+        head: CommitId,
+        wanted: &dyn Fn(&CommitInfo) -> bool,
+    ) -> Result<Option<CommitInfo>> {
+        let mut walk = self.repo.revwalk().map_err(ge("walking history"))?;
+        walk.set_sorting(git2::Sort::TIME)
+            .map_err(ge("walking history"))?;
+        walk.push(head.0).map_err(ge("walking history"))?;
+        for id in walk {
+            let id = id.map_err(ge("walking history"))?;
+            let commit = self.repo.find_commit(id).map_err(ge("reading a commit"))?;
+            let info = CommitInfo::of(&commit);
+            if wanted(&info) {
+                return Ok(Some(info));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// A commit as the history walk reports it.
 #[derive(Debug, Clone)]
 pub struct CommitInfo {
