@@ -326,6 +326,41 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_key_is_kept_never_reused_and_stays_out_in_a_merge() {
+        const B: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
+        let (a, b) = (
+            Fingerprint::parse(A).unwrap(),
+            Fingerprint::parse(B).unwrap(),
+        );
+        let will = MemberName::parse("will").unwrap();
+        let mut base = Roster::default();
+        base.add(will.clone(), a).unwrap();
+        let mut ours = base.clone();
+        let when = "2026-11-30T04:00:00Z".to_string();
+        ours.replace_key(
+            &will,
+            b,
+            (vec!["1234567890ABCDEF".into()], when.clone(), true),
+        )
+        .unwrap();
+        assert_eq!(ours.fingerprint(&will), Some(b));
+        assert_eq!(ours.replaced()[0].fingerprint, a);
+        assert!(ours.replaced()[0].compromised);
+        assert_eq!(Roster::parse(ours.render().as_bytes()).unwrap(), ours);
+        // The old key cannot come back, under any name.
+        let err = ours
+            .clone()
+            .replace_key(&will, a, (vec![], when, false))
+            .unwrap_err();
+        assert!(err.to_string().contains("may not be used again"), "{err}");
+        // The other side of a merge still has the old key: the merge keeps the new one only.
+        let merged = Roster::merge(&base, &ours, &base);
+        assert_eq!(merged.fingerprint(&will), Some(b));
+        assert_eq!(merged.name_of(a), None);
+        assert_eq!(merged.replaced().len(), 1);
+    }
+
+    #[test]
     fn rejects_duplicates_and_bad_names() {
         let dup = format!("[members]\nnick = \"{A}\"\nnoah = \"{A}\"\n");
         assert!(Roster::parse(dup.as_bytes())
