@@ -65,6 +65,10 @@ pub enum Command {
     Grant(FolderAccessArgs),
     /// Take one folder away from a member (what `remove-member --folder` does)
     Revoke(FolderAccessArgs),
+    /// Import the vouched members' keys into your GnuPG keyring and certify them locally, so
+    /// pass and gpg encrypt to them. Exit code 0: all imported; 3: an unvouched recipient was
+    /// left out; 1: error
+    ImportKeys,
     /// List the members, their keys and the folders they read
     Members(MembersArgs),
     /// Report every entry, who can read it (from the ciphertext), and what needs attention.

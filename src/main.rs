@@ -32,6 +32,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             };
             commands::remove_member::run(g, &args, &mut out, &mut err)?
         }
+        Command::ImportKeys => {
+            if commands::import_keys::run(g, &mut out, &mut err)? {
+                return Ok(commands::audit::ATTENTION);
+            }
+        }
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
         Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
         Command::Sync(a) => commands::sync::run(g, a, &mut out, &mut err)?,

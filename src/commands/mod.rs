@@ -7,6 +7,7 @@ pub mod add_member;
 pub mod audit;
 pub mod grant;
 pub mod hooks;
+pub mod import_keys;
 pub mod init;
 pub mod members;
 mod operator;
