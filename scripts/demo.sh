@@ -100,9 +100,17 @@ run git -C "$store" branch --quiet --set-upstream-to=origin/main
 will_clone="$demo/will-clone"
 run git clone --quiet "$remote" "$will_clone"
 
+section "c1c. vault readme: the store explains itself on the git host's front page (kept current by every vault command)"
+vault --store "$store" --identity keys/akshay.secret.asc readme
+show "head -n 12 $store/README.md"
+head -n 12 "$store/README.md"
+
 section "c2. vault add-member: onboard eduardo to the whole store (and push: the store has a remote)"
 vault --store "$store" --identity keys/akshay.secret.asc add-member keys/eduardo.asc \
   --fingerprint "$eduardo"
+
+section "c2b. vault grant: noah joins the finance working group (finance/ gains a reader, data kept)"
+vault --store "$store" --identity keys/akshay.secret.asc grant noah --folder finance
 
 section "c3. vault remove-member: offboard nick, push (then rotate what it lists)"
 vault --store "$store" --identity keys/akshay.secret.asc --yes remove-member nick
@@ -158,10 +166,19 @@ while read -r file; do
 done < <(find "$store" -name '*.gpg' -type f | sort)
 printf '  (%s: %s)\n' "folder .gpg-id files" "$(cd "$store" && find . -name .gpg-id | sort | tr '\n' ' ')"
 
-section "e. pass after vault: import the members' keys, then pass init with the same ids"
-# Every member imports .public-keys/ after a pull (pass encrypts only to keys in the keyring).
-show "gpg --batch --quiet --import $store/.public-keys/*"
-gpg --batch --quiet --import "$store"/.public-keys/*
+section "e. The README after the week: members, former members, what to rotate (names only)"
+show "sed -n '/^## Members/,\$p' $store/README.md"
+sed -n '/^## Members/,$p' "$store/README.md"
+
+section "f. pass after vault: vault import-keys, then pass init with the same ids"
+# Until now this GnuPG home trusted every key (trust-model always, the old workaround). From here
+# on GnuPG's own trust decides, and vault import-keys sets it to exactly the vouched members:
+# imported from .public-keys/ and certified locally with akshay's key. akshay's own key was
+# imported from a file here, so he first says it is his (GnuPG does this for keys it generates).
+sed -i '/^trust-model always$/d' "$GNUPGHOME/gpg.conf"
+show "echo $akshay:6: | gpg --import-ownertrust"
+echo "$akshay:6:" | gpg --batch --quiet --import-ownertrust
+vault --store "$store" --yes import-keys
 # vault encrypts to exactly the keys pass checks, so pass finds nothing to re-encrypt.
 head_before=$(git -C "$store" rev-parse HEAD)
 mapfile -t root_ids < <(grep -v '^#' "$store/.gpg-id")

@@ -83,6 +83,9 @@ pub enum Command {
     /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
     /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push (--no-push: not)
     Sync(SyncArgs),
+    /// Write README.md for the team (what the store is, how to work with it, the members, the
+    /// credential inventory: names only); every vault command keeps it up to date afterwards
+    Readme,
     /// Git hooks that keep the team's rules for plain git too (`vault hooks install`)
     Hooks(HooksArgs),
     /// What an installed git hook runs (not for people)
@@ -223,7 +226,12 @@ pub struct FolderAccessArgs {
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ExpiryArgs {
     /// Warn of member keys that expire within DAYS days
-    #[arg(long, value_name = "DAYS", default_value_t = 30, env = "VAULT_EXPIRY_WARNING_DAYS")]
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 30,
+        env = "VAULT_EXPIRY_WARNING_DAYS"
+    )]
     pub expiry_warning: u32,
 }
 

@@ -138,6 +138,8 @@ pub enum Error {
     SameKey(String),
     #[error("{member} already reads {folder}")]
     AlreadyReads { member: String, folder: String },
+    #[error("README.md is not one vault generated (it lacks vault's first line): vault never touches it")]
+    HandWrittenReadme,
     #[error("invalid {what} {value:?}: {why}")]
     InvalidName {
         what: &'static str,
@@ -306,6 +308,7 @@ impl Error {
             OtherKey { member, .. } => format!("if {member} moved to a new key, run `vault replace-key {member} NEWKEY.asc` (with --compromised if the old one was); update-member takes only their current key, renewed or extended"),
             SameKey(member) => format!("to take a renewed or extended copy of {member}'s current key, run `vault update-member {member} KEYFILE`"),
             AlreadyReads { .. } => "nothing to do: `vault members` shows who reads which folders".into(),
+            HandWrittenReadme => "keep your README.md as it is, or move it (e.g. to HOWTO.md) and run `vault readme` again to have vault write and keep one".into(),
             FormerMember { still_readable: 0, .. } => "nothing in the store is readable by them now; `vault audit` lists what they could read before and must be rotated".into(),
             FormerMember { still_readable, .. } => format!("they can still read {} now (encrypted to them since, by another tool): run `vault repair` to re-encrypt, then rotate what `vault audit` lists", crate::text::count(*still_readable, "entry", "entries")),
             NothingToRepair { .. } => return None,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod git;
 pub mod ids;
 pub mod keyring;
+pub mod readme;
 pub mod secret;
 pub mod snapshot;
 pub mod store;

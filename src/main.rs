@@ -39,6 +39,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
         Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
+        Command::Readme => commands::readme::run(g, &mut out, &mut err)?,
         Command::Sync(a) => commands::sync::run(g, a, &mut out, &mut err)?,
         Command::Hooks(a) => match a.action {
             cli::HooksAction::Install => commands::hooks::install(g, &mut out)?,

@@ -67,6 +67,8 @@ impl Transcript<'_> {
             .join(golden);
         Assert::new()
             .action_env("SNAPSHOTS")
+            // Backslashes are text here (Markdown escapes), not Windows path separators.
+            .normalize_paths(false)
             .redact_with(redactions)
             .eq(self.text.clone(), snapbox::Data::read_from(&path, None));
     }
@@ -136,4 +138,22 @@ fn the_main_errors_read_as_they_always_did() {
         .vault(&["add-member", "/nonexistent/will.asc"])
         .vault(&["audit", "--member", "will"]);
     t.matches("errors.txt");
+}
+
+#[test]
+fn the_store_readme_reads_as_written() {
+    let (lab, store, [akshay, _noah, _nick, will]) = demo_team();
+    let mut t = Transcript {
+        lab: &lab,
+        store: &store,
+        operator: &akshay,
+        text: String::new(),
+    };
+    let will_args = will.add_member_args();
+    t.vault(&["init"])
+        .vault(&["readme"])
+        .vault(&will_args)
+        .vault(&["--yes", "remove-member", "nick"]);
+    t.text = store.read("README.md");
+    t.matches("readme.md");
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::crypto::{CryptoError, Envelope, KeyId};
 use crate::git::{BlobId, Objects};
 use crate::snapshot::Snapshot;
+use crate::store::roster::Roster;
 
 /// A recipient of a PKESK, named.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -43,22 +44,14 @@ impl Names {
     /// (from `.members.toml`).
     pub fn of(vault: &Snapshot) -> Names {
         let mut names = Names::default();
-        for f in vault.roster().former() {
-            let ids = f.encryption_keys.iter().filter_map(|k| KeyId::parse(k));
-            for id in ids.chain([f.fingerprint.key_id()]) {
-                names.former_member(id, f.name.as_str());
-            }
+        for (id, name) in former_ids(vault.roster()) {
+            names.former_member(id, &name);
         }
-        // A key a member replaced: a compromised one is as good as a former member's (what it
-        // could read must be rotated); otherwise it is the member's, no longer current.
-        for r in vault.roster().replaced() {
+        // A key a member replaced without it being compromised is theirs, no longer current.
+        for r in vault.roster().replaced().iter().filter(|r| !r.compromised) {
             let ids = r.encryption_keys.iter().filter_map(|k| KeyId::parse(k));
             for id in ids.chain([r.fingerprint.key_id()]) {
-                if r.compromised {
-                    names.former_member(id, &format!("{}'s compromised old key", r.name));
-                } else {
-                    names.member(id, &format!("{}'s old key", r.name), false);
-                }
+                names.member(id, &format!("{}'s old key", r.name), false);
             }
         }
         for (fpr, key) in vault.keys() {
@@ -84,6 +77,27 @@ impl Names {
         self.who.insert(id, Who::Former(name.to_string()));
         self.former.insert(id, name.to_string());
     }
+}
+
+/// The key ids whose readers must be treated as outsiders, with a name for each: former members'
+/// (their primary and encryption key ids, from `.members.toml`), and keys a member replaced
+/// because they were compromised (anyone may hold those). Whatever they could read in history
+/// must be rotated.
+pub fn former_ids(roster: &Roster) -> HashMap<KeyId, String> {
+    let mut ids = HashMap::new();
+    for f in roster.former() {
+        let keys = f.encryption_keys.iter().filter_map(|k| KeyId::parse(k));
+        for id in keys.chain([f.fingerprint.key_id()]) {
+            ids.insert(id, f.name.to_string());
+        }
+    }
+    for r in roster.replaced().iter().filter(|r| r.compromised) {
+        let keys = r.encryption_keys.iter().filter_map(|k| KeyId::parse(k));
+        for id in keys.chain([r.fingerprint.key_id()]) {
+            ids.insert(id, format!("{}'s compromised old key", r.name));
+        }
+    }
+    ids
 }
 
 /// What one ciphertext's packets say: the PKESK recipients (`None`: hidden), the number of

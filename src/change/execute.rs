@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::git::{BlobId, Change, NewBlob, Objects, Staging};
 use crate::snapshot::*;
 use crate::store::{
-    gpg_id_path, render_gpg_id, render_gpg_id_keeping, Entry, Folder, Layout, MEMBERS,
+    gpg_id_path, render_gpg_id, render_gpg_id_keeping, Entry, Folder, Layout, MEMBERS, README,
 };
 
 impl Snapshot {
@@ -53,12 +53,14 @@ impl Snapshot {
         let nothing_to_do = checked
             .iter()
             .all(|c| matches!(c, Checked::Unchanged { .. }));
-        if plan.every_entry && plan.replaces.is_none() && nothing_to_do {
+        let readme = self.readme_after(&plan)?;
+        if plan.every_entry && plan.replaces.is_none() && nothing_to_do && readme.is_none() {
             return Err(Error::NothingToRepair {
                 not_reencrypted: scope.not_reencrypted,
             });
         }
-        let files = self.store_files(&plan, &gpg_id_signers)?;
+        let mut files = self.store_files(&plan, &gpg_id_signers)?;
+        files.extend(readme.map(|text| (README.to_string(), text)));
         self.repo.check_writable(
             scope
                 .work
@@ -119,6 +121,29 @@ impl Snapshot {
             )
             .collect();
         Ok((wrong.into_iter().flatten().collect(), scope.not_reencrypted))
+    }
+
+    /// The store's `README.md` as the change leaves it, when vault generated the current one (or
+    /// the plan creates it) and its text changes: the plan's members and recipients, and the
+    /// entries to rotate once the plan's former members are former ([`crate::audit::rotation`],
+    /// which walks history). None: nothing to write.
+    fn readme_after(&self, plan: &Plan) -> Result<Option<Vec<u8>>> {
+        let current = self.readme_bytes()?;
+        let generated = current.as_deref().is_some_and(crate::readme::is_generated);
+        if !generated && !plan.create_readme {
+            return Ok(None);
+        }
+        let rotate = crate::audit::rotation(self, &plan.roster)?;
+        let keys = |f: Fingerprint| {
+            plan.added
+                .as_ref()
+                .filter(|k| k.fingerprint() == f)
+                .or(self.keys.get(&f))
+        };
+        let view =
+            crate::readme::View::of(&self.layout, &plan.recipients, &plan.roster, &keys, &rotate);
+        let text = crate::readme::render(&view).into_bytes();
+        Ok((current.as_deref() != Some(text.as_slice())).then_some(text))
     }
 
     /// The entries whose ciphertext someone holding one of the keys `ids` may read now (a PKESK

@@ -24,7 +24,7 @@ use crate::git::{BlobId, BothChanged, CommitId, Resolution};
 use crate::secret::Secret;
 use crate::snapshot::Snapshot;
 use crate::store::roster::Roster;
-use crate::store::{entry_name, merge_gpg_id, show_folder, MEMBERS, PUBLIC_KEYS};
+use crate::store::{entry_name, merge_gpg_id, show_folder, MEMBERS, PUBLIC_KEYS, README};
 
 /// How to settle entries both sides changed differently: take ours (`--ours ENTRY`) or theirs
 /// (`--theirs ENTRY`), by entry name.
@@ -132,6 +132,15 @@ impl Snapshot {
         }
         if path.ends_with(".gpg-id.sig") {
             return Ok(Resolution::Take(both.ours));
+        }
+        if path == README {
+            // vault's README on both sides: the merge commit writes it anew for the merged store.
+            let generated = |b| -> Result<bool> {
+                Ok(read(b)?.is_some_and(|t| crate::readme::is_generated(&t)))
+            };
+            if generated(both.ours)? && generated(both.theirs)? {
+                return Ok(Resolution::Take(both.ours));
+            }
         }
         let Some(name) = entry_name(path) else {
             return Ok(Resolution::Conflict(

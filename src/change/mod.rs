@@ -56,6 +56,8 @@ pub struct Plan {
     every_entry: bool,
     /// The unsigned merge this change completes ([`crate::git::Change::replaces`]).
     replaces: Option<CommitId>,
+    /// `vault readme`: the change creates `README.md` (every change refreshes one vault made).
+    create_readme: bool,
 }
 
 impl Plan {
@@ -84,6 +86,7 @@ impl Plan {
             links: BTreeMap::new(),
             every_entry: false,
             replaces: None,
+            create_readme: false,
         }
     }
 

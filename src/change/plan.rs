@@ -382,6 +382,29 @@ impl Snapshot {
         .with_links(&self.layout))
     }
 
+    /// Plans `vault readme`: one commit that creates (or refreshes) the store's generated
+    /// `README.md`; nothing else changes.
+    ///
+    /// # Errors
+    /// [`Error::HandWrittenReadme`] when `README.md` is not vault's: it is never touched.
+    pub fn plan_readme(&self) -> Result<Plan> {
+        if self
+            .readme_bytes()?
+            .is_some_and(|b| !crate::readme::is_generated(&b))
+        {
+            return Err(Error::HandWrittenReadme);
+        }
+        Ok(Plan {
+            subject: "Describe the store in README.md".into(),
+            body: "vault generated README.md: what the store is, how to get access and work with \
+                   it, the members and the credentials (names and readers only)."
+                .into(),
+            trailers: vec![("Vault-Action".into(), "readme".into())],
+            create_readme: true,
+            ..Plan::unchanged("readme", self.recipients.clone(), self.roster.clone())
+        })
+    }
+
     /// Plans `vault repair`: every entry encrypted to exactly the recipients of its nearest
     /// `.gpg-id` (PKESKs added where readers only joined, a fresh session key where anyone else
     /// can read it), no `.gpg-id` changed. Entries a former member can read are reported to

@@ -11,6 +11,7 @@ pub mod import_keys;
 pub mod init;
 pub mod members;
 mod operator;
+pub mod readme;
 pub mod remove_member;
 pub mod repair;
 pub mod replace_key;

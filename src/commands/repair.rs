@@ -20,9 +20,11 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
     let outcome = match vault
         .unrepaired(&plan)
         .map_err(anyhow::Error::from)
-        .and_then(|(wrong, not_reencrypted)| match wrong.is_empty() {
-            true => Err(Error::NothingToRepair { not_reencrypted }.into()),
-            false => carry_out(&vault, global, plan, None, err),
+        .and_then(|(wrong, not_reencrypted)| {
+            if wrong.is_empty() && !vault.readme_stale()? {
+                return Err(Error::NothingToRepair { not_reencrypted }.into());
+            }
+            carry_out(&vault, global, plan, None, err)
         }) {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -39,14 +41,22 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
             return Ok(());
         }
     };
-    writeln!(
-        out,
-        "Repaired {}: {} gained readers, {} re-encrypted with fresh session keys; commit {}.",
-        count(outcome.rewrapped + outcome.reencrypted, "entry", "entries"),
-        outcome.rewrapped,
-        outcome.reencrypted,
-        outcome.commit.short()
-    )?;
+    if outcome.rewrapped + outcome.reencrypted == 0 {
+        writeln!(
+            out,
+            "Every entry is encrypted to exactly its .gpg-id; refreshed README.md, commit {}.",
+            outcome.commit.short()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Repaired {}: {} gained readers, {} re-encrypted with fresh session keys; commit {}.",
+            count(outcome.rewrapped + outcome.reencrypted, "entry", "entries"),
+            outcome.rewrapped,
+            outcome.reencrypted,
+            outcome.commit.short()
+        )?;
+    }
     if !outcome.exposed.is_empty() {
         writeln!(
             out,

@@ -428,14 +428,18 @@ fn repair(
     let plan = vault.plan_repair();
     let (wrong, _) = vault.unrepaired(&plan)?;
     if wrong.is_empty() {
-        return Ok(vault);
+        if !vault.readme_stale()? {
+            return Ok(vault);
+        }
+        writeln!(err, "README.md is out of date: refreshing it.")?;
+    } else {
+        writeln!(
+            err,
+            "{} not encrypted to exactly {} .gpg-id: repairing.",
+            count(wrong.len(), "entry is", "entries are"),
+            if wrong.len() == 1 { "its" } else { "their" }
+        )?;
     }
-    writeln!(
-        err,
-        "{} not encrypted to exactly {} .gpg-id: repairing.",
-        count(wrong.len(), "entry is", "entries are"),
-        if wrong.len() == 1 { "its" } else { "their" }
-    )?;
     let outcome = carry_out(&vault, global, plan, None, err)?;
     report.repaired = Some(Repaired {
         commit: outcome.commit.short(),
@@ -514,14 +518,18 @@ fn print(report: &SyncReport, json: bool, out: &mut dyn Write) -> anyhow::Result
         say_rotate(m, out)?;
     }
     if let Some(r) = &report.repaired {
-        writeln!(
-            out,
-            "Repaired {} ({} gained readers, {} re-encrypted with fresh session keys); commit {}.",
-            count(r.rewrapped + r.reencrypted, "entry", "entries"),
-            r.rewrapped,
-            r.reencrypted,
-            r.commit
-        )?;
+        if r.rewrapped + r.reencrypted == 0 {
+            writeln!(out, "Refreshed README.md; commit {}.", r.commit)?;
+        } else {
+            writeln!(
+                out,
+                "Repaired {} ({} gained readers, {} re-encrypted with fresh session keys); commit {}.",
+                count(r.rewrapped + r.reencrypted, "entry", "entries"),
+                r.rewrapped,
+                r.reencrypted,
+                r.commit
+            )?;
+        }
         say_rotate(r, out)?;
     }
     match &report.pushed {

@@ -21,6 +21,8 @@ pub use crate::ids::MemberName;
 pub const GPG_ID: &str = ".gpg-id";
 pub const PUBLIC_KEYS: &str = ".public-keys";
 pub const MEMBERS: &str = ".members.toml";
+/// The store's README at its root, which vault may generate (see [`crate::readme`]).
+pub const README: &str = "README.md";
 
 /// A folder of the store, relative to its root: `""` for the root, else `"ops"`, `"ops/dns"`.
 pub type Folder = String;

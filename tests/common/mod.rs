@@ -1222,3 +1222,27 @@ pub fn assert_pkesks(
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A shared remote
+// ---------------------------------------------------------------------------------------------
+
+/// A bare repository at `lab/remote.git` made from `store`, which gets it as `origin`, with
+/// its branch tracking `origin/main`.
+pub fn share(lab: &Lab, store: &Store) -> String {
+    let remote = lab.path("remote.git");
+    let remote = remote.to_str().unwrap().to_string();
+    store.git_ok(&["clone", "-q", "--bare", store.path_str(), &remote]);
+    store.git_ok(&["remote", "add", "origin", &remote]);
+    store.git_ok(&["fetch", "-q", "origin"]);
+    store.git_ok(&["branch", "-q", "--set-upstream-to=origin/main"]);
+    remote
+}
+
+/// A clone of `remote` at `lab/<name>`, as a teammate makes it.
+pub fn clone(lab: &Lab, remote: &str, name: &str) -> Store {
+    let store = lab.store(name);
+    let st = lab.store("");
+    st.git_ok(&["clone", "-q", remote, store.path_str()]);
+    store
+}
