@@ -72,13 +72,12 @@ impl View {
         };
         let mut view = View::default();
         for (name, fpr) in roster.members() {
+            // The date, not whether it is past: the text must not change with the clock.
             let expires = match keys(*fpr) {
                 None => "(key missing from .public-keys/)".to_string(),
-                Some(k) => match (k.problem(), k.expiry()) {
-                    (Some(p), _) => format!("cannot be encrypted to: {p}"),
-                    (None, Some(t)) => {
-                        crate::text::day_of(&crate::text::format_time(t)).to_string()
-                    }
+                Some(k) => match (k.expiry(), k.problem()) {
+                    (Some(t), _) => crate::text::day_of(&crate::text::format_time(t)).to_string(),
+                    (None, Some(p)) => format!("cannot be encrypted to: {p}"),
                     (None, None) => "never".into(),
                 },
             };
