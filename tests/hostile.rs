@@ -395,7 +395,7 @@ fn bad_key_files_are_refused_by_name() {
         (
             "expired encryption subkey",
             data_str("expired-subkey.asc"),
-            vec!["expired-subkey.asc", "encryption-capable subkey"],
+            vec!["expired-subkey.asc", "encryption subkeys expired"],
         ),
         (
             "revoked key",

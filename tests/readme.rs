@@ -58,7 +58,45 @@ fn readme_is_created_kept_current_by_every_change_and_never_written_over_the_tea
     assert_eq!(store.head(), head);
     audit_says_current(lab, store, alice);
 
-    // Every change vault makes refreshes it in the same commit.
+    // Every change vault makes refreshes it in the same commit: add, update, grant, remove.
+    let dave = Person::generate("dave", KeyKind::Ed25519);
+    lab.vault_as(store, alice, &dave.add_member_with(&["--yes"]))
+        .ok();
+    assert!(store
+        .last_changed_paths()
+        .contains(&"README.md".to_string()));
+    assert!(store.read("README.md").contains("| dave | `"));
+    carol
+        .gpg
+        .gpg([
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-set-expire",
+            &carol.fpr,
+            "2y",
+        ])
+        .ok();
+    let renewed = carol.gpg.scratch().join("carol-2y.asc");
+    carol.gpg.export_public(&carol.fpr, &renewed);
+    lab.vault_as(
+        store,
+        alice,
+        &["--yes", "update-member", "carol", renewed.to_str().unwrap()],
+    )
+    .ok();
+    assert!(store
+        .last_changed_paths()
+        .contains(&"README.md".to_string()));
+    let carol_row = store
+        .read("README.md")
+        .lines()
+        .find(|l| l.starts_with("| carol |"))
+        .unwrap()
+        .to_string();
+    assert!(!carol_row.contains("never"), "{carol_row}");
+    audit_says_current(lab, store, alice);
     lab.vault_as(
         store,
         alice,
@@ -82,6 +120,7 @@ fn readme_is_created_kept_current_by_every_change_and_never_written_over_the_tea
     audit_says_current(lab, store, alice);
 
     // A plain pass insert (another tool): audit says the README is stale, repair refreshes it.
+    alice.gpg.import(&dave.public);
     lab.pass(
         store,
         alice,
