@@ -83,6 +83,26 @@ pub enum Command {
     /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
     /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push (--no-push: not)
     Sync(SyncArgs),
+    /// Decrypt an entry and print it (--line N: that line only)
+    Show(ShowArgs),
+    /// Add an entry from standard input or a prompt asked twice, as `pass insert` does
+    Insert(InsertArgs),
+    /// Add an entry with a generated password, as `pass generate` does
+    Generate(GenerateArgs),
+    /// Edit an entry in $EDITOR (a file on tmpfs, as pass does), as `pass edit` does
+    Edit(EntryArg),
+    /// Remove an entry (or a folder with --recursive), as `pass rm` does
+    Rm(RmArgs),
+    /// Rename an entry or folder, re-encrypting when the destination's readers differ
+    Mv(MoveArgs),
+    /// Copy an entry or folder, re-encrypting when the destination's readers differ
+    Cp(MoveArgs),
+    /// List the entries as a tree, as `pass ls` does
+    Ls(LsArgs),
+    /// List the entries whose name contains NAME (any part, case-insensitively)
+    Find(FindArgs),
+    /// Decrypt every entry and print the lines that match PATTERN (a regular expression)
+    Grep(GrepArgs),
     /// Write README.md for the team (what the store is, how to work with it, the members, the
     /// credential inventory: names only); every vault command keeps it up to date afterwards
     Readme,
@@ -181,6 +201,88 @@ pub struct RemoveMemberArgs {
     /// With --folder: the folder may be new (holds no entry and no .gpg-id yet)
     #[arg(long, requires = "folder")]
     pub create: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// The entry (as pass names it: `web/shop`)
+    pub entry: String,
+    /// Only line N (1 is the password)
+    #[arg(long, value_name = "N")]
+    pub line: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct InsertArgs {
+    pub entry: String,
+    /// Read every line until end of input (else one line, the password)
+    #[arg(long, short = 'm')]
+    pub multiline: bool,
+    /// Overwrite an existing entry
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    pub entry: String,
+    /// Length [default: $PASSWORD_STORE_GENERATED_LENGTH, else 25]
+    pub length: Option<usize>,
+    /// Letters and digits only
+    #[arg(long, short = 'n')]
+    pub no_symbols: bool,
+    /// Replace only the first line (the password) of an existing entry, keeping the rest
+    #[arg(long, short = 'i', conflicts_with = "force")]
+    pub in_place: bool,
+    /// Overwrite an existing entry
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EntryArg {
+    pub entry: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    pub entry: String,
+    /// Remove a folder and everything in it
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// The entry or folder
+    pub from: String,
+    /// The new name (ending in `/`, or an existing folder: into that folder)
+    pub to: String,
+    /// Overwrite existing entries
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only this folder
+    pub folder: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Part of a name (several: any of them)
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GrepArgs {
+    /// A regular expression (Rust regex syntax)
+    pub pattern: String,
+    /// Ignore case
+    #[arg(long, short = 'i')]
+    pub ignore_case: bool,
 }
 
 #[derive(Args, Debug)]

@@ -138,6 +138,15 @@ pub enum Error {
     SameKey(String),
     #[error("{member} already reads {folder}")]
     AlreadyReads { member: String, folder: String },
+    #[error("entry {0} exists already")]
+    EntryExists(String),
+    #[error("there is no entry {entry}{}", nearest.as_ref().map(|n| format!(" (did you mean {n}?)")).unwrap_or_default())]
+    NoSuchEntry {
+        entry: String,
+        nearest: Option<String>,
+    },
+    #[error("{0} is a folder")]
+    IsAFolder(String),
     #[error("README.md is not one vault generated (it lacks vault's first line): vault never touches it")]
     HandWrittenReadme,
     #[error("invalid {what} {value:?}: {why}")]
@@ -308,6 +317,9 @@ impl Error {
             OtherKey { member, .. } => format!("if {member} moved to a new key, run `vault replace-key {member} NEWKEY.asc` (with --compromised if the old one was); update-member takes only their current key, renewed or extended"),
             SameKey(member) => format!("to take a renewed or extended copy of {member}'s current key, run `vault update-member {member} KEYFILE`"),
             AlreadyReads { .. } => "nothing to do: `vault members` shows who reads which folders".into(),
+            EntryExists(_) => "give --force to overwrite it (the old content stays in git history)".into(),
+            NoSuchEntry { .. } => "`vault ls` lists the entries, `vault find NAME` searches them".into(),
+            IsAFolder(_) => "give --recursive to remove everything in it".into(),
             HandWrittenReadme => "keep your README.md as it is, or move it (e.g. to HOWTO.md) and run `vault readme` again to have vault write and keep one".into(),
             FormerMember { still_readable: 0, .. } => "nothing in the store is readable by them now; `vault audit` lists what they could read before and must be rotated".into(),
             FormerMember { still_readable, .. } => format!("they can still read {} now (encrypted to them since, by another tool): run `vault repair` to re-encrypt, then rotate what `vault audit` lists", crate::text::count(*still_readable, "entry", "entries")),

@@ -40,6 +40,20 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
         Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
         Command::Readme => commands::readme::run(g, &mut out, &mut err)?,
+        Command::Show(a) => commands::entries::show(g, a, &mut out, &mut err)?,
+        Command::Insert(a) => commands::entries::insert(g, a, &mut out, &mut err)?,
+        Command::Generate(a) => commands::entries::generate(g, a, &mut out, &mut err)?,
+        Command::Edit(a) => commands::entries::edit(g, a, &mut out, &mut err)?,
+        Command::Rm(a) => commands::entries::rm(g, a, &mut out, &mut err)?,
+        Command::Mv(a) => commands::entries::move_or_copy(g, a, false, &mut out, &mut err)?,
+        Command::Cp(a) => commands::entries::move_or_copy(g, a, true, &mut out, &mut err)?,
+        Command::Ls(a) => commands::entries::ls(g, a, &mut out, &mut err)?,
+        Command::Find(a) => commands::entries::find(g, a, &mut out, &mut err)?,
+        Command::Grep(a) => {
+            if commands::entries::grep(g, a, &mut out, &mut err)? {
+                return Ok(commands::audit::ATTENTION);
+            }
+        }
         Command::Sync(a) => commands::sync::run(g, a, &mut out, &mut err)?,
         Command::Hooks(a) => match a.action {
             cli::HooksAction::Install => commands::hooks::install(g, &mut out)?,

@@ -43,7 +43,25 @@ impl Snapshot {
         self.refuse_unrewritable(&plan)?;
         let gpg_id_signers = self.gpg_id_signers(&plan, operator)?;
         let scope = self.scope(&plan);
-        let targets = self.targets(&plan, &scope.work)?;
+        // Entries written with new content go to their nearest `.gpg-id`'s recipients.
+        let content_folders: Vec<&Folder> = plan
+            .content
+            .iter()
+            .map(|(path, _)| {
+                Layout::governing_in(&plan.recipients, Layout::folder_of(path))
+                    .and_then(|g| plan.recipients.get_key_value(&g))
+                    .map(|(f, _)| f)
+                    .ok_or(Error::NoRootGpgId)
+            })
+            .collect::<Result<_>>()?;
+        let targets = self.targets(
+            &plan,
+            scope
+                .work
+                .iter()
+                .map(|(_, f)| *f)
+                .chain(content_folders.iter().copied()),
+        )?;
         let steps = Steps {
             done: AtomicUsize::new(0),
             total: 2 * scope.work.len(),
@@ -61,13 +79,21 @@ impl Snapshot {
         }
         let mut files = self.store_files(&plan, &gpg_id_signers)?;
         files.extend(readme.map(|text| (README.to_string(), text)));
+        for ((path, plain), folder) in plan.content.iter().zip(&content_folders) {
+            let ct = crypto::encrypt(plain, &targets[folder].0).map_err(|e| Error::Entry {
+                entry: crate::text::escape(path).into_owned(),
+                problem: e.to_string(),
+            })?;
+            files.push((path.clone(), ct));
+        }
         self.repo.check_writable(
             scope
                 .work
                 .iter()
                 .map(|(e, _)| e.path.as_str())
                 .chain(files.iter().map(|(p, _)| p.as_str()))
-                .chain(plan.key_deletes.iter().map(String::as_str)),
+                .chain(plan.copies.iter().map(|(p, _)| p.as_str()))
+                .chain(plan.deletes.iter().map(String::as_str)),
         )?;
         let staging = self.repo.begin(plan.action)?;
         let ((rewritten, file_ids), new_packs) = self
@@ -100,7 +126,7 @@ impl Snapshot {
     /// As [`Snapshot::execute`]'s recipient checks; git errors.
     pub fn unrepaired(&self, plan: &Plan) -> Result<(Vec<String>, Vec<String>)> {
         let scope = self.scope(plan);
-        let targets = self.targets(plan, &scope.work)?;
+        let targets = self.targets(plan, scope.work.iter().map(|(_, f)| *f))?;
         let root = self.repo.root();
         let wrong: Vec<Option<String>> = scope
             .work
@@ -283,15 +309,15 @@ impl Snapshot {
     fn targets<'s>(
         &'s self,
         plan: &'s Plan,
-        work: &[(&'s Entry, &'s Folder)],
+        folders: impl IntoIterator<Item = &'s Folder>,
     ) -> Result<Targets<'s>> {
         let mut targets = Targets::new();
-        for (_, folder) in work {
+        for folder in folders {
             if targets.contains_key(folder) {
                 continue;
             }
             let mut members = Vec::new();
-            for fpr in &plan.recipients[*folder] {
+            for fpr in &plan.recipients[folder] {
                 let added = plan.added.as_ref().filter(|k| k.fingerprint() == *fpr);
                 let key = added
                     .or(self.keys.get(fpr))
@@ -315,7 +341,7 @@ impl Snapshot {
             }
             let recipients = Recipients::new(&members);
             let ids = recipients.key_ids().into_iter().collect();
-            targets.insert(*folder, (recipients, ids));
+            targets.insert(folder, (recipients, ids));
         }
         Ok(targets)
     }
@@ -492,7 +518,7 @@ impl Snapshot {
     ) -> Result<Outcome> {
         let mut change = Change {
             writes: Vec::new(),
-            deletes: plan.key_deletes.clone(),
+            deletes: plan.deletes.clone(),
             message: String::new(),
             action: plan.action.to_string(),
             replaces: plan.replaces,
@@ -517,6 +543,7 @@ impl Snapshot {
         }
         exposed.sort();
         change.writes.extend(file_ids);
+        change.writes.extend(plan.copies.iter().cloned());
         let mut trailers = plan.trailers.clone();
         trailers.push((
             "Vault-Reencrypted".into(),

@@ -8,6 +8,7 @@
 //! Adopting or creating a store is `init.rs`.
 
 mod accept;
+mod content;
 mod execute;
 mod failures;
 mod init;
@@ -39,7 +40,15 @@ pub struct Plan {
     /// recipients again (a member's certificate changed: new or lost encryption subkeys).
     reread: BTreeSet<Folder>,
     key_writes: Vec<(String, Vec<u8>)>,
-    key_deletes: Vec<String>,
+    /// Paths the commit deletes (a former member's key file, entries removed or renamed).
+    deletes: Vec<String>,
+    /// Entries written with new content (`vault insert`, `generate`, `edit`, a renamed entry
+    /// whose readers change): entry file path -> plaintext, encrypted in the change to the
+    /// recipients of its folder.
+    content: Vec<(String, crate::secret::Secret)>,
+    /// Entries written with an existing ciphertext (renamed or copied where the readers stay
+    /// the same): entry file path -> blob.
+    copies: Vec<(String, crate::git::BlobId)>,
     roster: Roster,
     /// Key ids of a member losing access: entries encrypted to them are reported for rotation.
     removed_key_ids: Vec<KeyId>,
@@ -77,7 +86,9 @@ impl Plan {
             changed: BTreeSet::new(),
             reread: BTreeSet::new(),
             key_writes: Vec::new(),
-            key_deletes: Vec::new(),
+            deletes: Vec::new(),
+            content: Vec::new(),
+            copies: Vec::new(),
             roster,
             removed_key_ids: Vec::new(),
             added: None,
@@ -196,5 +207,9 @@ fn commit_message(subject: &str, body: &str, trailers: &[(String, String)]) -> S
         .iter()
         .map(|(k, v)| format!("{k}: {v}\n"))
         .collect();
-    format!("{subject}\n\n{body}\n\n{trailers}")
+    if body.is_empty() {
+        format!("{subject}\n\n{trailers}")
+    } else {
+        format!("{subject}\n\n{body}\n\n{trailers}")
+    }
 }

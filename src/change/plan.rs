@@ -101,7 +101,7 @@ impl Snapshot {
         let removed_key_ids: Vec<KeyId> = key
             .map(|k| k.all_key_ids().to_vec())
             .unwrap_or_else(|| vec![fpr.key_id()]);
-        let (key_deletes, scope) = if still_member {
+        let (deletes, scope) = if still_member {
             (
                 Vec::new(),
                 targets
@@ -137,7 +137,7 @@ impl Snapshot {
                 ("Vault-Member".into(), format!("{name} <{fpr}>")),
             ],
             changed: targets.into_iter().collect(),
-            key_deletes,
+            deletes,
             removed_key_ids,
             ..Plan::unchanged("remove-member", recipients, roster)
         }
@@ -336,7 +336,7 @@ impl Snapshot {
             ],
             changed,
             key_writes: vec![(format!("{PUBLIC_KEYS}/{new}"), key.armored().to_vec())],
-            key_deletes: if old_key.is_some() {
+            deletes: if old_key.is_some() {
                 vec![format!("{PUBLIC_KEYS}/{old}")]
             } else {
                 Vec::new()

@@ -104,6 +104,34 @@ pub fn parse_folder(s: &str) -> Result<Folder> {
     Ok(trimmed.to_string())
 }
 
+/// Checks an entry name given on the command line (`web/shop`, as pass takes it, without
+/// `.gpg`) and returns it unchanged.
+///
+/// # Errors
+/// [`Error::InvalidName`] for what [`path_problem`] refuses, a name ending in `/`, and names
+/// inside `.public-keys` or that are vault's own files.
+pub fn parse_entry(s: &str) -> Result<String> {
+    let bad = |why| Error::InvalidName {
+        what: "entry",
+        value: crate::text::escape(s).into_owned(),
+        why,
+    };
+    if s.ends_with('/') {
+        return Err(bad("it names a folder, not an entry"));
+    }
+    if let Some(why) = path_problem(s) {
+        return Err(bad(why));
+    }
+    if s.split('/').next() == Some(PUBLIC_KEYS) {
+        return Err(bad("that folder is not part of the password store"));
+    }
+    let last = s.rsplit('/').next().unwrap_or(s);
+    if last == GPG_ID || is_temporary_name(&format!("{last}.gpg")) {
+        return Err(bad("that name is one of the store's own files"));
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

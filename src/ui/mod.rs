@@ -45,6 +45,17 @@ pub fn passphrase(prompt: &str) -> anyhow::Result<Secret> {
     Ok(Secret::from(p))
 }
 
+/// Asks for a new secret twice on the terminal, as `pass insert` does (no echo; asked again
+/// until both match).
+pub fn new_secret(prompt: &str, again: &str) -> anyhow::Result<Secret> {
+    let p = dialoguer::Password::new()
+        .with_prompt(prompt)
+        .with_confirmation(again, "the two do not match; try again")
+        .interact()
+        .context("reading the password")?;
+    Ok(Secret::from(p))
+}
+
 /// A progress bar on stderr for `total` steps, only on a terminal and for runs worth watching.
 pub fn progress(total: usize, what: &str) -> ProgressBar {
     if total < 50 || !std::io::stderr().is_terminal() {

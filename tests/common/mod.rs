@@ -711,6 +711,22 @@ impl Lab {
         run(cmd, &[("GNUPGHOME", gpg_home), ("HOME", &self.home)], b"")
     }
 
+    /// Runs `vault --store STORE ARGS` with `gpg_home` as GNUPGHOME, `stdin` as its standard
+    /// input, and extra environment `env` (e.g. EDITOR).
+    pub fn vault_input(
+        &self,
+        store: &Store,
+        gpg_home: &Path,
+        (args, env): (&[&str], &[(&str, &Path)]),
+        stdin: &str,
+    ) -> Run {
+        let mut cmd = assert_cmd::Command::cargo_bin("vault").expect("the vault binary is built");
+        cmd.arg("--store").arg(&store.path).args(args);
+        let mut all: Vec<(&str, &Path)> = vec![("GNUPGHOME", gpg_home), ("HOME", &self.home)];
+        all.extend_from_slice(env);
+        run(cmd, &all, stdin.as_bytes())
+    }
+
     /// Runs `vault ARGS` (no --store) with `gpg_home` as GNUPGHOME and extra environment `env`
     /// (e.g. PASSWORD_STORE_DIR, VAULT_IDENTITY).
     pub fn vault_env(&self, gpg_home: &Path, env: &[(&str, &Path)], args: &[&str]) -> Run {

@@ -1,0 +1,188 @@
+//! The daily commands against the real pass, in both directions: vault writes (with an empty
+//! GnuPG home on its side: no keyring at all, the operator's key file only) and pass reads;
+//! pass writes and vault reads. Every write is one commit with pass's message and vault's
+//! trailers, and `pass init` with the same ids re-encrypts nothing afterwards.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// alice's side: an empty GnuPG home and her secret key file.
+struct Alice<'t> {
+    lab: &'t Lab,
+    store: &'t Store,
+    empty: Gpg,
+    secret: &'t str,
+}
+
+impl Alice<'_> {
+    fn vault(&self, args: &[&str], stdin: &str) -> Run {
+        self.vault_env(args, &[], stdin)
+    }
+
+    fn vault_env(&self, args: &[&str], env: &[(&str, &Path)], stdin: &str) -> Run {
+        let mut all = vec!["--identity", self.secret, "--yes"];
+        all.extend_from_slice(args);
+        self.lab
+            .vault_input(self.store, self.empty.home(), (&all, env), stdin)
+    }
+}
+
+#[test]
+fn vault_writes_with_no_keyring_and_pass_reads_everything() {
+    let t = adopted_team();
+    let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
+    let a = Alice {
+        lab,
+        store,
+        empty: Gpg::new(),
+        secret: alice.secret_str(),
+    };
+
+    // insert --multiline: pass's commit message, vault's trailers; pass reads it for everyone.
+    a.vault(&["insert", "-m", "web/new"], "n3w-pass\nlogin: coop\n")
+        .ok();
+    assert_eq!(
+        store.last_subject(),
+        "Add given password for web/new to store."
+    );
+    assert!(store.last_message().contains("Vault-Action: insert"));
+    let new = [("web/new", "n3w-pass\nlogin: coop\n")];
+    lab.assert_reads(store, alice, &new);
+    lab.assert_reads(store, bob, &new);
+    // Exists: refused without --force, nothing changed; one line only without -m.
+    let head = store.head();
+    a.vault(&["insert", "web/new"], "other\n")
+        .fails()
+        .stderr_has("entry web/new exists already");
+    assert_eq!(store.head(), head);
+    a.vault(&["insert", "--force", "web/new"], "first\nsecond\n")
+        .ok();
+    lab.assert_reads(store, bob, &[("web/new", "first\n")]);
+
+    // generate: the password printed once, stored as its first line; --in-place keeps the rest.
+    let run = a.vault(&["generate", "web/gen", "30", "--no-symbols"], "");
+    run.ok();
+    assert_eq!(store.last_subject(), "Add generated password for web/gen.");
+    let password = run.stdout.lines().last().unwrap().to_string();
+    assert_eq!(password.len(), 30);
+    assert!(
+        password.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{password}"
+    );
+    lab.assert_reads(store, bob, &[("web/gen", &format!("{password}\n"))]);
+    let run = a.vault(&["generate", "--in-place", "bank"], "");
+    run.ok();
+    let new_password = run.stdout.lines().last().unwrap().to_string();
+    assert_eq!(new_password.len(), 25);
+    let old_bank = ROOT_ENTRIES[0].1;
+    let rest = &old_bank[old_bank.find('\n').unwrap()..];
+    lab.assert_reads(store, bob, &[("bank", &format!("{new_password}{rest}"))]);
+
+    // show, --line.
+    a.vault(&["show", "email/work"], "")
+        .ok()
+        .stdout_has(ROOT_ENTRIES[1].1);
+    let line = a.vault(&["show", "email/work", "--line", "2"], "");
+    assert_eq!(line.ok().stdout, "user: alice@coop.example\n");
+    a.vault(&["show", "email/wrok"], "")
+        .fails()
+        .stderr_has("did you mean email/work?");
+
+    // mv into a folder with other readers: encrypted anew, bob loses it; cp with the same
+    // readers keeps the ciphertext byte for byte; rm.
+    a.vault(&["mv", "web/shop", "ops/"], "").ok();
+    assert_eq!(store.last_subject(), "Rename web/shop to ops.");
+    let shop = [("ops/shop", ROOT_ENTRIES[2].1)];
+    lab.assert_reads(store, alice, &shop);
+    lab.assert_cannot_read(store, bob, &shop);
+    assert!(!store.file("web/shop.gpg").exists());
+    a.vault(&["cp", "email/work", "email/work2"], "").ok();
+    assert_eq!(store.last_subject(), "Copy email/work to email/work2.");
+    assert_eq!(
+        store.entry_bytes("email/work"),
+        store.entry_bytes("email/work2")
+    );
+    a.vault(&["rm", "email/work2"], "").ok();
+    assert_eq!(store.last_subject(), "Remove email/work2 from store.");
+    a.vault(&["rm", "web"], "")
+        .fails()
+        .stderr_has("web is a folder");
+
+    // edit: $EDITOR on a file in /dev/shm; the result committed.
+    let editor = store.home().join("edit.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/hunter2/hunter3/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    a.vault_env(&["edit", "email/work"], &[("EDITOR", &editor)], "")
+        .ok();
+    assert!(store
+        .last_subject()
+        .starts_with("Edit password for email/work using "));
+    let edited = ROOT_ENTRIES[1].1.replace("hunter2", "hunter3");
+    lab.assert_reads(store, bob, &[("email/work", &edited)]);
+
+    // ls, find, grep.
+    let ls = a.vault(&["ls"], "");
+    assert_eq!(
+        ls.ok().stdout,
+        "Password Store\n├── bank\n├── email\n│   └── work\n├── ops\n│   ├── db\n│   ├── servers\n│   │   └── root\n│   └── shop\n└── web\n    ├── gen\n    └── new\n"
+    );
+    a.vault(&["find", "WOR"], "")
+        .ok()
+        .stdout_has("Search Terms: WOR\n└── email\n    └── work\n");
+    a.vault(&["grep", "^login:"], "")
+        .ok()
+        .stdout_has("ops/shop:\nlogin: coop\n");
+
+    // Everything is as pass wants it: pass init with the same ids re-encrypts nothing, and
+    // vault finds nothing to repair.
+    store.assert_clean();
+    lab.assert_pass_init_reencrypts_nothing(store, bob, "");
+    lab.assert_pass_init_reencrypts_nothing(store, alice, "ops");
+    a.vault(&["repair"], "")
+        .ok()
+        .stdout_has("Nothing to repair");
+}
+
+#[test]
+fn pass_writes_and_vault_reads_with_no_keyring() {
+    let t = adopted_team();
+    let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
+    lab.pass(
+        store,
+        bob,
+        &["insert", "-m", "dns/registrar"],
+        "dns-pw\nurl: x\n",
+    )
+    .ok();
+    let a = Alice {
+        lab,
+        store,
+        empty: Gpg::new(),
+        secret: alice.secret_str(),
+    };
+    let show = a.vault(&["show", "dns/registrar"], "");
+    assert_eq!(show.ok().stdout, "dns-pw\nurl: x\n");
+}
+
+#[test]
+fn writing_refuses_an_unvouched_recipient_and_changes_nothing() {
+    let t = adopted_team();
+    let (lab, store, alice, carol) = (&t.lab, &t.store, &t.alice, &t.carol);
+    add_by_hand(store, carol);
+    git_commit_all(store, "carol, by hand");
+    let head = store.head();
+    let a = Alice {
+        lab,
+        store,
+        empty: Gpg::new(),
+        secret: alice.secret_str(),
+    };
+    a.vault(&["insert", "web/x"], "pw\n")
+        .fails()
+        .stderr_has("vault verify");
+    assert_eq!(store.head(), head);
+    assert!(!store.file("web/x.gpg").exists());
+}
