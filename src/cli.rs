@@ -103,6 +103,9 @@ pub enum Command {
     Find(FindArgs),
     /// Decrypt every entry and print the lines that match PATTERN (a regular expression)
     Grep(GrepArgs),
+    /// Walk the entries audit says to rotate (or the ones named): change each credential at its
+    /// service and record the new password, keeping every other line
+    Rotate(RotateArgs),
     /// Write README.md for the team (what the store is, how to work with it, the members, the
     /// credential inventory: names only); every vault command keeps it up to date afterwards
     Readme,
@@ -283,6 +286,18 @@ pub struct GrepArgs {
     /// Ignore case
     #[arg(long, short = 'i')]
     pub ignore_case: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// These entries [default: every entry `vault audit` says to rotate]
+    pub entries: Vec<String>,
+    /// Only what this former member could read
+    #[arg(long, value_name = "NAME", conflicts_with = "entries")]
+    pub member: Option<String>,
+    /// Password length for generated passwords [default: $PASSWORD_STORE_GENERATED_LENGTH, else 25]
+    #[arg(long)]
+    pub length: Option<usize>,
 }
 
 #[derive(Args, Debug)]

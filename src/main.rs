@@ -40,6 +40,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Members(a) => commands::members::run(g, a, &mut out, &mut err)?,
         Command::Repair => commands::repair::run(g, &mut out, &mut err)?,
         Command::Readme => commands::readme::run(g, &mut out, &mut err)?,
+        Command::Rotate(a) => commands::rotate::run(g, a, &mut out, &mut err)?,
         Command::Show(a) => commands::entries::show(g, a, &mut out, &mut err)?,
         Command::Insert(a) => commands::entries::insert(g, a, &mut out, &mut err)?,
         Command::Generate(a) => commands::entries::generate(g, a, &mut out, &mut err)?,

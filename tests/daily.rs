@@ -186,3 +186,55 @@ fn writing_refuses_an_unvouched_recipient_and_changes_nothing() {
     assert_eq!(store.head(), head);
     assert!(!store.file("web/x.gpg").exists());
 }
+
+#[test]
+fn rotate_yes_rotates_what_audit_lists_keeping_every_other_line_and_the_flags_clear() {
+    let t = adopted_team();
+    let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
+    lab.vault_as(store, alice, &["--yes", "remove-member", "bob"])
+        .ok();
+    let audit = lab.vault(store, alice, &["audit"]);
+    assert_eq!(audit.code, Some(3), "{audit}");
+    let a = Alice {
+        lab,
+        store,
+        empty: Gpg::new(),
+        secret: alice.secret_str(),
+    };
+    // Without a terminal and without --yes: refused, nothing changed.
+    let head = store.head();
+    lab.vault_input(
+        store,
+        a.empty.home(),
+        (&["--identity", a.secret, "rotate"], &[]),
+        "",
+    )
+    .fails()
+    .stderr_has("--yes");
+    assert_eq!(store.head(), head);
+
+    let run = a.vault(&["rotate"], "");
+    run.ok().stdout_has("Rotated 3 entries");
+    assert_eq!(store.last_subject(), "Rotate 3 passwords");
+    let message = store.last_message();
+    assert!(message.contains("Vault-Action: rotate"), "{message}");
+    for (entry, plain) in ROOT_ENTRIES {
+        assert!(
+            message.contains(&format!("Vault-Entry: {entry}")),
+            "{message}"
+        );
+        assert!(!run.stdout.contains(plain.lines().next().unwrap()));
+        let now = String::from_utf8(lab.read_as(store, alice, entry).unwrap()).unwrap();
+        let (old_first, old_rest) = plain.split_once('\n').unwrap();
+        let (new_first, new_rest) = now.split_once('\n').unwrap();
+        assert_ne!(new_first, old_first, "{entry}: the password changed");
+        assert_eq!(new_rest, old_rest, "{entry}: every other line kept");
+    }
+    // ops/ was never bob's: untouched.
+    lab.assert_reads(store, alice, OPS_ENTRIES);
+    let audit = lab.vault(store, alice, &["audit"]);
+    assert_eq!(audit.code, Some(0), "the flags clear:\n{audit}");
+    a.vault(&["rotate"], "")
+        .ok()
+        .stdout_has("Nothing to rotate.");
+}

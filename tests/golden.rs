@@ -157,3 +157,22 @@ fn the_store_readme_reads_as_written() {
     t.text = store.read("README.md");
     t.matches("readme.md");
 }
+
+#[test]
+fn the_daily_listings_and_the_rotate_walk_read_as_written() {
+    let (lab, store, [akshay, _noah, _nick, _will]) = demo_team();
+    let mut t = Transcript {
+        lab: &lab,
+        store: &store,
+        operator: &akshay,
+        text: String::new(),
+    };
+    t.vault(&["init"])
+        .vault(&["ls"])
+        .vault(&["ls", "ops"])
+        .vault(&["find", "shop", "BANK"])
+        .vault(&["--yes", "remove-member", "nick"])
+        .vault(&["--yes", "rotate"])
+        .vault(&["--yes", "rotate"]);
+    t.matches("daily.txt");
+}

@@ -83,6 +83,33 @@ impl Snapshot {
         })
     }
 
+    /// Plans `vault rotate`: each entry written with its new content (a new first line, every
+    /// other line kept), one commit with `Vault-Action: rotate` and the entries. A rotation is a
+    /// content change: audit's rotation flags clear.
+    pub fn plan_rotate(&self, rotated: Vec<(String, Secret)>) -> Plan {
+        let names: Vec<&str> = rotated.iter().map(|(n, _)| n.as_str()).collect();
+        Plan {
+            subject: format!(
+                "Rotate {}",
+                crate::text::count(rotated.len(), "password", "passwords")
+            ),
+            body: format!(
+                "New passwords for {} (changed at their services).",
+                names
+                    .iter()
+                    .map(|n| escape(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            trailers: entry_trailers("rotate", &names),
+            content: rotated
+                .into_iter()
+                .map(|(n, plain)| (format!("{n}.gpg"), plain))
+                .collect(),
+            ..Plan::unchanged("rotate", self.recipients.clone(), self.roster.clone())
+        }
+    }
+
     /// Plans removing entry `name`, or, when `recursive`, every entry below folder `name/`
     /// (pass's `rm [-r]`). Returns the plan and the entries it removes.
     ///

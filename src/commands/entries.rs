@@ -27,7 +27,7 @@ use crate::commands::{carry_out, identity, open, open_for_change};
 use crate::ui;
 
 /// The operator's identity, required: these commands decrypt.
-fn operator(global: &Global, vault: &Snapshot) -> anyhow::Result<Identity> {
+pub(super) fn operator(global: &Global, vault: &Snapshot) -> anyhow::Result<Identity> {
     Ok(identity(global, Some(vault))?.ok_or(Error::NoIdentity)?)
 }
 
@@ -310,7 +310,7 @@ pub fn insert(
 }
 
 /// pass's password alphabet: `[:graph:]` (printable ASCII but space), or `[:alnum:]`.
-fn alphabet(symbols: bool) -> Vec<u8> {
+pub(super) fn alphabet(symbols: bool) -> Vec<u8> {
     (b'!'..=b'~')
         .filter(|c| symbols || c.is_ascii_alphanumeric())
         .collect()
@@ -318,7 +318,10 @@ fn alphabet(symbols: bool) -> Vec<u8> {
 
 /// A password of `length` characters drawn uniformly from `alphabet`, from the operating
 /// system's random source (getrandom), by rejection sampling (no modulo bias).
-fn generate_password(length: usize, alphabet: &[u8]) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+pub(super) fn generate_password(
+    length: usize,
+    alphabet: &[u8],
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let n = alphabet.len();
     let limit = 256 - 256 % n; // bytes at or above it would favour the first characters
     let mut out = Zeroizing::new(Vec::with_capacity(length + 1));
@@ -336,16 +339,13 @@ fn generate_password(length: usize, alphabet: &[u8]) -> anyhow::Result<Zeroizing
     Ok(out)
 }
 
-/// `vault generate ENTRY [LENGTH] [--no-symbols] [--in-place] [--force]`.
-pub fn generate(
-    global: &Global,
-    args: &GenerateArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let vault = open_for_change(global, err)?;
-    let name = parse_entry(&args.entry)?;
-    let length = match args.length {
+/// The length of a generated password: `given`, else `$PASSWORD_STORE_GENERATED_LENGTH`, else
+/// 25 (pass's default).
+///
+/// # Errors
+/// [`Error::Usage`] for a length of 0 or a variable that is not a number.
+pub(super) fn password_length(given: Option<usize>) -> anyhow::Result<usize> {
+    let length = match given {
         Some(l) => l,
         None => match std::env::var("PASSWORD_STORE_GENERATED_LENGTH") {
             Ok(v) => v.trim().parse().map_err(|_| {
@@ -360,6 +360,19 @@ pub fn generate(
     if length == 0 {
         return Err(Error::Usage("the length must be at least 1".into()).into());
     }
+    Ok(length)
+}
+
+/// `vault generate ENTRY [LENGTH] [--no-symbols] [--in-place] [--force]`.
+pub fn generate(
+    global: &Global,
+    args: &GenerateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let vault = open_for_change(global, err)?;
+    let name = parse_entry(&args.entry)?;
+    let length = password_length(args.length)?;
     let (vault, upstream) = catch_up(vault, global, err)?;
     let existing = vault.entry(&name);
     if existing.is_some() && !args.force && !args.in_place {

@@ -16,6 +16,7 @@ pub mod readme;
 pub mod remove_member;
 pub mod repair;
 pub mod replace_key;
+pub mod rotate;
 pub mod sync;
 pub mod update_member;
 pub mod verify;

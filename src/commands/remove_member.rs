@@ -53,7 +53,7 @@ pub fn run(
     } else {
         writeln!(
             out,
-            "\n{name} could read {}, and can still decrypt their old versions in git history.\nRotate them (change the credential, then `pass edit`):",
+            "\n{name} could read {}, and can still decrypt their old versions in git history.\nRotate them (`vault rotate` walks you through changing each credential at its service):",
             if outcome.exposed.len() == 1 {
                 "this entry".to_string()
             } else {

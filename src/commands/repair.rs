@@ -60,8 +60,8 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
     if !outcome.exposed.is_empty() {
         writeln!(
             out,
-            "\nA former member could read {} until now. Rotate {} (change the credential, then \
-             `pass edit`):",
+            "\nA former member could read {} until now. Rotate {} (`vault rotate` walks you \
+             through changing each credential at its service):",
             count(outcome.exposed.len(), "entry", "entries"),
             if outcome.exposed.len() == 1 {
                 "it"

@@ -89,7 +89,7 @@ pub fn run(
             writeln!(
                 out,
                 "\nThe old key was compromised: whoever holds it can decrypt the old versions of \
-                 these entries in git history.\nRotate them (change the credential, then `pass edit`):"
+                 these entries in git history.\nRotate them (`vault rotate` walks you through changing each credential at its service):"
             )?;
             for e in &outcome.exposed {
                 writeln!(out, "  {}", escape(e))?;

@@ -544,8 +544,8 @@ fn say_rotate(r: &Repaired, out: &mut dyn Write) -> anyhow::Result<()> {
     if !r.rotate.is_empty() {
         writeln!(
             out,
-            "A former member could read {} until now. Rotate (change the credential, then `pass \
-             edit`):",
+            "A former member could read {} until now. Rotate (`vault rotate` walks you through \
+             changing each credential at its service):",
             count(r.rotate.len(), "entry", "entries")
         )?;
         for e in &r.rotate {

@@ -73,8 +73,8 @@ pub fn run(
         writeln!(
             out,
             "\nA subkey of {name}'s was revoked as compromised (or without a reason): whoever holds \
-             it can decrypt these entries' old versions in git history.\nRotate them (change the \
-             credential, then `pass edit`):"
+             it can decrypt these entries' old versions in git history.\nRotate them (`vault \
+             rotate` walks you through changing each credential at its service):"
         )?;
         for e in &outcome.exposed {
             writeln!(out, "  {}", escape(e))?;

@@ -1,0 +1,160 @@
+//! `vault rotate [ENTRY…] [--member NAME] [--yes]`: the walk after someone left. For each entry
+//! `vault audit` says to rotate (or each one named): its other lines (login, url …) so the
+//! person can change the credential at the service, a new password (generated, or typed), and,
+//! once they confirm it is changed there, the entry recorded with every other line kept byte
+//! for byte. One commit (`Vault-Action: rotate`) for the walk; audit's flags clear. `--yes`
+//! rotates them all with generated passwords and prints no secret.
+
+use std::io::Write;
+
+use zeroize::Zeroizing;
+
+use vault::secret::Secret;
+use vault::store::{parse_entry, MemberName};
+use vault::text::{count, escape};
+use vault::Error;
+
+use crate::cli::{Global, RotateArgs};
+use crate::commands::entries::{alphabet, generate_password, operator, password_length};
+use crate::commands::sync::{catch_up, publish};
+use crate::commands::{carry_out, open_for_change};
+use crate::ui;
+
+pub fn run(
+    global: &Global,
+    args: &RotateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let vault = open_for_change(global, err)?;
+    let length = password_length(args.length)?;
+    let (vault, upstream) = catch_up(vault, global, err)?;
+    let walk: Vec<String> = if args.entries.is_empty() {
+        let rotate = vault::audit::rotation(&vault, vault.roster())?;
+        let member = args.member.as_deref().map(MemberName::parse).transpose()?;
+        if let Some(m) = &member {
+            if !vault.roster().former().iter().any(|f| f.name == *m) {
+                return Err(Error::UnknownMember(m.to_string()).into());
+            }
+        }
+        rotate
+            .into_iter()
+            .filter(|(_, who)| {
+                member
+                    .as_ref()
+                    .is_none_or(|m| who.iter().any(|w| w == m.as_str()))
+            })
+            .map(|(name, _)| name)
+            .collect()
+    } else {
+        let mut names = Vec::new();
+        for n in &args.entries {
+            let name = parse_entry(n)?;
+            if vault.entry(&name).is_none() {
+                return Err(vault
+                    .plan_rm(&name, false)
+                    .err()
+                    .expect("no such entry")
+                    .into());
+            }
+            names.push(name);
+        }
+        names
+    };
+    if walk.is_empty() {
+        writeln!(out, "Nothing to rotate.")?;
+        return Ok(());
+    }
+    if !global.yes && !ui::interactive() {
+        return Err(Error::Usage(
+            "rotate walks the entries with you on a terminal; give --yes to rotate them all with generated passwords".into(),
+        )
+        .into());
+    }
+    let mut identity = operator(global, &vault)?;
+    writeln!(
+        err,
+        "{} to rotate: {}",
+        count(walk.len(), "entry", "entries"),
+        walk.iter()
+            .map(|n| escape(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let mut rotated: Vec<(String, Secret)> = Vec::new();
+    for name in &walk {
+        let entry = vault.entry(name).expect("checked above");
+        let old = vault.decrypt_entry(entry, &mut identity)?;
+        let rest: &[u8] = match old.expose().iter().position(|b| *b == b'\n') {
+            Some(at) => &old.expose()[at + 1..],
+            None => &[],
+        };
+        let password = if global.yes {
+            generate_password(length, &alphabet(true))?
+        } else {
+            writeln!(err, "\n{}", escape(name))?;
+            if rest.is_empty() {
+                writeln!(err, "  (no other lines)")?;
+            }
+            for line in String::from_utf8_lossy(rest).lines() {
+                writeln!(err, "  {}", escape(line))?;
+            }
+            let generate = ui::confirm(
+                false,
+                "Generate a new password? (no: type one)",
+                "rotate needs a terminal",
+            )?;
+            let password = if generate {
+                let p = generate_password(length, &alphabet(true))?;
+                writeln!(err, "  new password: {}", String::from_utf8_lossy(&p))?;
+                p
+            } else {
+                let typed = ui::new_secret("New password", "Retype the new password")?;
+                Zeroizing::new(typed.expose().to_vec())
+            };
+            let done = ui::confirm(
+                false,
+                &format!(
+                    "Changed at the service? Record the new password for {}?",
+                    escape(name)
+                ),
+                "rotate needs a terminal",
+            )?;
+            if !done {
+                writeln!(err, "  skipped: {} keeps its password", escape(name))?;
+                continue;
+            }
+            password
+        };
+        let mut content = Zeroizing::new(password.to_vec());
+        content.push(b'\n');
+        content.extend_from_slice(rest);
+        rotated.push((name.clone(), Secret::new(content)));
+    }
+    if rotated.is_empty() {
+        writeln!(out, "Nothing rotated: nothing changed.")?;
+        return Ok(());
+    }
+    let names: Vec<String> = rotated
+        .iter()
+        .map(|(n, _)| escape(n).into_owned())
+        .collect();
+    let plan = vault.plan_rotate(rotated);
+    let outcome = carry_out(&vault, global, plan, None, err)?;
+    writeln!(
+        out,
+        "Rotated {}; commit {}:",
+        count(names.len(), "entry", "entries"),
+        outcome.commit.short()
+    )?;
+    for n in &names {
+        writeln!(out, "  {n}")?;
+    }
+    if global.yes {
+        writeln!(
+            out,
+            "Set each new password at its service now (`vault show ENTRY` prints it)."
+        )?;
+    }
+    publish(vault.repo(), upstream.as_ref(), global, out)
+}
