@@ -53,8 +53,7 @@ pub fn run(
             if vault.entry(&name).is_none() {
                 return Err(vault
                     .plan_rm(&name, false)
-                    .err()
-                    .expect("no such entry")
+                    .expect_err("not an entry: no such entry, or a folder")
                     .into());
             }
             names.push(name);
