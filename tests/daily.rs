@@ -190,7 +190,7 @@ fn writing_refuses_an_unvouched_recipient_and_changes_nothing() {
 #[test]
 fn rotate_yes_rotates_what_audit_lists_keeping_every_other_line_and_the_flags_clear() {
     let t = adopted_team();
-    let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
+    let (lab, store, alice) = (&t.lab, &t.store, &t.alice);
     lab.vault_as(store, alice, &["--yes", "remove-member", "bob"])
         .ok();
     let audit = lab.vault(store, alice, &["audit"]);
