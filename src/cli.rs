@@ -204,6 +204,9 @@ pub struct RemoveMemberArgs {
     /// With --folder: the folder may be new (holds no entry and no .gpg-id yet)
     #[arg(long, requires = "folder")]
     pub create: bool,
+    /// Run as `vault revoke`: refuse to take away a member's last folder (that is removing them)
+    #[arg(skip)]
+    pub only_a_folder: bool,
 }
 
 #[derive(Args, Debug)]

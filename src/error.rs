@@ -207,7 +207,9 @@ pub enum Error {
     NoGitIdentity,
     #[error("PASSWORD_STORE_SIGNING_KEY: {0:?} is not a full fingerprint")]
     BadSigningKeyVar(String),
-    #[error("refusing to encrypt to recipients whose addition nobody trusted vouched for: {}", .0.iter().map(|(r, c)| format!("{r} (added in commit {c})")).collect::<Vec<_>>().join(", "))]
+    /// Recipients nobody trusted vouched for, each with where it came from ("added in commit
+    /// X", "never vouched for" …).
+    #[error("refusing to encrypt to recipients whose addition nobody trusted vouched for: {}", .0.iter().map(|(r, c)| format!("{r} ({c})")).collect::<Vec<_>>().join(", "))]
     Unverified(Vec<(String, String)>),
     #[error("interrupted: nothing was changed")]
     Interrupted,

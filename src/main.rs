@@ -29,6 +29,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 name: a.name.clone(),
                 folder: Some(a.folder.clone()),
                 create: a.create,
+                only_a_folder: true,
             };
             commands::remove_member::run(g, &args, &mut out, &mut err)?
         }

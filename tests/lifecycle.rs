@@ -484,3 +484,33 @@ fn removing_a_former_member_says_when_they_left() {
         .stderr_has("they can still read 1 entry now")
         .stderr_has("vault repair");
 }
+
+#[test]
+fn grant_refuses_a_key_nobody_vouched_for_and_revoke_a_members_last_folder() {
+    let t = adopted_team();
+    let (lab, store, alice, bob, carol) = (&t.lab, &t.store, &t.alice, &t.bob, &t.carol);
+    // revoke of the only folder bob reads would remove him: refused, pointing to remove-member.
+    let head = store.head();
+    lab.vault_as(store, alice, &["--yes", "revoke", "bob", "--folder", "/"])
+        .fails()
+        .stderr_has("vault remove-member bob");
+    assert_eq!(store.head(), head);
+
+    // Someone with push access renames carol's key to "bob" in .members.toml, unsigned, and
+    // adds her key file: bob's real key still reads /, now without a name.
+    std::fs::copy(
+        &carol.public,
+        store.file(&format!(".public-keys/{}", carol.fpr)),
+    )
+    .unwrap();
+    let roster = store.read(".members.toml").replace(&bob.fpr, &carol.fpr);
+    std::fs::write(store.file(".members.toml"), roster).unwrap();
+    git_commit_all(store, "tidy the member list");
+    let head = store.head();
+    lab.vault_as(store, alice, &["--yes", "grant", "bob", "--folder", "ops"])
+        .fails()
+        .stderr_has(&carol.fpr)
+        .stderr_has("never vouched for");
+    assert_eq!(store.head(), head);
+    lab.assert_cannot_read(store, carol, OPS_ENTRIES);
+}

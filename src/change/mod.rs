@@ -116,6 +116,12 @@ impl Plan {
         self.changed.contains(folder) || self.reread.contains(folder)
     }
 
+    /// Whether the change makes member `name` a former member (they read nothing after it).
+    pub fn retires(&self, name: &crate::store::MemberName) -> bool {
+        self.roster.fingerprint(name).is_none()
+            && self.roster.former().iter().any(|f| f.name == *name)
+    }
+
     /// Fingerprints that will be recipients after the change.
     pub fn recipients_after(&self) -> BTreeSet<Fingerprint> {
         self.recipients.values().flatten().copied().collect()

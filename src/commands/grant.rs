@@ -22,9 +22,16 @@ pub fn run(
     let (vault, upstream) = catch_up(vault, global, err)?;
     vault.check_folder(&folder, args.create)?;
     let plan = vault.plan_grant(&name, folder.clone())?;
+    let fpr = vault.member_fingerprint(&name)?;
+    let uid = vault
+        .keys()
+        .get(&fpr)
+        .and_then(|k| k.user_ids().first().cloned())
+        .unwrap_or_default();
     writeln!(
         err,
-        "Granting {name} {} (writes {}).",
+        "Granting {name} ({}, {uid}) {} (writes {}).",
+        fpr.grouped(),
         show_folder(&folder),
         plan.changed_gpg_ids().join(", ")
     )?;

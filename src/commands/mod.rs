@@ -188,15 +188,22 @@ pub fn check_trust(
         verify::say_reanchored(r, err)?;
         anchor = r.anchor.clone();
     }
-    let bad: Vec<(String, String)> = v
-        .unverified
+    // Every recipient after the change must be one this clone trusts now: not merely absent
+    // from the unvouched additions (a key named in .members.toml that reads nothing yet, say,
+    // was never judged at all).
+    let bad: Vec<(String, String)> = after
         .iter()
-        .filter_map(|(r, c)| {
-            let f = vault::crypto::Fingerprint::parse(r).filter(|f| after.contains(f))?;
-            Some(match vault.roster().name_of(f) {
-                Some(name) => (format!("{name} ({r})"), c.clone()),
-                None => (r.clone(), c.clone()),
-            })
+        .filter(|f| !v.trusted.contains(f))
+        .map(|f| {
+            let r = f.to_string();
+            let whence = match v.unverified.get(&r) {
+                Some(c) => format!("added in commit {}", c.chars().take(10).collect::<String>()),
+                None => "never vouched for by a trusted member".into(),
+            };
+            match vault.roster().name_of(*f) {
+                Some(name) => (format!("{name} ({r})"), whence),
+                None => (r, whence),
+            }
         })
         .collect();
     if !bad.is_empty() {
@@ -208,7 +215,7 @@ pub fn check_trust(
             "WARNING: --trust-unverified: encrypting to recipients nobody trusted vouched for:"
         )?;
         for (r, c) in &bad {
-            writeln!(err, "WARNING:   {r}, added in commit {c}")?;
+            writeln!(err, "WARNING:   {r}, {c}")?;
         }
     }
     Ok(anchor)

@@ -23,7 +23,14 @@ pub fn run(
     if let Some(f) = &folder {
         vault.check_folder(f, args.create)?;
     }
-    let plan = vault.plan_remove(&name, folder)?;
+    let plan = vault.plan_remove(&name, folder.clone())?;
+    if args.only_a_folder && plan.retires(&name) {
+        anyhow::bail!(
+            "{name} reads nothing but {}: revoking it would remove {name} from the store. To do \
+             that, run `vault remove-member {name}`; nothing was changed",
+            vault::store::show_folder(folder.as_deref().unwrap_or(""))
+        );
+    }
     let fpr = vault.roster().fingerprint(&name).expect("planned above");
     writeln!(
         err,

@@ -247,8 +247,8 @@ fn merge(
                 .unverified
                 .get(&f.to_string())
                 .or(theirs_checked.unverified.get(&f.to_string()))
-                .cloned()
-                .unwrap_or_else(|| "the merge".into());
+                .map(|c| format!("added in commit {}", c.chars().take(10).collect::<String>()))
+                .unwrap_or_else(|| "added by the merge".into());
             (f.to_string(), added)
         })
         .collect();
