@@ -92,6 +92,50 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         .collect();
     vouched.extend(recipients.iter().filter(|f| !members.contains(f)));
     vouched.retain(|f| !unvouched(f));
+    // First, so that nothing below can keep it from happening: former members, replaced keys
+    // and recipients vault does not vouch for keep no certification of ours.
+    let former: Vec<Fingerprint> = vault
+        .roster()
+        .former()
+        .iter()
+        .map(|f| f.fingerprint)
+        .filter(|f| !members.contains(f) && !recipients.contains(f) && *f != own)
+        .collect();
+    let unvouched_keys: Vec<Fingerprint> = v
+        .unverified
+        .keys()
+        .filter_map(|r| Fingerprint::parse(r))
+        .filter(|f| *f != own)
+        .collect();
+    // Keys members replaced (`vault replace-key`): pass must not encrypt to them either.
+    let replaced: Vec<(Fingerprint, &str)> = vault
+        .roster()
+        .replaced()
+        .iter()
+        .filter(|r| !recipients.contains(&r.fingerprint) && r.fingerprint != own)
+        .map(|r| {
+            let label = if r.compromised {
+                "compromised old key"
+            } else {
+                "replaced key"
+            };
+            (r.fingerprint, label)
+        })
+        .collect();
+    let to_withdraw = former
+        .iter()
+        .map(|f| (*f, "former member"))
+        .chain(replaced)
+        .chain(unvouched_keys.iter().map(|f| (*f, "not vouched for")));
+    for (fpr, who) in to_withdraw {
+        let Some(before) = keyring::certifications(fpr, own)? else {
+            continue;
+        };
+        if before.live {
+            withdraw(&mut report, fpr, who, own, &before, unlock)?;
+        }
+    }
+
     let mut readable = Vec::new();
     for fpr in vouched {
         if fpr == own {
@@ -102,6 +146,22 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         let Some(key) = vault.keys().get(&fpr) else {
             continue; // a resolved recipient has a key; the unresolved are problems, below
         };
+        // A certificate an unsigned commit changed (rolled back to before a subkey was revoked,
+        // say) is not imported until a trusted member signs for it.
+        let key_file = format!("changes key {}/{fpr}", vault::store::PUBLIC_KEYS);
+        if let Some(w) = v.warnings.iter().find(|w| w.change.starts_with(&key_file)) {
+            report.left_out(
+                "NOT IMPORTED",
+                fpr,
+                &format!(
+                    "its certificate was changed by commit {} without a trusted member's \
+                     signature; a trusted member takes the right one with `vault update-member`, \
+                     or accepts that change with `vault verify --accept {}`",
+                    w.commit, w.commit
+                ),
+            )?;
+            continue;
+        }
         if let Some(problem) = key.problem() {
             report.left_out(
                 "NOT IMPORTED",
@@ -138,33 +198,6 @@ pub fn run(global: &Global, out: &mut dyn Write, err: &mut dyn Write) -> anyhow:
         };
         report.row(status, fpr, "")?;
         readable.push(fpr);
-    }
-
-    // Former members, and recipients vault does not vouch for: no certification of ours.
-    let former: Vec<Fingerprint> = vault
-        .roster()
-        .former()
-        .iter()
-        .map(|f| f.fingerprint)
-        .filter(|f| !members.contains(f) && !recipients.contains(f) && *f != own)
-        .collect();
-    let unvouched_keys: Vec<Fingerprint> = v
-        .unverified
-        .keys()
-        .filter_map(|r| Fingerprint::parse(r))
-        .filter(|f| *f != own)
-        .collect();
-    let to_withdraw = former
-        .iter()
-        .map(|f| (*f, "former member"))
-        .chain(unvouched_keys.iter().map(|f| (*f, "not vouched for")));
-    for (fpr, who) in to_withdraw {
-        let Some(before) = keyring::certifications(fpr, own)? else {
-            continue;
-        };
-        if before.live {
-            withdraw(&mut report, fpr, who, own, &before, unlock)?;
-        }
     }
 
     // What pass must not encrypt to, or cannot.
