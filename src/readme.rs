@@ -53,12 +53,14 @@ struct FolderRow {
 }
 
 impl View {
-    /// The view of a store whose files are `layout`, whose folders are read by `recipients`
+    /// The view of a store whose entries are `names` (`web/shop`), with `unreadable` files (one
+    /// sentence each: path and why, as [`unreadable`] makes them), whose folders are read by
+    /// `recipients`
     /// (folder -> fingerprints, as the `.gpg-id` files resolve), whose members are `roster`
     /// with certificates `keys`; `rotate` maps an entry name to the former members who could
     /// decrypt a version with its current content (audit's rotation rule).
     pub fn of<'k>(
-        layout: &Layout,
+        (names, unreadable): (&[String], Vec<String>),
         recipients: &BTreeMap<Folder, Vec<Fingerprint>>,
         roster: &Roster,
         keys: &dyn Fn(Fingerprint) -> Option<&'k MemberKey>,
@@ -98,35 +100,43 @@ impl View {
             view.former
                 .push((f.name.to_string(), f.fingerprint, removed));
         }
-        for e in &layout.entries {
-            let folder = Layout::folder_of(&e.path);
+        for name in names {
+            let folder = Layout::folder_of(name);
             let row = view.folders.entry(folder.to_string()).or_insert_with(|| {
                 let gov = Layout::governing_in(recipients, folder);
+                let mut readers: Vec<String> = gov
+                    .as_ref()
+                    .map(|g| recipients[g].iter().map(|f| name_of(*f)).collect())
+                    .unwrap_or_default();
+                // Sorted: the order of lines in a .gpg-id is not the README's business.
+                readers.sort();
                 FolderRow {
-                    readers: gov
-                        .as_ref()
-                        .map(|g| recipients[g].iter().map(|f| name_of(*f)).collect())
-                        .unwrap_or_default(),
+                    readers,
                     gpg_id: gov.map(|g| crate::store::gpg_id_path(&g)),
                     entries: Vec::new(),
                 }
             });
-            let leaf = e.name.rsplit('/').next().unwrap_or(&e.name).to_string();
-            let who = rotate.get(&e.name).cloned().unwrap_or_default();
+            let leaf = name.rsplit('/').next().unwrap_or(name).to_string();
+            let who = rotate.get(name).cloned().unwrap_or_default();
             row.entries.push((leaf, who));
         }
         for row in view.folders.values_mut() {
             row.entries.sort();
         }
-        view.unreadable = layout
-            .foreign
-            .iter()
-            .chain(&layout.skipped)
-            .map(|s| format!("{}: {}", s.path, s.why))
-            .collect();
+        view.unreadable = unreadable;
         view.unreadable.sort();
         view
     }
+}
+
+/// What `layout` holds that vault cannot read, one sentence each (path: why).
+pub fn unreadable(layout: &Layout) -> Vec<String> {
+    layout
+        .foreign
+        .iter()
+        .chain(&layout.skipped)
+        .map(|s| format!("{}: {}", s.path, s.why))
+        .collect()
 }
 
 /// Text shown in Markdown as it is, inside a line: every character inline Markdown, HTML or an
@@ -140,10 +150,11 @@ pub fn md(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
-            // Inline markup, and what GitHub's autolinks start from (`www.`, `x@y.z`, `http:`).
+            // Inline markup, GitHub's math (`$`), and what its autolinks start from (`www.`,
+            // `x@y.z`, `http:`).
             // Names never start a line here, so block markers (`-`, `+`, `1.`) need nothing.
             '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '!' | '|' | '~'
-            | '.' | ':' | '@' => {
+            | '.' | ':' | '@' | '$' => {
                 out.push('\\');
                 out.push(c);
             }

@@ -557,8 +557,9 @@ impl Snapshot {
     /// could read its current content: [`crate::audit::rotation`]).
     pub fn readme_text(&self, rotate: &BTreeMap<String, Vec<String>>) -> String {
         let keys = |f: Fingerprint| self.keys.get(&f);
+        let names: Vec<String> = self.layout.entries.iter().map(|e| e.name.clone()).collect();
         crate::readme::render(&crate::readme::View::of(
-            &self.layout,
+            (&names, crate::readme::unreadable(&self.layout)),
             &self.recipients,
             &self.roster,
             &keys,
@@ -571,6 +572,10 @@ impl Snapshot {
     /// # Errors
     /// Git errors reading it.
     pub fn readme_bytes(&self) -> Result<Option<Vec<u8>>> {
+        if self.layout.readme_link {
+            // A link is the team's own arrangement: never vault's.
+            return Ok(Some(Vec::new()));
+        }
         self.layout.readme.map(|b| self.repo.read(b)).transpose()
     }
 

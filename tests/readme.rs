@@ -140,6 +140,28 @@ fn readme_is_created_kept_current_by_every_change_and_never_written_over_the_tea
         .ok()
         .stdout_has("Nothing to repair");
     assert_eq!(store.commit_count(), commits + 1);
+
+    // The daily commands keep it current in the same commit: insert, mv, rm, rotate.
+    let vault_in = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--identity", alice.secret_str(), "--yes"];
+        all.extend_from_slice(args);
+        lab.vault_input(store, alice.gpg.home(), (&all, &[]), stdin)
+    };
+    vault_in(&["insert", "web/new"], "pw\n").ok();
+    assert!(store.read("README.md").contains("- new"));
+    audit_says_current(lab, store, alice);
+    vault_in(&["mv", "web/new", "ops/"], "").ok();
+    let readme = store.read("README.md");
+    let ops = &readme[readme.find("### ops/\n").unwrap()..];
+    let ops = &ops[..ops[3..].find("###").map_or(ops.len(), |k| k + 3)];
+    assert!(ops.contains("- new"), "{readme}");
+    audit_says_current(lab, store, alice);
+    vault_in(&["rm", "ops/new"], "").ok();
+    assert!(!store.read("README.md").contains("- new"));
+    audit_says_current(lab, store, alice);
+    vault_in(&["rotate"], "").ok();
+    assert!(!store.read("README.md").contains("**rotate**"));
+    audit_says_current(lab, store, alice);
 }
 
 /// `vault audit` does not call the README out of date.

@@ -193,6 +193,10 @@ pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
 /// # Errors
 /// Git errors reading objects or history.
 pub fn rotation(vault: &Snapshot, roster: &Roster) -> Result<BTreeMap<String, Vec<String>>> {
+    let former = former_ids(roster);
+    if former.is_empty() {
+        return Ok(BTreeMap::new()); // nobody left: nothing to walk history for
+    }
     let objects = Objects::open(vault.root())?;
     let entries = &vault.layout().entries;
     let mut reports: Vec<EntryReport> = entries
@@ -213,7 +217,7 @@ pub fn rotation(vault: &Snapshot, roster: &Roster) -> Result<BTreeMap<String, Ve
         .enumerate()
         .map(|(i, e)| (e.path.clone(), i))
         .collect();
-    history(vault, &objects, &paths, &former_ids(roster), &mut reports)?;
+    history(vault, &objects, &paths, &former, &mut reports)?;
     Ok(reports
         .into_iter()
         .filter(|r| !r.rotate.is_empty())

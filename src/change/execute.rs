@@ -159,15 +159,40 @@ impl Snapshot {
         if !generated && !plan.create_readme {
             return Ok(None);
         }
-        let rotate = crate::audit::rotation(self, &plan.roster)?;
+        // The entries after the change: written ones in, deleted ones out. Audit's rotation rule
+        // after the commit: an entry the change writes anew (new content, or a new name) has no
+        // version a former member could read; every other entry keeps its marks.
+        let name_of = |path: &str| crate::store::entry_name(path).unwrap_or(path).to_string();
+        let written: BTreeSet<String> = plan
+            .content
+            .iter()
+            .map(|(p, _)| name_of(p))
+            .chain(plan.copies.iter().map(|(p, _)| name_of(p)))
+            .collect();
+        let deleted: BTreeSet<String> = plan.deletes.iter().map(|p| name_of(p)).collect();
+        let names: Vec<String> = self
+            .layout
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .filter(|n| !deleted.contains(n) && !written.contains(n))
+            .chain(written.iter().cloned())
+            .collect();
+        let mut rotate = crate::audit::rotation(self, &plan.roster)?;
+        rotate.retain(|name, _| !written.contains(name) && !deleted.contains(name));
         let keys = |f: Fingerprint| {
             plan.added
                 .as_ref()
                 .filter(|k| k.fingerprint() == f)
                 .or(self.keys.get(&f))
         };
-        let view =
-            crate::readme::View::of(&self.layout, &plan.recipients, &plan.roster, &keys, &rotate);
+        let view = crate::readme::View::of(
+            (&names, crate::readme::unreadable(&self.layout)),
+            &plan.recipients,
+            &plan.roster,
+            &keys,
+            &rotate,
+        );
         let text = crate::readme::render(&view).into_bytes();
         Ok((current.as_deref() != Some(text.as_slice())).then_some(text))
     }

@@ -167,15 +167,19 @@ impl MemberKey {
             .cert
             .with_policy(&POLICY, None)
             .map_err(|e| KeyProblem::Policy(root_cause(&e)))?;
-        self.expiry = vc.primary_key().key_expiration_time();
+        let primary_expiry = vc.primary_key().key_expiration_time();
+        // Computed first, from the binding signatures alone, so it does not change with the
+        // clock (the README shows it).
+        self.expiry = effective_expiry(primary_expiry, &self.subkeys());
         if let RevocationStatus::Revoked(_) = vc.revocation_status() {
             return Err(KeyProblem::Revoked);
         }
         if vc.alive().is_err() {
-            let when = self.expiry.map(format_time).unwrap_or_else(|| "?".into());
+            let when = primary_expiry
+                .map(format_time)
+                .unwrap_or_else(|| "?".into());
             return Err(KeyProblem::Expired(when));
         }
-        self.expiry = effective_expiry(self.expiry, &self.subkeys());
         self.encryption = vc
             .keys()
             .supported()
