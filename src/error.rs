@@ -134,6 +134,12 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    #[error("the key given for {member} has a user id with {email}, which is {owner}'s address")]
+    TakenEmail {
+        member: String,
+        email: String,
+        owner: String,
+    },
     #[error("the key given for {0} is the key they have now")]
     SameKey(String),
     #[error("{member} already reads {folder}")]
@@ -317,6 +323,7 @@ impl Error {
             BadFile { file, .. } => format!("fix {file} (or restore it from git history: `git -C STORE log -- {file}`)"),
             UnknownMember(_) => "run `vault members` to see the members' names".into(),
             OtherKey { member, .. } => format!("if {member} moved to a new key, run `vault replace-key {member} NEWKEY.asc` (with --compromised if the old one was); update-member takes only their current key, renewed or extended"),
+            TakenEmail { member, owner, .. } => format!("ask {member} to remove that user id (`gpg --quick-revoke-uid`) and send the key again: pass and gpg would not know whether the address means {member} or {owner}"),
             SameKey(member) => format!("to take a renewed or extended copy of {member}'s current key, run `vault update-member {member} KEYFILE`"),
             AlreadyReads { .. } => "nothing to do: `vault members` shows who reads which folders".into(),
             EntryExists(_) => "give --force to overwrite it (the old content stays in git history)".into(),
@@ -389,13 +396,18 @@ fn member_key_hint(member: &str, fpr: &str, problem: &KeyProblem, renewable: &[S
     );
     match problem {
         KeyProblem::Expired(_) | KeyProblem::SubkeysExpired(_) => {
-            let mut extend = format!("`gpg --quick-set-expire {fpr} 1y`");
-            if !renewable.is_empty() {
-                extend.push_str(&format!(
-                    ", then `gpg --quick-set-expire {fpr} 1y {}` (naming the subkeys: `'*'` skips those already expired)",
-                    renewable.join(" ")
-                ));
-            }
+            let subkeys = format!(
+                "`gpg --quick-set-expire {fpr} 1y {}` (naming the subkeys: `'*'` skips those already expired)",
+                renewable.join(" ")
+            );
+            // A primary key that never expires is left so: only its subkeys need extending.
+            let extend = match (problem, renewable.is_empty()) {
+                (KeyProblem::Expired(_), true) => format!("`gpg --quick-set-expire {fpr} 1y`"),
+                (KeyProblem::Expired(_), false) => {
+                    format!("`gpg --quick-set-expire {fpr} 1y`, then {subkeys}")
+                }
+                _ => subkeys,
+            };
             format!("{member} extends their key: {extend}; {update}. Or remove them: `vault remove-member {member}`")
         }
         KeyProblem::NoEncryptionSubkey => format!(

@@ -99,6 +99,20 @@ fn vault_writes_with_no_keyring_and_pass_reads_everything() {
     lab.assert_reads(store, alice, &shop);
     lab.assert_cannot_read(store, bob, &shop);
     assert!(!store.file("web/shop.gpg").exists());
+    // Moving to where others read needs a yes; a folder with its own .gpg-id is not moved.
+    let head = store.head();
+    lab.vault_input(
+        store,
+        a.empty.home(),
+        (&["--identity", a.secret, "mv", "ops/db", "web/"], &[]),
+        "",
+    )
+    .fails()
+    .stderr_has("can read what they could not before: bob");
+    a.vault(&["mv", "ops", "archive/ops"], "")
+        .fails()
+        .stderr_has("has its own ops/.gpg-id");
+    assert_eq!(store.head(), head);
     a.vault(&["cp", "email/work", "email/work2"], "").ok();
     assert_eq!(store.last_subject(), "Copy email/work to email/work2.");
     assert_eq!(

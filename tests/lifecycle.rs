@@ -301,7 +301,41 @@ fn a_revoked_subkey_gets_fresh_session_keys_and_a_compromised_one_a_rotation_lis
     for (entry, _) in OPS_ENTRIES {
         assert!(!run.stdout.contains(entry), "{run}");
     }
-    assert_pass_works(&lab, &store, &alice, &bob, false);
+    // Recorded, so audit flags what it could read in history until rotated.
+    let members = store.members_toml();
+    let replaced = &members["replaced"].as_array().unwrap()[0];
+    assert_eq!(replaced["compromised"].as_bool(), Some(true));
+    let audit = lab.vault(&store, &alice, &["audit"]);
+    assert_eq!(audit.code, Some(3), "{audit}");
+    audit.stdout_has("bob's compromised old key");
+    // Not the repair check's business: the store is as pass wants it.
+    store.assert_clean();
+    lab.assert_pass_init_reencrypts_nothing(&store, &bob, "");
+}
+
+#[test]
+fn update_member_refuses_a_user_id_with_another_members_address() {
+    let t = adopted_team();
+    let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
+    gpg_as(
+        bob,
+        &[
+            "--quick-add-uid",
+            &bob.fpr,
+            "Not Alice <alice@coop.example>",
+        ],
+    )
+    .ok();
+    let updated = export(bob, "bob-alice-uid.asc");
+    let head = store.head();
+    lab.vault_as(
+        store,
+        alice,
+        &["--yes", "update-member", "bob", updated.to_str().unwrap()],
+    )
+    .fails()
+    .stderr_has("alice@coop.example, which is alice's address");
+    assert_eq!(store.head(), head);
 }
 
 #[test]

@@ -235,15 +235,36 @@ impl Snapshot {
         if let Some(problem) = merged.problem() {
             return Err(unusable(&merged, problem.clone()));
         }
-        let compromised: Vec<KeyId> = changes
+        // A user id with another member's e-mail would make that address ambiguous for pass
+        // and gpg (`.gpg-id` lines may name members by e-mail).
+        for email in merged.emails() {
+            let owner = self.roster.members().find(|(_, f)| {
+                **f != fpr && self.keys.get(f).is_some_and(|k| k.emails().contains(email))
+            });
+            if let Some((owner, _)) = owner {
+                return Err(Error::TakenEmail {
+                    member: name.to_string(),
+                    email: crate::text::escape(email).into_owned(),
+                    owner: owner.to_string(),
+                });
+            }
+        }
+        let compromised: Vec<&crate::crypto::Subkey> = changes
             .iter()
             .filter_map(|c| match c {
                 KeyChange::SubkeyRevoked(k) if k.revoked.as_ref().is_some_and(|r| r.hard) => {
-                    Some(k.id)
+                    Some(k)
                 }
                 _ => None,
             })
             .collect();
+        // Recorded as compromised keys of the member, so audit's rotation (and the README)
+        // flag what they could read in history too.
+        let mut roster = self.roster.clone();
+        for k in &compromised {
+            roster.retire_subkey(name, k.fingerprint, k.id.to_string(), now());
+        }
+        let compromised: Vec<KeyId> = compromised.iter().map(|k| k.id).collect();
         let body: String = changes.iter().map(|c| format!("{c}\n")).collect();
         let plan = Plan {
             subject: format!("Update member {name}'s key ({})", fpr.short()),
@@ -265,11 +286,7 @@ impl Snapshot {
             key_writes: vec![(format!("{PUBLIC_KEYS}/{fpr}"), merged.armored().to_vec())],
             added: Some(merged),
             removed_key_ids: compromised,
-            ..Plan::unchanged(
-                "update-member",
-                self.recipients.clone(),
-                self.roster.clone(),
-            )
+            ..Plan::unchanged("update-member", self.recipients.clone(), roster)
         };
         Ok(Some((plan, changes)))
     }

@@ -544,6 +544,57 @@ pub fn move_or_copy(
     let from = parse_entry(args.from.trim_end_matches('/'))?;
     let (vault, upstream) = catch_up(vault, global, err)?;
     let moves = vault.moves(&from, &args.to, args.force)?;
+    // pass's mv of a folder takes its .gpg-id along; vault moves entries only. A folder with a
+    // .gpg-id of its own (or below it) would change readers: refused, with pass's way.
+    if vault.entry(&from).is_none() {
+        let own: Vec<String> = vault
+            .recipients()
+            .keys()
+            .filter(|f| *f == &from || f.starts_with(&format!("{from}/")))
+            .map(|f| escape(&vault::store::gpg_id_path(f)).into_owned())
+            .collect();
+        if !own.is_empty() {
+            anyhow::bail!(
+                "{} has its own {}: vault {} moves entries, not who reads them. Move the folder \
+                 with its .gpg-id as pass does (`pass {} {} {}`, then `vault sync`), or give \
+                 the entries one by one; nothing was changed",
+                escape(&from),
+                own.join(", "),
+                if keep { "cp" } else { "mv" },
+                if keep { "cp" } else { "mv" },
+                escape(&from),
+                escape(&args.to)
+            );
+        }
+    }
+    // Whoever gains access by the move is named, and asked about.
+    let mut gained: Vec<String> = Vec::new();
+    for (entry, dest) in &moves {
+        let before = vault.readers_of(&entry.path).unwrap_or_default();
+        for f in vault.readers_of(&format!("{dest}.gpg")).unwrap_or_default() {
+            let name = vault.display_name(*f);
+            if !before.contains(f) && !gained.contains(&name) {
+                gained.push(name);
+            }
+        }
+    }
+    if !gained.is_empty() {
+        writeln!(
+            err,
+            "At its new place, {} can read what they could not before: {}.",
+            escape(&from),
+            gained.join(", ")
+        )?;
+        let yes = ui::confirm(
+            global.yes,
+            "Give them access?",
+            "this move gives others access: confirm on a terminal, or pass --yes",
+        )?;
+        if !yes {
+            writeln!(err, "Nothing changed.")?;
+            return Ok(());
+        }
+    }
     // Entries whose readers change are decrypted (and encrypted anew in the change).
     let mut plain = BTreeMap::new();
     let mut identity = None;

@@ -43,10 +43,13 @@ pub fn run(
     writeln!(
         err,
         "  certified    {}",
-        match certified {
-            Some(true) => "by the old key (its owner vouched for the new key with it)",
-            Some(false) => "NOT by the old key: check the new fingerprint with them in person",
-            None => "cannot tell: the old key is not in .public-keys/",
+        match (certified, args.compromised) {
+            (Some(true), false) => "by the old key (its owner vouched for the new key with it)",
+            (Some(true), true) => {
+                "by the old key, which proves nothing: whoever compromised it can certify too"
+            }
+            (Some(false), _) => "NOT by the old key: check the new fingerprint with them in person",
+            (None, _) => "cannot tell: the old key is not in .public-keys/",
         }
     )?;
     writeln!(err, "  will read    {}", plan.changed_gpg_ids().join(", "))?;

@@ -216,13 +216,18 @@ impl MemberKey {
             .filter_map(|ka| {
                 let revoked = match ka.revocation_status() {
                     RevocationStatus::Revoked(sigs) => {
-                        let reason = sigs.first().and_then(|s| s.reason_for_revocation());
-                        Some(Revocation {
-                            // No reason at all counts as the worst (GnuPG's and RFC 9580
-                            // §5.2.3.31's reading: a hard revocation).
-                            hard: reason.is_none_or(|(r, _)| {
+                        // No reason at all counts as the worst (GnuPG's and RFC 9580
+                        // §5.2.3.31's reading: a hard revocation); any hard one makes it hard.
+                        let is_hard = |s: &openpgp::packet::Signature| {
+                            s.reason_for_revocation().is_none_or(|(r, _)| {
                                 r.revocation_type() == openpgp::types::RevocationType::Hard
-                            }),
+                            })
+                        };
+                        let hard = sigs.iter().any(|s| is_hard(s));
+                        let shown = sigs.iter().find(|s| is_hard(s)).or(sigs.first());
+                        let reason = shown.and_then(|s| s.reason_for_revocation());
+                        Some(Revocation {
+                            hard,
                             reason: match reason {
                                 Some((r, text)) if !text.is_empty() => format!(
                                     "{r}: {}",
@@ -262,7 +267,13 @@ impl MemberKey {
         for k in self.subkeys().into_iter().filter(|k| k.encrypts) {
             match before.iter().find(|b| b.id == k.id) {
                 None => changes.push(KeyChange::SubkeyAdded(k)),
-                Some(b) if b.revoked.is_none() && k.revoked.is_some() => {
+                // Revoked now, or revoked again as compromised (soft before, hard now).
+                Some(b)
+                    if k.revoked.is_some()
+                        && (b.revoked.is_none()
+                            || k.revoked.as_ref().is_some_and(|r| r.hard)
+                                && !b.revoked.as_ref().is_some_and(|r| r.hard)) =>
+                {
                     changes.push(KeyChange::SubkeyRevoked(k))
                 }
                 Some(b) if b.expiry != k.expiry && k.revoked.is_none() => {
@@ -288,9 +299,14 @@ impl MemberKey {
     /// whether the owner of the old key vouched for this one with it.
     pub fn certified_by(&self, certifier: &MemberKey) -> bool {
         let primary = self.cert.primary_key().key();
-        let signers: Vec<PublicKey> = certifier
-            .cert
+        // Only keys the certifier's certificate validly binds for certification (anyone can
+        // append an unbound key packet to a certificate in the store).
+        let Ok(vc) = certifier.cert.with_policy(&POLICY, None) else {
+            return false;
+        };
+        let signers: Vec<PublicKey> = vc
             .keys()
+            .for_certification()
             .map(|ka| ka.key().clone().role_into_unspecified())
             .collect();
         self.cert.userids().any(|ua| {

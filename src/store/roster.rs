@@ -219,6 +219,27 @@ impl Roster {
         Ok(())
     }
 
+    /// Records member `name`'s subkey `fingerprint` (key id `id`) as compromised at `when`
+    /// (`vault update-member` with a hard revocation): kept with the replaced keys, so audit
+    /// treats what it could read as read by an outsider.
+    pub fn retire_subkey(
+        &mut self,
+        name: &MemberName,
+        fingerprint: Fingerprint,
+        id: String,
+        when: String,
+    ) {
+        if !self.replaced.iter().any(|r| r.fingerprint == fingerprint) {
+            self.replaced.push(Replaced {
+                name: name.clone(),
+                fingerprint,
+                encryption_keys: vec![id],
+                replaced: when,
+                compromised: true,
+            });
+        }
+    }
+
     pub fn fingerprint(&self, name: &MemberName) -> Option<Fingerprint> {
         self.members.get(name).copied()
     }
