@@ -330,7 +330,7 @@ impl Error {
             NoSuchEntry { .. } => "`vault ls` lists the entries, `vault find NAME` searches them".into(),
             IsAFolder(_) => "give --recursive to remove everything in it".into(),
             HandWrittenReadme => "keep your README.md as it is, or move it (e.g. to HOWTO.md) and run `vault readme` again to have vault write and keep one".into(),
-            FormerMember { still_readable: 0, .. } => "nothing in the store is readable by them now; `vault audit` lists what they could read before and must be rotated".into(),
+            FormerMember { name, still_readable: 0, .. } => format!("nothing in the store is readable by them now; `vault audit` lists what they could read before and must be rotated. To have {name} back, `vault add-member` their key under a new name"),
             FormerMember { still_readable, .. } => format!("they can still read {} now (encrypted to them since, by another tool): run `vault repair` to re-encrypt, then rotate what `vault audit` lists", crate::text::count(*still_readable, "entry", "entries")),
             NothingToRepair { .. } => return None,
             NoUpstream(b) => format!("set one with `git -C STORE branch --set-upstream-to=origin/{b}`, or name the remote with --remote"),

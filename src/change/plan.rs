@@ -165,6 +165,10 @@ impl Snapshot {
             let has = |k: &str, v: &str| t.iter().any(|(tk, tv)| tk == k && tv == v);
             has("Vault-Action", "remove-member") && has("Vault-Member", &member)
         };
+        // Only a signed commit says who: anyone can write trailers into an unsigned one.
+        let removal = |c: &crate::git::CommitInfo| {
+            removal(c) && self.repo.signature(c.id).is_some()
+        };
         let by = self
             .repo
             .find_in_history(self.head, &removal)
