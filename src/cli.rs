@@ -83,7 +83,7 @@ pub enum Command {
     /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
     /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push (--no-push: not)
     Sync(SyncArgs),
-    /// Decrypt an entry and print it (--line N: that line only)
+    /// Decrypt an entry and print it (--line N: that line only; --clip: to the clipboard)
     Show(ShowArgs),
     /// Add an entry from standard input or a prompt asked twice, as `pass insert` does
     Insert(InsertArgs),
@@ -114,6 +114,9 @@ pub enum Command {
     /// What an installed git hook runs (not for people)
     #[command(hide = true)]
     Hook(HookArgs),
+    /// What `show --clip` leaves behind to clear the clipboard (not for people)
+    #[command(hide = true)]
+    ClipRestore { seconds: u64 },
 }
 
 #[derive(Args, Debug)]
@@ -216,6 +219,10 @@ pub struct ShowArgs {
     /// Only line N (1 is the password)
     #[arg(long, value_name = "N")]
     pub line: Option<usize>,
+    /// Copy the line (the first one unless --line) to the clipboard instead of printing it, and
+    /// clear it after $PASSWORD_STORE_CLIP_TIME seconds (45), as pass does
+    #[arg(long, short = 'c')]
+    pub clip: bool,
 }
 
 #[derive(Args, Debug)]

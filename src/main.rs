@@ -61,6 +61,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             cli::HooksAction::Install => commands::hooks::install(g, &mut out)?,
         },
         Command::Hook(a) => return commands::hooks::run(g, &a.name, &mut out, &mut err),
+        Command::ClipRestore { seconds } => commands::clip::restore(*seconds)?,
         Command::Verify(a) => {
             if commands::verify::run(g, a, &mut out, &mut err)? {
                 return Ok(commands::audit::ATTENTION);

@@ -166,9 +166,8 @@ impl Snapshot {
             has("Vault-Action", "remove-member") && has("Vault-Member", &member)
         };
         // Only a signed commit says who: anyone can write trailers into an unsigned one.
-        let removal = |c: &crate::git::CommitInfo| {
-            removal(c) && self.repo.signature(c.id).is_some()
-        };
+        let removal =
+            |c: &crate::git::CommitInfo| removal(c) && self.repo.signature(c.id).is_some();
         let by = self
             .repo
             .find_in_history(self.head, &removal)

@@ -55,6 +55,22 @@ pub fn show(
     let entry = find_entry(&vault, &args.entry)?;
     let mut identity = operator(global, &vault)?;
     let plain = vault.decrypt_entry(entry, &mut identity)?;
+    if args.clip {
+        let n = args.line.unwrap_or(1);
+        if n == 0 {
+            return Err(Error::Usage("--line counts from 1 (the password)".into()).into());
+        }
+        let Some(line) = plain.expose().split(|b| *b == b'\n').nth(n - 1) else {
+            anyhow::bail!("entry {} has no line {n}", escape(&entry.name));
+        };
+        let seconds = crate::commands::clip::copy(line)?;
+        writeln!(
+            out,
+            "Copied {} to clipboard. Will clear in {seconds} seconds.",
+            escape(&entry.name)
+        )?;
+        return Ok(());
+    }
     match args.line {
         None => out.write_all(plain.expose())?,
         Some(0) => return Err(Error::Usage("--line counts from 1 (the password)".into()).into()),

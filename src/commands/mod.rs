@@ -5,6 +5,7 @@
 
 pub mod add_member;
 pub mod audit;
+pub mod clip;
 pub mod entries;
 pub mod grant;
 pub mod hooks;
