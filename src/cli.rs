@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -114,6 +115,14 @@ pub enum Command {
     /// What an installed git hook runs (not for people)
     #[command(hide = true)]
     Hook(HookArgs),
+    /// Print the shell's completion script (entry and member names complete from the store):
+    /// `source <(vault completions bash)`
+    Completions {
+        #[arg(value_parser = ["bash", "zsh", "fish", "elvish", "powershell"])]
+        shell: String,
+    },
+    /// Print the man page (roff): `vault man > ~/.local/share/man/man1/vault.1`
+    Man,
     /// What `show --clip` leaves behind to clear the clipboard (not for people)
     #[command(hide = true)]
     ClipRestore { seconds: u64 },
@@ -200,6 +209,7 @@ pub struct AddMemberArgs {
 #[derive(Args, Debug)]
 pub struct RemoveMemberArgs {
     /// The member's name (see `vault members`)
+    #[arg(add = ArgValueCandidates::new(members))]
     pub name: String,
     /// Remove access to this folder only
     #[arg(long, value_name = "DIR")]
@@ -215,6 +225,7 @@ pub struct RemoveMemberArgs {
 #[derive(Args, Debug)]
 pub struct ShowArgs {
     /// The entry (as pass names it: `web/shop`)
+    #[arg(add = ArgValueCandidates::new(entries))]
     pub entry: String,
     /// Only line N (1 is the password)
     #[arg(long, value_name = "N")]
@@ -227,6 +238,7 @@ pub struct ShowArgs {
 
 #[derive(Args, Debug)]
 pub struct InsertArgs {
+    /// The entry (as pass names it: `web/shop`)
     pub entry: String,
     /// Read every line until end of input (else one line, the password)
     #[arg(long, short = 'm')]
@@ -238,6 +250,8 @@ pub struct InsertArgs {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
+    /// The entry (as pass names it: `web/shop`)
+    #[arg(add = ArgValueCandidates::new(entries))]
     pub entry: String,
     /// Length [default: $PASSWORD_STORE_GENERATED_LENGTH, else 25]
     pub length: Option<usize>,
@@ -254,11 +268,15 @@ pub struct GenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct EntryArg {
+    /// The entry (as pass names it: `web/shop`)
+    #[arg(add = ArgValueCandidates::new(entries))]
     pub entry: String,
 }
 
 #[derive(Args, Debug)]
 pub struct RmArgs {
+    /// The entry (as pass names it: `web/shop`), or a folder with --recursive
+    #[arg(add = ArgValueCandidates::new(entries))]
     pub entry: String,
     /// Remove a folder and everything in it
     #[arg(long, short = 'r')]
@@ -268,6 +286,7 @@ pub struct RmArgs {
 #[derive(Args, Debug)]
 pub struct MoveArgs {
     /// The entry or folder
+    #[arg(add = ArgValueCandidates::new(entries))]
     pub from: String,
     /// The new name (ending in `/`, or an existing folder: into that folder)
     pub to: String,
@@ -301,6 +320,7 @@ pub struct GrepArgs {
 #[derive(Args, Debug)]
 pub struct RotateArgs {
     /// These entries [default: every entry `vault audit` says to rotate]
+    #[arg(add = ArgValueCandidates::new(entries))]
     pub entries: Vec<String>,
     /// Only what this former member could read
     #[arg(long, value_name = "NAME", conflicts_with = "entries")]
@@ -313,6 +333,7 @@ pub struct RotateArgs {
 #[derive(Args, Debug)]
 pub struct UpdateMemberArgs {
     /// The member's name (see `vault members`)
+    #[arg(add = ArgValueCandidates::new(members))]
     pub name: String,
     /// The member's updated public key (armored or binary)
     #[arg(value_name = "KEYFILE", required_unless_present = "from_gpg")]
@@ -325,6 +346,7 @@ pub struct UpdateMemberArgs {
 #[derive(Args, Debug)]
 pub struct ReplaceKeyArgs {
     /// The member's name (see `vault members`)
+    #[arg(add = ArgValueCandidates::new(members))]
     pub name: String,
     /// The member's new public key (armored or binary)
     #[arg(value_name = "NEWKEYFILE")]
@@ -340,6 +362,7 @@ pub struct ReplaceKeyArgs {
 #[derive(Args, Debug)]
 pub struct FolderAccessArgs {
     /// The member's name (see `vault members`)
+    #[arg(add = ArgValueCandidates::new(members))]
     pub name: String,
     /// The folder
     #[arg(long, value_name = "DIR", required = true)]
@@ -402,4 +425,41 @@ pub struct VerifyArgs {
     /// trusted member), that the changes of COMMIT are vouched for
     #[arg(long, value_name = "COMMIT")]
     pub accept: Option<String>,
+}
+
+/// The store completion reads: `$PASSWORD_STORE_DIR`, else `~/.password-store` (a shell
+/// completing a word has not parsed `--store`).
+fn completion_store() -> Option<vault::snapshot::Snapshot> {
+    let dir = std::env::var_os("PASSWORD_STORE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".password-store")))?;
+    vault::snapshot::Snapshot::open_lenient(&dir)
+        .ok()
+        .map(|(s, _)| s)
+}
+
+/// Entry names, for the shell's completion.
+fn entries() -> Vec<CompletionCandidate> {
+    let Some(store) = completion_store() else {
+        return Vec::new();
+    };
+    store
+        .layout()
+        .entries
+        .iter()
+        .map(|e| CompletionCandidate::new(e.name.clone()))
+        .collect()
+}
+
+/// Member names, for the shell's completion.
+fn members() -> Vec<CompletionCandidate> {
+    let Some(store) = completion_store() else {
+        return Vec::new();
+    };
+    store
+        .roster()
+        .members()
+        .map(|(n, _)| CompletionCandidate::new(n.to_string()))
+        .collect()
 }

@@ -62,6 +62,14 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         },
         Command::Hook(a) => return commands::hooks::run(g, &a.name, &mut out, &mut err),
         Command::ClipRestore { seconds } => commands::clip::restore(*seconds)?,
+        Command::Completions { shell } => {
+            let shells = clap_complete::env::Shells::builtins();
+            let completer = shells.completer(shell).expect("clap checked the name");
+            completer.write_registration("COMPLETE", "vault", "vault", "vault", &mut out)?;
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?
+        }
         Command::Verify(a) => {
             if commands::verify::run(g, a, &mut out, &mut err)? {
                 return Ok(commands::audit::ATTENTION);
@@ -80,6 +88,9 @@ fn main() -> ExitCode {
     ui::private_process();
     ui::catch_interrupts();
     ui::catch_file_size_limit();
+    // `COMPLETE=bash vault -- vault show we…`: the shell asking for candidates (clap_complete's
+    // protocol, set up by `vault completions SHELL`).
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),

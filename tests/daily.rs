@@ -252,3 +252,30 @@ fn rotate_yes_rotates_what_audit_lists_keeping_every_other_line_and_the_flags_cl
         .ok()
         .stdout_has("Nothing to rotate.");
 }
+
+#[test]
+fn shells_complete_entry_and_member_names_from_the_store_and_the_man_page_renders() {
+    let t = adopted_team();
+    let (lab, store, alice) = (&t.lab, &t.store, &t.alice);
+    let env = [
+        ("PASSWORD_STORE_DIR", Path::new(store.path_str())),
+        ("COMPLETE", Path::new("fish")),
+    ];
+    let entries = lab.vault_env(alice.gpg.home(), &env, &["--", "vault", "show", "e"]);
+    assert_eq!(entries.ok().stdout, "email/work\n");
+    let members = lab.vault_env(alice.gpg.home(), &env, &["--", "vault", "grant", "b"]);
+    assert_eq!(members.ok().stdout, "bob\n");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = lab.vault_env(alice.gpg.home(), &[], &["completions", shell]);
+        assert!(script.ok().stdout.contains("COMPLETE="), "{script}");
+    }
+    let bash = lab.vault_env(alice.gpg.home(), &[], &["completions", "bash"]);
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash.stdout])
+        .status()
+        .unwrap();
+    assert!(check.success(), "the bash script parses");
+    let man = lab.vault_env(alice.gpg.home(), &[], &["man"]);
+    assert!(man.ok().stdout.contains(".TH vault 1"), "{man}");
+    assert!(man.stdout.contains("update\\-member"), "subcommands listed");
+}
