@@ -135,6 +135,13 @@ section "c5. vault audit: who can read what (from the ciphertexts), and what to 
 # Exit code 3 means "needs attention": here, the entries nick could read must be rotated.
 vault --store "$store" audit || [ $? -eq 3 ]
 
+section "c5b. vault rotate: new passwords for what nick could read, every other line kept (one commit)"
+# In real life, run it on a terminal: it shows each entry's login and url, gives a new password,
+# and records it once you changed it at the service. --yes rotates all with generated ones.
+vault --store "$store" --identity keys/akshay.secret.asc --yes rotate --member nick
+vault --store "$store" --identity keys/akshay.secret.asc show servers/web1/root --line 2
+vault --store "$store" ls
+
 section "c6. vault verify: every membership change was signed by a trusted member"
 vault --store "$store" verify
 

@@ -414,6 +414,28 @@ pub struct AuditArgs {
     pub folder: Option<String>,
     #[command(flatten)]
     pub expiry: ExpiryArgs,
+    /// Decrypt (in memory, with your key) to check that rotated passwords really changed, and
+    /// to find empty, weak (zxcvbn) and reused passwords; only names and findings are printed
+    #[arg(long)]
+    pub decrypt: bool,
+    /// Entries unchanged for longer than this are a problem: days (`365`, `365d`), weeks
+    /// (`52w`) or years (`1y`)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub max_age: Option<std::time::Duration>,
+}
+
+/// `--max-age`: `N`, `Nd`, `Nw` or `Ny`.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (number, days_per) = match s.trim().char_indices().last() {
+        Some((at, 'd')) => (&s[..at], 1),
+        Some((at, 'w')) => (&s[..at], 7),
+        Some((at, 'y')) => (&s[..at], 365),
+        _ => (s, 1),
+    };
+    let n: u64 = number.trim().parse().map_err(|_| {
+        "give a number of days (365 or 365d), weeks (52w) or years (1y)".to_string()
+    })?;
+    Ok(std::time::Duration::from_secs(n * days_per * 86_400))
 }
 
 #[derive(Args, Debug)]

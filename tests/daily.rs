@@ -94,7 +94,7 @@ fn vault_writes_with_no_keyring_and_pass_reads_everything() {
     // mv into a folder with other readers: encrypted anew, bob loses it; cp with the same
     // readers keeps the ciphertext byte for byte; rm.
     a.vault(&["mv", "web/shop", "ops/"], "").ok();
-    assert_eq!(store.last_subject(), "Rename web/shop to ops.");
+    assert_eq!(store.last_subject(), "Rename web/shop to ops/.");
     let shop = [("ops/shop", ROOT_ENTRIES[2].1)];
     lab.assert_reads(store, alice, &shop);
     lab.assert_cannot_read(store, bob, &shop);

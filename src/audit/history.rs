@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{EntryReport, LastChanged};
 use crate::crypto::{Envelope, KeyId};
 use crate::error::Result;
-use crate::git::{trailers, CommitInfo, Met, Objects};
+use crate::git::{trailers, BlobId, CommitInfo, Met, Objects};
 use crate::snapshot::Snapshot;
 use crate::store::entry_name;
 use crate::text::format_unix;
@@ -36,34 +36,68 @@ pub fn is_reencryption(message: &str) -> bool {
         || subject.contains("Re-encrypted Store for Recipient")
 }
 
-/// Fills `last_changed` and `rotate` with one walk of the history.
+/// A version of an entry a former member could read whose content has changed since: whether
+/// its password changed too is for `vault audit --decrypt` to check ([`super::verify_changed`]).
+#[derive(Debug, Clone)]
+pub(super) struct Unverified {
+    /// Index of the entry in the reports.
+    pub entry: usize,
+    /// The former member (or compromised key), as named in `rotate`.
+    pub who: String,
+    /// The old version they could read.
+    pub blob: BlobId,
+}
+
+/// Fills `last_changed`, `rotate` (a former member could read a version with the current
+/// content: renames and re-encryptions keep it) and `changed_since` (they could read only
+/// older content) with one walk of the history; returns the old versions behind each
+/// `changed_since`, for `--decrypt` to compare passwords.
 pub(super) fn history(
     vault: &Snapshot,
     objects: &Objects,
     paths: &HashMap<String, usize>,
     former_ids: &HashMap<KeyId, String>,
     reports: &mut [EntryReport],
-) -> Result<()> {
+) -> Result<Vec<Unverified>> {
     let followed: BTreeSet<String> = paths
         .keys()
         .filter(|p| entry_name(p).is_some())
         .cloned()
         .collect();
     if followed.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut rotate: Vec<BTreeSet<String>> = vec![BTreeSet::new(); reports.len()];
+    let mut older: Vec<Unverified> = Vec::new();
     let mut visit = |met: Met| -> Result<()> {
         match met {
-            // A version with the current content: who could decrypt it?
-            Met::Version { path, blob, .. } if !former_ids.is_empty() => {
+            // Who could decrypt this version?
+            Met::Version {
+                path, blob, same, ..
+            } if !former_ids.is_empty() => {
                 if let Ok(Ok(readers)) = objects
                     .read(blob)
                     .map(|b| Envelope::parse(&b).map(|e| e.readers()))
                 {
-                    for id in readers.into_iter().flatten() {
-                        if let Some(name) = former_ids.get(&id) {
+                    // A hidden recipient (`gpg --throw-keyids`) could be any of them.
+                    let hidden = readers.iter().any(Option::is_none);
+                    let mut who: BTreeSet<&String> = readers
+                        .iter()
+                        .flatten()
+                        .filter_map(|id| former_ids.get(id))
+                        .collect();
+                    if hidden {
+                        who.extend(former_ids.values());
+                    }
+                    for name in who {
+                        if same {
                             rotate[paths[path]].insert(name.clone());
+                        } else {
+                            older.push(Unverified {
+                                entry: paths[path],
+                                who: name.clone(),
+                                blob,
+                            });
                         }
                     }
                 }
@@ -87,17 +121,124 @@ pub(super) fn history(
         vault.head(),
         &followed,
         &|c: &CommitInfo| is_reencryption(&c.message),
+        &renamed_from,
         &mut visit,
     )?;
-    for (r, set) in reports.iter_mut().zip(rotate) {
+    older.retain(|u| !rotate[u.entry].contains(&u.who));
+    for (i, (r, set)) in reports.iter_mut().zip(rotate).enumerate() {
         r.rotate = set.into_iter().collect();
+        let mut since: Vec<String> = older
+            .iter()
+            .filter(|u| u.entry == i)
+            .map(|u| u.who.clone())
+            .collect();
+        since.sort();
+        since.dedup();
+        r.changed_since = since;
     }
-    Ok(())
+    Ok(older)
+}
+
+/// The path a commit renamed to `path` (an entry file, `web/shop.gpg`), as its message says:
+/// vault's `Vault-Action: mv` with `Vault-Entry: FROM` and `Vault-Entry: TO` trailers, or pass's
+/// `Rename FROM to TO.` subject (`TO/` moves FROM into the folder TO). An entry renamed along
+/// with its folder maps by its place in the folder. Renames that kept the ciphertext git finds
+/// by itself (see [`crate::git::Repo::walk_versions`]).
+pub fn renamed_from(commit: &CommitInfo, path: &str) -> Option<String> {
+    let name = entry_name(path)?;
+    let t = trailers(&commit.message);
+    let vault_mv = t.iter().any(|(k, v)| k == "Vault-Action" && v == "mv");
+    let pairs: Vec<(String, String)> = if vault_mv {
+        let e: Vec<&String> = t
+            .iter()
+            .filter(|(k, _)| k == "Vault-Entry")
+            .map(|(_, v)| v)
+            .collect();
+        match e.as_slice() {
+            [from, to] => vec![(from.to_string(), to.to_string())],
+            _ => Vec::new(),
+        }
+    } else {
+        // "Rename FROM to TO." — a name may hold " to ": every split is a candidate.
+        let subject = commit.message.lines().next().unwrap_or("");
+        let words = subject
+            .strip_prefix("Rename ")
+            .and_then(|w| w.strip_suffix('.'))?;
+        words
+            .match_indices(" to ")
+            .map(|(at, _)| (words[..at].to_string(), words[at + 4..].to_string()))
+            .collect()
+    };
+    pairs.into_iter().find_map(|(from, to)| {
+        let from = from.trim_end_matches('/');
+        let to_folder = to.ends_with('/');
+        let to = to.trim_end_matches('/');
+        let last = from.rsplit('/').next().unwrap_or(from);
+        if to_folder {
+            let dest = if to.is_empty() {
+                last.to_string()
+            } else {
+                format!("{to}/{last}")
+            };
+            if name == dest {
+                return Some(format!("{from}.gpg"));
+            }
+            let rest = name.strip_prefix(&format!("{dest}/"))?;
+            return Some(format!("{from}/{rest}.gpg"));
+        }
+        if name == to {
+            return Some(format!("{from}.gpg"));
+        }
+        let rest = name.strip_prefix(&format!("{to}/"))?;
+        Some(format!("{from}/{rest}.gpg"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn commit(message: &str) -> CommitInfo {
+        CommitInfo {
+            id: crate::git::CommitId::parse(&"0".repeat(40)).unwrap(),
+            author: String::new(),
+            time: 0,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn renames_are_read_from_pass_and_vault_messages() {
+        let pass = commit("Rename web/shop to ops/shop.\n");
+        assert_eq!(
+            renamed_from(&pass, "ops/shop.gpg").as_deref(),
+            Some("web/shop.gpg")
+        );
+        assert_eq!(renamed_from(&pass, "ops/other.gpg"), None);
+        let into = commit("Rename bank to archive/.\n");
+        assert_eq!(
+            renamed_from(&into, "archive/bank.gpg").as_deref(),
+            Some("bank.gpg")
+        );
+        let folder = commit("Rename web to www.\n");
+        assert_eq!(
+            renamed_from(&folder, "www/shop.gpg").as_deref(),
+            Some("web/shop.gpg")
+        );
+        let odd = commit("Rename a to b to c.\n");
+        assert_eq!(renamed_from(&odd, "c.gpg").as_deref(), Some("a to b.gpg"));
+        let vault = commit(
+            "Rename x to y/.\n\nVault-Action: mv\nVault-Entry: web/shop\nVault-Entry: ops/shop\n",
+        );
+        assert_eq!(
+            renamed_from(&vault, "ops/shop.gpg").as_deref(),
+            Some("web/shop.gpg")
+        );
+        assert_eq!(
+            renamed_from(&commit("Edit password for x using vi.\n"), "x.gpg"),
+            None
+        );
+    }
 
     #[test]
     fn reencryption_commits() {

@@ -1,10 +1,13 @@
 //! `vault audit`: every credential, who can actually read it, and what needs attention, read from
-//! the ciphertexts (PKESK packets) and the git history. Nothing is decrypted; no secret key needed.
+//! the ciphertexts (PKESK packets) and the git history. Nothing is decrypted and no secret key is
+//! needed, unless `--decrypt` asks for it.
 //!
-//! The history is walked once, newest first, along the first parent. For each entry, every
-//! version since its content last changed (commits that only re-encrypt do not count) shares the
-//! current plaintext; if any of those versions was encrypted to a former member, the entry must be
-//! rotated because of them.
+//! The history is walked once, newest first, through every parent, following each entry under
+//! every name it had (renames by pass, git or vault). A former member (or a compromised key) who
+//! could decrypt a version whose content is still the current one (re-encryptions and renames
+//! keep it) means the entry must be rotated. One who could decrypt only older content leaves it
+//! "changed since, not verified": `--decrypt` compares the passwords (first lines) in memory and
+//! decides, and also looks for empty, weak and reused passwords.
 
 mod history;
 mod readers;
@@ -16,7 +19,8 @@ use serde::Serialize;
 
 use history::history;
 pub use history::is_reencryption;
-use readers::{former_ids, judge, parse, Names, Parsed, Verdict, Who};
+pub use readers::former_ids;
+use readers::{judge, parse, Names, Parsed, Verdict, Who};
 
 use crate::error::Result;
 use crate::git::Objects;
@@ -38,6 +42,9 @@ pub struct Audit {
     /// Symbolic links inside the store, which pass follows: `LINK -> TARGET`. Not problems, but
     /// shown, since a link makes one file serve under two names.
     pub links: Vec<String>,
+    /// With `--decrypt`: entries the operator could not decrypt, so their passwords were not
+    /// checked (escaped names).
+    pub not_decrypted: Vec<String>,
     pub summary: Summary,
 }
 
@@ -53,8 +60,12 @@ pub struct EntryReport {
     /// Who its `.gpg-id` says should read it.
     pub expected: Vec<String>,
     pub problems: Vec<String>,
-    /// Former members who could decrypt a version with the current content.
+    /// Former members who could decrypt a version with the current content (renames and
+    /// re-encryptions keep it).
     pub rotate: Vec<String>,
+    /// Former members who could decrypt only older content of it: the content changed since,
+    /// but whether the password (its first line) did is not verified (`--decrypt` does).
+    pub changed_since: Vec<String>,
     pub last_changed: Option<LastChanged>,
 }
 
@@ -112,6 +123,8 @@ pub struct Filter {
     pub folder: Option<String>,
     /// Warn of member keys that expire within this time.
     pub expiry_warning: Duration,
+    /// Entries whose content has not changed for longer than this are a problem (`--max-age`).
+    pub max_age: Option<Duration>,
 }
 
 /// Builds the audit of a store's HEAD: the entries (in parallel, from their packets), one walk
@@ -119,7 +132,11 @@ pub struct Filter {
 ///
 /// # Errors
 /// Git errors reading objects or history.
-pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
+pub fn audit(
+    vault: &Snapshot,
+    filter: &Filter,
+    mut decrypt: Option<&mut crate::crypto::Identity>,
+) -> Result<Audit> {
     let objects = Objects::open(vault.root())?;
     let names = Names::of(vault);
     let Entries {
@@ -127,7 +144,15 @@ pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
         paths,
         readable,
     } = entry_reports(vault, &names, filter);
-    history(vault, &objects, &paths, &names.former, &mut entries)?;
+    let unverified = history(vault, &objects, &paths, &names.former, &mut entries)?;
+    let mut not_decrypted = Vec::new();
+    if let Some(identity) = &mut decrypt {
+        verify_changed(vault, &objects, identity, unverified, &mut entries)?;
+        not_decrypted = hygiene(vault, &objects, identity, &mut entries);
+    }
+    if let Some(max) = filter.max_age {
+        too_old(&mut entries, max);
+    }
     let members = member_reports(vault, filter, &readable);
     let former_members = vault
         .roster()
@@ -173,7 +198,11 @@ pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
         problems: entries.iter().map(|r| r.problems.len()).sum::<usize>()
             + members.iter().map(|m| m.problems.len()).sum::<usize>()
             + store_problems.len(),
-        warnings: members.iter().map(|m| m.warnings.len()).sum(),
+        warnings: members.iter().map(|m| m.warnings.len()).sum::<usize>()
+            + entries
+                .iter()
+                .filter(|r| !r.changed_since.is_empty())
+                .count(),
         entries_to_rotate: entries.iter().filter(|r| !r.rotate.is_empty()).count(),
     };
     Ok(Audit {
@@ -182,8 +211,158 @@ pub fn audit(vault: &Snapshot, filter: &Filter) -> Result<Audit> {
         former_members,
         store_problems,
         links,
+        not_decrypted,
         summary,
     })
+}
+
+/// `vault audit --decrypt`: for each entry whose content changed since a former member could
+/// read an older version, decrypts both in memory and compares their passwords (first lines).
+/// The same password: rotate (a notes-only edit, or the same password written again); another:
+/// rotated, the flag goes. Decrypted text is compared and dropped (zeroized), never shown.
+///
+/// # Errors
+/// Git errors reading the versions. A version the operator cannot decrypt stays unverified.
+fn verify_changed(
+    vault: &Snapshot,
+    objects: &Objects,
+    identity: &mut crate::crypto::Identity,
+    unverified: Vec<history::Unverified>,
+    entries: &mut [EntryReport],
+) -> Result<()> {
+    let mut password = |blob| first_line(objects, identity, blob);
+    let current: HashMap<&str, crate::git::BlobId> = vault
+        .layout()
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.blob))
+        .collect();
+    let mut now: HashMap<usize, Option<crate::secret::Secret>> = HashMap::new();
+    // (entry, former member) -> (some old version has the same password, some could not be
+    // decrypted).
+    let mut decided: HashMap<(usize, String), (bool, bool)> = HashMap::new();
+    for u in unverified {
+        let Some(head) = current.get(entries[u.entry].name.as_str()).copied() else {
+            continue;
+        };
+        let head = now.entry(u.entry).or_insert_with(|| password(head));
+        let verdict = decided.entry((u.entry, u.who)).or_default();
+        match (head.as_ref(), password(u.blob)) {
+            (Some(head), Some(old)) => verdict.0 |= head.expose() == old.expose(),
+            _ => verdict.1 = true, // stays "changed since, not verified"
+        }
+    }
+    for ((entry, who), (same, unknown)) in decided {
+        let r = &mut entries[entry];
+        if same {
+            r.changed_since.retain(|w| *w != who);
+            if !r.rotate.contains(&who) {
+                r.rotate.push(who);
+                r.rotate.sort();
+            }
+        } else if !unknown {
+            r.changed_since.retain(|w| *w != who);
+        }
+    }
+    Ok(())
+}
+
+/// The first line of the entry version `blob`, decrypted in memory, if the operator can.
+fn first_line(
+    objects: &Objects,
+    identity: &mut crate::crypto::Identity,
+    blob: crate::git::BlobId,
+) -> Option<crate::secret::Secret> {
+    let bytes = objects.read(blob).ok()?;
+    let env = crate::crypto::Envelope::parse(&bytes).ok()?;
+    let unlocked = identity.unlock(&env)?;
+    let plain = crate::crypto::decrypt(&env, &unlocked).ok()?;
+    let first = plain.expose().split(|b| *b == b'\n').next().unwrap_or(&[]);
+    Some(crate::secret::Secret::new(zeroize::Zeroizing::new(
+        first.to_vec(),
+    )))
+}
+
+/// `--decrypt`'s look at the passwords (first lines) of the reported entries, in memory: empty,
+/// weak (zxcvbn score 2 of 4 or less, the entry's own name counted as a guess), or the same in
+/// several entries. Findings name entries only, never a secret. Returns the entries it could not
+/// decrypt.
+fn hygiene(
+    vault: &Snapshot,
+    objects: &Objects,
+    identity: &mut crate::crypto::Identity,
+    entries: &mut [EntryReport],
+) -> Vec<String> {
+    let current: HashMap<&str, crate::git::BlobId> = vault
+        .layout()
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.blob))
+        .collect();
+    let mut passwords: Vec<(usize, crate::secret::Secret)> = Vec::new();
+    let mut not_decrypted = Vec::new();
+    for (i, r) in entries.iter_mut().enumerate() {
+        let Some(p) = current
+            .get(r.name.as_str())
+            .and_then(|b| first_line(objects, identity, *b))
+        else {
+            not_decrypted.push(escape(&r.name).into_owned());
+            continue;
+        };
+        if p.is_empty() {
+            r.problems.push("its password (first line) is empty".into());
+        } else {
+            let text = String::from_utf8_lossy(p.expose());
+            let hints: Vec<&str> = r.name.split('/').collect();
+            let score = zxcvbn::zxcvbn(&text, &hints).score() as u8;
+            if score <= 2 {
+                r.problems.push(format!(
+                    "weak password (zxcvbn score {score} of 4): generate one with `vault generate --in-place`"
+                ));
+            }
+        }
+        passwords.push((i, p));
+    }
+    // The same password in several entries: sorted, equal ones are neighbours.
+    passwords.sort_by(|a, b| a.1.expose().cmp(b.1.expose()));
+    for group in passwords.chunk_by(|a, b| a.1.expose() == b.1.expose()) {
+        if group.len() < 2 || group[0].1.is_empty() {
+            continue;
+        }
+        for (i, _) in group {
+            let others: Vec<String> = group
+                .iter()
+                .filter(|(j, _)| j != i)
+                .map(|(j, _)| escape(&entries[*j].name).into_owned())
+                .collect();
+            entries[*i]
+                .problems
+                .push(format!("same password as {}", others.join(", ")));
+        }
+    }
+    not_decrypted
+}
+
+/// `--max-age`: entries whose content last changed longer than `max` ago.
+fn too_old(entries: &mut [EntryReport], max: Duration) {
+    let now = chrono::Utc::now();
+    for r in entries {
+        let Some(changed) = r
+            .last_changed
+            .as_ref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c.date).ok())
+        else {
+            continue;
+        };
+        let age = now.signed_duration_since(changed);
+        if age.num_seconds() > max.as_secs() as i64 {
+            r.problems.push(format!(
+                "unchanged for {} days (more than --max-age {} days)",
+                age.num_days(),
+                max.as_secs() / 86_400
+            ));
+        }
+    }
 }
 
 /// The entries of `vault` to rotate if its former members were those of `roster` (a change
@@ -209,6 +388,7 @@ pub fn rotation(vault: &Snapshot, roster: &Roster) -> Result<BTreeMap<String, Ve
             expected: Vec::new(),
             problems: Vec::new(),
             rotate: Vec::new(),
+            changed_since: Vec::new(),
             last_changed: None,
         })
         .collect();
@@ -289,6 +469,7 @@ fn entry_reports(vault: &Snapshot, names: &Names, filter: &Filter) -> Entries {
             expected,
             problems,
             rotate: Vec::new(),
+            changed_since: Vec::new(),
             last_changed: None,
         });
     }

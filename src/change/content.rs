@@ -140,13 +140,19 @@ impl Snapshot {
         Ok((plan, names))
     }
 
-    /// The moves of pass's `mv`/`cp OLD NEW`: each entry at or below `from` and where it goes.
+    /// The moves of pass's `mv`/`cp OLD NEW`: the name `from` gets (NEW resolved), and each
+    /// entry at or below `from` and where it goes.
     /// As pass: NEW ending in `/`, or an existing folder, receives OLD under its own last name.
     ///
     /// # Errors
     /// [`Error::NoSuchEntry`]; [`Error::EntryExists`] for a destination that exists, unless
     /// `overwrite`; [`Error::InvalidName`] for a destination vault refuses.
-    pub fn moves(&self, from: &str, to: &str, overwrite: bool) -> Result<Vec<(&Entry, String)>> {
+    pub fn moves(
+        &self,
+        from: &str,
+        to: &str,
+        overwrite: bool,
+    ) -> Result<(String, Vec<(&Entry, String)>)> {
         let sources = match self.entry(from) {
             Some(e) => vec![e],
             None => self.entries_under(from),
@@ -181,11 +187,11 @@ impl Snapshot {
             }
             out.push((e, dest));
         }
-        Ok(out)
+        Ok((target, out))
     }
 
     /// Plans pass's `mv` (`keep` false) or `cp` (`keep` true) of `moves` (see
-    /// [`Snapshot::moves`]). An entry whose destination has the same readers keeps its
+    /// [`Snapshot::moves`]): `from` and `to` as typed, `target` what `from` is renamed to. An entry whose destination has the same readers keeps its
     /// ciphertext byte for byte; one whose readers differ is written from `plain` (its
     /// plaintext, which the caller decrypted), encrypted to the destination's recipients.
     ///
@@ -193,7 +199,7 @@ impl Snapshot {
     /// If an entry whose readers change has no plaintext in `plain`.
     pub fn plan_move(
         &self,
-        (from, to): (&str, &str),
+        (from, to, target): (&str, &str, &str),
         moves: &[(&Entry, String)],
         mut plain: BTreeMap<String, Secret>,
         keep: bool,
@@ -205,7 +211,9 @@ impl Snapshot {
         };
         let mut plan = Plan {
             subject,
-            trailers: entry_trailers(action, &[from, to]),
+            // The resolved name: what `audit` follows a rename by (pass's subject keeps the
+            // words typed).
+            trailers: entry_trailers(action, &[from, target]),
             ..Plan::unchanged(action, self.recipients.clone(), self.roster.clone())
         };
         for (entry, dest) in moves {

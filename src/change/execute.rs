@@ -71,7 +71,36 @@ impl Snapshot {
         let nothing_to_do = checked
             .iter()
             .all(|c| matches!(c, Checked::Unchanged { .. }));
-        let readme = self.readme_after(&plan)?;
+        // Whoever this change makes an outsider (a member leaving, a key compromised): the
+        // entries audit will list to rotate for them, computed once for the change's own list
+        // and for the README.
+        let was: BTreeSet<String> = crate::audit::former_ids(&self.roster)
+            .into_values()
+            .collect();
+        let newly: BTreeSet<String> = crate::audit::former_ids(&plan.roster)
+            .into_values()
+            .filter(|n| !was.contains(n))
+            .collect();
+        let readme_kept = plan.create_readme
+            || self
+                .readme_bytes()?
+                .is_some_and(|b| crate::readme::is_generated(&b));
+        let rotation = match !newly.is_empty() || readme_kept {
+            true => Some(crate::audit::rotation(self, &plan.roster)?),
+            false => None,
+        };
+        let to_rotate: Option<Vec<String>> = (!newly.is_empty()).then(|| {
+            rotation
+                .iter()
+                .flatten()
+                .filter(|(_, who)| who.iter().any(|w| newly.contains(w)))
+                .map(|(name, _)| name.clone())
+                .collect()
+        });
+        let readme = match (&rotation, readme_kept) {
+            (Some(rotation), true) => self.readme_after(&plan, rotation.clone())?,
+            _ => None,
+        };
         if plan.every_entry && plan.replaces.is_none() && nothing_to_do && readme.is_none() {
             return Err(Error::NothingToRepair {
                 not_reencrypted: scope.not_reencrypted,
@@ -101,7 +130,7 @@ impl Snapshot {
             .inspect_err(|_| self.repo.abandon(&staging))?;
         self.commit_change(
             &plan,
-            scope,
+            (scope, to_rotate),
             (rewritten, file_ids),
             &staging,
             operator,
@@ -149,16 +178,16 @@ impl Snapshot {
         Ok((wrong.into_iter().flatten().collect(), scope.not_reencrypted))
     }
 
-    /// The store's `README.md` as the change leaves it, when vault generated the current one (or
-    /// the plan creates it) and its text changes: the plan's members and recipients, and the
-    /// entries to rotate once the plan's former members are former ([`crate::audit::rotation`],
-    /// which walks history). None: nothing to write.
-    fn readme_after(&self, plan: &Plan) -> Result<Option<Vec<u8>>> {
+    /// The store's `README.md` as the change leaves it, for a store whose README vault keeps (or
+    /// a plan that creates it), when its text changes: the plan's members and recipients, and
+    /// `rotate`, the entries to rotate once the plan's former members are former
+    /// ([`crate::audit::rotation`]). None: nothing to write.
+    fn readme_after(
+        &self,
+        plan: &Plan,
+        mut rotate: BTreeMap<String, Vec<String>>,
+    ) -> Result<Option<Vec<u8>>> {
         let current = self.readme_bytes()?;
-        let generated = current.as_deref().is_some_and(crate::readme::is_generated);
-        if !generated && !plan.create_readme {
-            return Ok(None);
-        }
         // The entries after the change: written ones in, deleted ones out. Audit's rotation rule
         // after the commit: an entry the change writes anew (new content, or a new name) has no
         // version a former member could read; every other entry keeps its marks.
@@ -178,7 +207,6 @@ impl Snapshot {
             .filter(|n| !deleted.contains(n) && !written.contains(n))
             .chain(written.iter().cloned())
             .collect();
-        let mut rotate = crate::audit::rotation(self, &plan.roster)?;
         rotate.retain(|name, _| !written.contains(name) && !deleted.contains(name));
         let keys = |f: Fingerprint| {
             plan.added
@@ -535,7 +563,7 @@ impl Snapshot {
     fn commit_change(
         &self,
         plan: &Plan,
-        scope: Scope,
+        (scope, to_rotate): (Scope, Option<Vec<String>>),
         (rewritten, file_ids): Rewrites,
         staging: &Staging,
         operator: &Identity,
@@ -565,6 +593,10 @@ impl Snapshot {
                     change.writes.push((r.path, blob));
                 }
             }
+        }
+        if let Some(list) = to_rotate {
+            // The same list audit shows for whoever this change made an outsider.
+            exposed = list;
         }
         exposed.sort();
         change.writes.extend(file_ids);

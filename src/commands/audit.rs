@@ -35,8 +35,15 @@ pub fn run(
         member,
         folder: args.folder.as_deref().map(parse_folder).transpose()?,
         expiry_warning: args.expiry.within(),
+        max_age: args.max_age,
     };
-    let report = audit(&vault, &filter)?;
+    let mut identity = match args.decrypt {
+        true => {
+            Some(crate::commands::identity(global, Some(&vault))?.ok_or(vault::Error::NoIdentity)?)
+        }
+        false => None,
+    };
+    let report = audit(&vault, &filter, identity.as_mut())?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -99,11 +106,30 @@ fn print_text(a: &Audit, p: &Paint, out: &mut dyn Write) -> anyhow::Result<()> {
                 "  {:<width$}  {}",
                 "",
                 p.yellow(&format!(
-                    "↻ rotate: {} could read this content",
+                    "↻ rotate: {} could read this password",
                     e.rotate.join(", ")
                 ))
             )?;
         }
+        if !e.changed_since.is_empty() {
+            writeln!(
+                out,
+                "  {:<width$}  {}",
+                "",
+                p.dim(&format!(
+                    "changed since {} could read it, not verified (`vault audit --decrypt` checks the password changed)",
+                    e.changed_since.join(", ")
+                ))
+            )?;
+        }
+    }
+    if !a.not_decrypted.is_empty() {
+        writeln!(
+            out,
+            "\n{} (not encrypted to you): {}",
+            p.bold("Passwords not checked by --decrypt"),
+            a.not_decrypted.join(", ")
+        )?;
     }
     if !a.store_problems.is_empty() || !a.links.is_empty() {
         writeln!(out, "\n{}", p.bold("Store"))?;

@@ -559,7 +559,7 @@ pub fn move_or_copy(
     let vault = open_for_change(global, err)?;
     let from = parse_entry(args.from.trim_end_matches('/'))?;
     let (vault, upstream) = catch_up(vault, global, err)?;
-    let moves = vault.moves(&from, &args.to, args.force)?;
+    let (target, moves) = vault.moves(&from, &args.to, args.force)?;
     // pass's mv of a folder takes its .gpg-id along; vault moves entries only. A folder with a
     // .gpg-id of its own (or below it) would change readers: refused, with pass's way.
     if vault.entry(&from).is_none() {
@@ -624,7 +624,7 @@ pub fn move_or_copy(
         }
     }
     let reencrypted = plain.len();
-    let plan = vault.plan_move((&from, args.to.trim_end_matches('/')), &moves, plain, keep);
+    let plan = vault.plan_move((&from, &args.to, &target), &moves, plain, keep);
     let done = format!(
         "{} {} ({} encrypted anew for other readers)",
         if keep { "Copied" } else { "Moved" },

@@ -95,7 +95,7 @@ pub fn run(
     match hook {
         HookName::PrePush => {
             let mut problems = Vec::new();
-            let report = audit(&vault, &Filter::default())?;
+            let report = audit(&vault, &Filter::default(), None)?;
             for e in &report.entries {
                 for p in &e.problems {
                     if p.starts_with("former member")

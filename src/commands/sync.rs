@@ -457,7 +457,7 @@ fn refuse_exposed(vault: &Snapshot, force: bool) -> anyhow::Result<()> {
     if force {
         return Ok(());
     }
-    let report = audit(vault, &Filter::default())?;
+    let report = audit(vault, &Filter::default(), None)?;
     let exposed: Vec<&str> = report
         .entries
         .iter()

@@ -171,28 +171,42 @@ pub fn trailers(message: &str) -> Vec<(String, String)> {
 /// What [`Repo::walk_versions`] meets, newest first.
 #[derive(Debug)]
 pub enum Met<'a> {
-    /// A version of `path` with HEAD's content (`blob`), made by `commit`.
+    /// A version of HEAD's entry `path` (under whatever name it had then) with content `blob`,
+    /// made by `commit`. `same` says whether it has HEAD's content: no commit since changed the
+    /// content (re-encryptions and renames do not).
     Version {
         path: &'a str,
         blob: BlobId,
         commit: &'a CommitInfo,
+        same: bool,
     },
     /// `commit` changed the content of `path` to HEAD's (the newest such commit along each line
-    /// of history): that line stops following the path.
+    /// of history).
     Changed {
         path: &'a str,
         commit: &'a CommitInfo,
     },
 }
 
+/// A followed path in one commit: HEAD's path it is the history of, and whether its content
+/// there is still HEAD's.
+#[derive(Clone, Debug)]
+struct Followed {
+    head: String,
+    same: bool,
+}
+
 impl Repo {
     /// Walks back from `head` through every parent, each commit once, following each of `paths`
-    /// while its content is HEAD's. A commit that changed a followed path (against a parent) made
-    /// a [`Met::Version`]; if `keeps_content` says the commit only re-encrypted, the path is
-    /// followed on into that parent, else the commit is where the content [`Met::Changed`]. A
-    /// merge that took a path from one parent unchanged follows it into that parent only, so the
-    /// commit that made a change is credited, not the merge that brought it in; a path a merge
-    /// re-encrypted is followed into every parent (whoever could read it on either side counts).
+    /// through its whole history: across re-encryptions (`keeps_content` says a commit only
+    /// re-encrypted), content changes, and renames (`renamed_from` names the path a commit
+    /// renamed to a followed one, for renames git cannot see because the ciphertext changed; a
+    /// rename that kept the blob git finds itself). A commit that changed a followed path
+    /// (against a parent) made a [`Met::Version`]; the newest content change along each line is
+    /// [`Met::Changed`]. A merge that took a path from one parent unchanged follows it into that
+    /// parent only, so the commit that made a change is credited, not the merge that brought it
+    /// in; a path a merge changed is followed into every parent (whoever could read it on either
+    /// side counts).
     ///
     /// # Errors
     /// Git errors reading history.
@@ -201,9 +215,10 @@ impl Repo {
         head: CommitId,
         paths: &BTreeSet<String>,
         keeps_content: &dyn Fn(&CommitInfo) -> bool,
+        renamed_from: &dyn Fn(&CommitInfo, &str) -> Option<String>,
         visit: &mut dyn FnMut(Met) -> Result<()>,
     ) -> Result<()> {
-        use std::collections::HashMap;
+        use std::collections::{BTreeMap, HashMap};
         let mut walk = self.repo.revwalk().map_err(ge("walking history"))?;
         walk.push(head.0).map_err(ge("walking history"))?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
@@ -211,8 +226,20 @@ impl Repo {
         let mut opts = DiffOptions::new();
         opts.ignore_submodules(true);
         // Commit -> the paths followed into it.
-        let mut open: HashMap<git2::Oid, BTreeSet<String>> = HashMap::new();
-        open.insert(head.0, paths.clone());
+        let mut open: HashMap<git2::Oid, BTreeMap<String, Followed>> = HashMap::new();
+        open.insert(
+            head.0,
+            paths
+                .iter()
+                .map(|p| {
+                    let f = Followed {
+                        head: p.clone(),
+                        same: true,
+                    };
+                    (p.clone(), f)
+                })
+                .collect(),
+        );
         for oid in walk {
             if open.is_empty() {
                 break;
@@ -226,56 +253,109 @@ impl Repo {
             let info = CommitInfo::of(&commit);
             let keeps = keeps_content(&info);
             let parents: Vec<git2::Commit> = commit.parents().collect();
-            // Per parent, the followed paths whose blob differs from this commit's.
+            // Per parent: the followed paths whose blob differs from this commit's, and the
+            // blobs of the files this commit deleted (to find renames that kept the blob).
             let mut differs: Vec<BTreeSet<String>> = Vec::new();
+            let mut deleted: Vec<HashMap<git2::Oid, String>> = Vec::new();
+            let mut parent_trees = Vec::new();
             for parent in &parents {
                 let parent_tree = parent.tree().map_err(ge("reading a commit's tree"))?;
                 let diff = self
                     .repo
                     .diff_tree_to_tree(Some(&parent_tree), Some(&tree), Some(&mut opts))
                     .map_err(ge("comparing a commit with its parent"))?;
-                differs.push(
-                    diff.deltas()
-                        .filter_map(|d| d.new_file().path().or(d.old_file().path()))
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .filter(|p| here.contains(p))
-                        .collect(),
-                );
+                let mut changed = BTreeSet::new();
+                let mut gone = HashMap::new();
+                for d in diff.deltas() {
+                    if d.status() == git2::Delta::Deleted {
+                        if let Some(p) = d.old_file().path() {
+                            gone.insert(d.old_file().id(), p.to_string_lossy().into_owned());
+                        }
+                    }
+                    if let Some(p) = d.new_file().path().or(d.old_file().path()) {
+                        let p = p.to_string_lossy();
+                        if here.contains_key(p.as_ref()) {
+                            changed.insert(p.into_owned());
+                        }
+                    }
+                }
+                differs.push(changed);
+                deleted.push(gone);
+                parent_trees.push(parent_tree);
             }
-            for path in &here {
+            for (path, followed) in &here {
                 let same_as: Vec<usize> = (0..parents.len())
                     .filter(|i| !differs[*i].contains(path))
                     .collect();
-                let follow: Vec<usize> = if !same_as.is_empty() {
-                    same_as // taken unchanged from these parents: the change is further back
+                // Where the path goes in each parent to follow, and whether its content there is
+                // still HEAD's.
+                let mut follow: Vec<(usize, String, bool)> = Vec::new();
+                if !same_as.is_empty() {
+                    // Taken unchanged from these parents: the change is further back.
+                    for i in same_as {
+                        follow.push((i, path.clone(), followed.same));
+                    }
                 } else {
-                    if let Ok(entry) = tree.get_path(std::path::Path::new(path)) {
+                    let blob = tree
+                        .get_path(std::path::Path::new(path))
+                        .ok()
+                        .map(|e| e.id());
+                    if let Some(blob) = blob {
                         visit(Met::Version {
-                            path,
-                            blob: BlobId(entry.id()),
+                            path: &followed.head,
+                            blob: BlobId(blob),
                             commit: &info,
+                            same: followed.same,
                         })?;
                     }
-                    if keeps || parents.is_empty() {
-                        if !keeps {
+                    // Where each parent had it: the same path, or the one it was renamed from.
+                    let mut sources: Vec<(usize, String, bool)> = Vec::new();
+                    for (i, parent_tree) in parent_trees.iter().enumerate() {
+                        let in_parent =
+                            |p: &str| parent_tree.get_path(std::path::Path::new(p)).is_ok();
+                        if in_parent(path) {
+                            sources.push((i, path.clone(), false));
+                            continue;
+                        }
+                        // Added here: renamed from a file this commit deleted with the same blob
+                        // (git mv, pass mv within one .gpg-id), or as the message says.
+                        let by_blob = blob.and_then(|b| deleted[i].get(&b).cloned());
+                        let by_message = || renamed_from(&info, path).filter(|p| in_parent(p));
+                        if let Some(source) = by_blob.or_else(by_message) {
+                            sources.push((i, source, true));
+                        }
+                    }
+                    if sources.is_empty() {
+                        // No parent had it under any name: its content starts here.
+                        if followed.same {
                             visit(Met::Changed {
-                                path,
+                                path: &followed.head,
                                 commit: &info,
                             })?;
                         }
-                        (0..parents.len()).collect()
-                    } else {
-                        visit(Met::Changed {
-                            path,
-                            commit: &info,
-                        })?;
-                        Vec::new()
                     }
-                };
-                for i in follow {
-                    open.entry(parents[i].id())
+                    for (i, source, renamed) in sources {
+                        let kept = keeps || renamed;
+                        if !kept && followed.same {
+                            visit(Met::Changed {
+                                path: &followed.head,
+                                commit: &info,
+                            })?;
+                        }
+                        follow.push((i, source, followed.same && kept));
+                    }
+                }
+                for (i, source, same) in follow {
+                    let entry = open
+                        .entry(parents[i].id())
                         .or_default()
-                        .insert(path.clone());
+                        .entry(source)
+                        .or_insert_with(|| Followed {
+                            head: followed.head.clone(),
+                            same,
+                        });
+                    // Reached along two lines: HEAD's content if either line says so.
+                    entry.same |= same;
                 }
             }
         }
