@@ -426,16 +426,18 @@ pub struct AuditArgs {
 
 /// `--max-age`: `N`, `Nd`, `Nw` or `Ny`.
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
-    let (number, days_per) = match s.trim().char_indices().last() {
-        Some((at, 'd')) => (&s[..at], 1),
-        Some((at, 'w')) => (&s[..at], 7),
-        Some((at, 'y')) => (&s[..at], 365),
-        _ => (s, 1),
+    let s = s.trim();
+    let (number, days_per) = match s.strip_suffix(['d', 'w', 'y']) {
+        Some(n) if s.ends_with('w') => (n, 7),
+        Some(n) if s.ends_with('y') => (n, 365),
+        Some(n) => (n, 1),
+        None => (s, 1),
     };
-    let n: u64 = number.trim().parse().map_err(|_| {
-        "give a number of days (365 or 365d), weeks (52w) or years (1y)".to_string()
-    })?;
-    Ok(std::time::Duration::from_secs(n * days_per * 86_400))
+    let bad = || "give a number of days (365 or 365d), weeks (52w) or years (1y)".to_string();
+    let n: u64 = number.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(days_per * 86_400)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 #[derive(Args, Debug)]

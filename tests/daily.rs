@@ -60,6 +60,12 @@ fn vault_writes_with_no_keyring_and_pass_reads_everything() {
     assert_eq!(store.head(), head);
     a.vault(&["insert", "--force", "web/new"], "first\nsecond\n")
         .ok();
+    // Nothing on standard input: refused, nothing changed (pass fails too).
+    let head = store.head();
+    a.vault(&["insert", "--force", "web/new"], "")
+        .fails()
+        .stderr_has("no password for web/new");
+    assert_eq!(store.head(), head);
     lab.assert_reads(store, bob, &[("web/new", "first\n")]);
 
     // generate: the password printed once, stored as its first line; --in-place keeps the rest.
@@ -90,6 +96,12 @@ fn vault_writes_with_no_keyring_and_pass_reads_everything() {
     a.vault(&["show", "email/wrok"], "")
         .fails()
         .stderr_has("did you mean email/work?");
+    a.vault(&["show", "email"], "")
+        .fails()
+        .stderr_has("email is a folder, not an entry");
+    a.vault(&["ls", "email/work"], "")
+        .ok()
+        .stdout_has("user: alice@coop.example");
 
     // mv into a folder with other readers: encrypted anew, bob loses it; cp with the same
     // readers keeps the ciphertext byte for byte; rm.

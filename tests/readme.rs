@@ -157,6 +157,12 @@ fn readme_is_created_kept_current_by_every_change_and_never_written_over_the_tea
     assert!(ops.contains("- new"), "{readme}");
     audit_says_current(lab, store, alice);
     vault_in(&["rm", "ops/new"], "").ok();
+    // A flagged entry renamed keeps its flag in the README, as audit keeps it.
+    vault_in(&["mv", "bank", "bank-moved"], "").ok();
+    assert!(store
+        .read("README.md")
+        .contains("- bank-moved — **rotate**"));
+    audit_says_current(lab, store, alice);
     assert!(!store.read("README.md").contains("- new"));
     audit_says_current(lab, store, alice);
     vault_in(&["rotate"], "").ok();

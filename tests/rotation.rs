@@ -56,6 +56,15 @@ fn renames_carry_the_flag_and_only_a_new_password_clears_it() {
         .ok();
     lab.pass(store, alice, &["mv", "email/work", "ops/work"], "")
         .ok();
+    // Copies carry it too (pass cp keeps the ciphertext; vault cp re-encrypts into ops/), and
+    // so does a move into a folder named without its slash.
+    lab.pass(store, alice, &["cp", "web/store", "web/copy"], "")
+        .ok();
+    lab.vault_as(store, alice, &["--yes", "cp", "web/store", "ops/copy2"])
+        .ok();
+    lab.pass(store, alice, &["cp", "ops/work", "web/work2"], "")
+        .ok();
+    lab.pass(store, alice, &["mv", "web/work2", "ops"], "").ok();
     // A rewrite with the same password, and a notes-only edit.
     lab.pass(
         store,
@@ -72,7 +81,12 @@ fn renames_carry_the_flag_and_only_a_new_password_clears_it() {
     )
     .ok();
     let run = audit(lab, store, alice, false);
-    assert!(note_under(&run, "work").contains("rotate: bob"), "{run}");
+    for leaf in ["work", "copy", "copy2", "work2"] {
+        assert!(
+            note_under(&run, leaf).contains("rotate: bob"),
+            "{leaf}: {run}"
+        );
+    }
     // Content changed: without decrypting, audit cannot say whether the password did.
     for leaf in ["bank", "store"] {
         let note = note_under(&run, leaf);

@@ -139,16 +139,22 @@ pub(super) fn history(
     Ok(older)
 }
 
-/// The path a commit renamed to `path` (an entry file, `web/shop.gpg`), as its message says:
-/// vault's `Vault-Action: mv` with `Vault-Entry: FROM` and `Vault-Entry: TO` trailers, or pass's
-/// `Rename FROM to TO.` subject (`TO/` moves FROM into the folder TO). An entry renamed along
-/// with its folder maps by its place in the folder. Renames that kept the ciphertext git finds
-/// by itself (see [`crate::git::Repo::walk_versions`]).
-pub fn renamed_from(commit: &CommitInfo, path: &str) -> Option<String> {
-    let name = entry_name(path)?;
+/// The paths a commit renamed or copied to `path` (an entry file, `web/shop.gpg`), as its message
+/// says: vault's `Vault-Action: mv` or `cp` with `Vault-Entry: FROM` and `Vault-Entry: TO`
+/// trailers, or pass's `Rename FROM to TO.` and `Copy FROM to TO.` subjects. Candidates, for the
+/// walk to keep the one the parent has: a name may hold " to ", and pass moves FROM into TO
+/// when TO is a folder, with or without a trailing `/`. An entry moved along with its folder
+/// maps by its place in the folder. Renames and copies that kept the ciphertext the walk finds
+/// by the blob (see [`crate::git::Repo::walk_versions`]).
+pub fn renamed_from(commit: &CommitInfo, path: &str) -> Vec<String> {
+    let Some(name) = entry_name(path) else {
+        return Vec::new();
+    };
     let t = trailers(&commit.message);
-    let vault_mv = t.iter().any(|(k, v)| k == "Vault-Action" && v == "mv");
-    let pairs: Vec<(String, String)> = if vault_mv {
+    let vault_move = t
+        .iter()
+        .any(|(k, v)| k == "Vault-Action" && (v == "mv" || v == "cp"));
+    let pairs: Vec<(String, String)> = if vault_move {
         let e: Vec<&String> = t
             .iter()
             .filter(|(k, _)| k == "Vault-Entry")
@@ -159,39 +165,43 @@ pub fn renamed_from(commit: &CommitInfo, path: &str) -> Option<String> {
             _ => Vec::new(),
         }
     } else {
-        // "Rename FROM to TO." — a name may hold " to ": every split is a candidate.
+        // "Rename FROM to TO." / "Copy FROM to TO.": every split at " to " is a candidate.
         let subject = commit.message.lines().next().unwrap_or("");
-        let words = subject
+        let Some(words) = subject
             .strip_prefix("Rename ")
-            .and_then(|w| w.strip_suffix('.'))?;
+            .or_else(|| subject.strip_prefix("Copy "))
+            .and_then(|w| w.strip_suffix('.'))
+        else {
+            return Vec::new();
+        };
         words
             .match_indices(" to ")
             .map(|(at, _)| (words[..at].to_string(), words[at + 4..].to_string()))
             .collect()
     };
-    pairs.into_iter().find_map(|(from, to)| {
+    let mut out = Vec::new();
+    for (from, to) in pairs {
         let from = from.trim_end_matches('/');
-        let to_folder = to.ends_with('/');
         let to = to.trim_end_matches('/');
         let last = from.rsplit('/').next().unwrap_or(from);
-        if to_folder {
-            let dest = if to.is_empty() {
-                last.to_string()
-            } else {
-                format!("{to}/{last}")
-            };
-            if name == dest {
-                return Some(format!("{from}.gpg"));
+        let into = if to.is_empty() {
+            last.to_string()
+        } else {
+            format!("{to}/{last}")
+        };
+        // FROM renamed to TO, or moved into the folder TO; an entry, or everything in a folder.
+        for dest in [to.to_string(), into] {
+            if dest.is_empty() {
+                continue;
             }
-            let rest = name.strip_prefix(&format!("{dest}/"))?;
-            return Some(format!("{from}/{rest}.gpg"));
+            if name == dest {
+                out.push(format!("{from}.gpg"));
+            } else if let Some(rest) = name.strip_prefix(&format!("{dest}/")) {
+                out.push(format!("{from}/{rest}.gpg"));
+            }
         }
-        if name == to {
-            return Some(format!("{from}.gpg"));
-        }
-        let rest = name.strip_prefix(&format!("{to}/"))?;
-        Some(format!("{from}/{rest}.gpg"))
-    })
+    }
+    out
 }
 
 #[cfg(test)]
@@ -209,35 +219,28 @@ mod tests {
 
     #[test]
     fn renames_are_read_from_pass_and_vault_messages() {
+        let has = |c: &CommitInfo, path: &str, want: &str| {
+            renamed_from(c, path).iter().any(|p| p == want)
+        };
         let pass = commit("Rename web/shop to ops/shop.\n");
-        assert_eq!(
-            renamed_from(&pass, "ops/shop.gpg").as_deref(),
-            Some("web/shop.gpg")
-        );
-        assert_eq!(renamed_from(&pass, "ops/other.gpg"), None);
+        assert!(has(&pass, "ops/shop.gpg", "web/shop.gpg"));
+        assert!(renamed_from(&pass, "ops/other.gpg").is_empty());
         let into = commit("Rename bank to archive/.\n");
-        assert_eq!(
-            renamed_from(&into, "archive/bank.gpg").as_deref(),
-            Some("bank.gpg")
-        );
+        assert!(has(&into, "archive/bank.gpg", "bank.gpg"));
+        // pass moves into an existing folder without the slash too.
+        let into = commit("Rename web/shop to ops.\n");
+        assert!(has(&into, "ops/shop.gpg", "web/shop.gpg"));
         let folder = commit("Rename web to www.\n");
-        assert_eq!(
-            renamed_from(&folder, "www/shop.gpg").as_deref(),
-            Some("web/shop.gpg")
-        );
+        assert!(has(&folder, "www/shop.gpg", "web/shop.gpg"));
         let odd = commit("Rename a to b to c.\n");
-        assert_eq!(renamed_from(&odd, "c.gpg").as_deref(), Some("a to b.gpg"));
+        assert!(has(&odd, "c.gpg", "a to b.gpg"));
+        let copy = commit("Copy bank to bank2.\n");
+        assert!(has(&copy, "bank2.gpg", "bank.gpg"));
         let vault = commit(
             "Rename x to y/.\n\nVault-Action: mv\nVault-Entry: web/shop\nVault-Entry: ops/shop\n",
         );
-        assert_eq!(
-            renamed_from(&vault, "ops/shop.gpg").as_deref(),
-            Some("web/shop.gpg")
-        );
-        assert_eq!(
-            renamed_from(&commit("Edit password for x using vi.\n"), "x.gpg"),
-            None
-        );
+        assert!(has(&vault, "ops/shop.gpg", "web/shop.gpg"));
+        assert!(renamed_from(&commit("Edit password for x using vi.\n"), "x.gpg").is_empty());
     }
 
     #[test]

@@ -71,7 +71,11 @@ impl Snapshot {
         if self.entry(name).is_some() && !overwrite {
             return Err(Error::EntryExists(escape(name).into_owned()));
         }
-        let path = format!("{name}.gpg");
+        // An existing entry keeps its file's name (`Web.GPG` is the entry `Web` too).
+        let path = self
+            .entry(name)
+            .map(|e| e.path.clone())
+            .unwrap_or_else(|| format!("{name}.gpg"));
         if self.readers_of(&path).is_none() {
             return Err(Error::NoRootGpgId);
         }
@@ -104,7 +108,13 @@ impl Snapshot {
             trailers: entry_trailers("rotate", &names),
             content: rotated
                 .into_iter()
-                .map(|(n, plain)| (format!("{n}.gpg"), plain))
+                .map(|(n, plain)| {
+                    let path = self
+                        .entry(&n)
+                        .map(|e| e.path.clone())
+                        .unwrap_or_else(|| format!("{n}.gpg"));
+                    (path, plain)
+                })
                 .collect(),
             ..Plan::unchanged("rotate", self.recipients.clone(), self.roster.clone())
         }
@@ -217,6 +227,7 @@ impl Snapshot {
             ..Plan::unchanged(action, self.recipients.clone(), self.roster.clone())
         };
         for (entry, dest) in moves {
+            plan.moved.push((entry.name.clone(), dest.clone()));
             let path = format!("{dest}.gpg");
             if self.needs_reencrypting(entry, &path) {
                 let text = plain

@@ -43,17 +43,7 @@ impl Snapshot {
         self.refuse_unrewritable(&plan)?;
         let gpg_id_signers = self.gpg_id_signers(&plan, operator)?;
         let scope = self.scope(&plan);
-        // Entries written with new content go to their nearest `.gpg-id`'s recipients.
-        let content_folders: Vec<&Folder> = plan
-            .content
-            .iter()
-            .map(|(path, _)| {
-                Layout::governing_in(&plan.recipients, Layout::folder_of(path))
-                    .and_then(|g| plan.recipients.get_key_value(&g))
-                    .map(|(f, _)| f)
-                    .ok_or(Error::NoRootGpgId)
-            })
-            .collect::<Result<_>>()?;
+        let content_folders = content_folders(&plan)?;
         let targets = self.targets(
             &plan,
             scope
@@ -207,7 +197,14 @@ impl Snapshot {
             .filter(|n| !deleted.contains(n) && !written.contains(n))
             .chain(written.iter().cloned())
             .collect();
+        // A renamed or copied entry keeps its password: what is to rotate goes along.
+        let carried: Vec<(String, Vec<String>)> = plan
+            .moved
+            .iter()
+            .filter_map(|(from, to)| rotate.get(from).map(|who| (to.clone(), who.clone())))
+            .collect();
         rotate.retain(|name, _| !written.contains(name) && !deleted.contains(name));
+        rotate.extend(carried);
         let keys = |f: Fingerprint| {
             plan.added
                 .as_ref()
@@ -223,6 +220,18 @@ impl Snapshot {
         );
         let text = crate::readme::render(&view).into_bytes();
         Ok((current.as_deref() != Some(text.as_slice())).then_some(text))
+    }
+
+    /// Checks, writing nothing, that `plan`'s new content can be encrypted: a `.gpg-id`
+    /// governs each entry and each of its recipients has a usable certificate. For `vault
+    /// rotate`, before anyone changes a password at a service.
+    ///
+    /// # Errors
+    /// As [`Snapshot::execute`]'s recipient checks.
+    pub fn check_content(&self, plan: &Plan) -> Result<()> {
+        self.refuse_unrewritable(plan)?;
+        let folders = content_folders(plan)?;
+        self.targets(plan, folders.iter().copied()).map(|_| ())
     }
 
     /// The entries whose ciphertext someone holding one of the keys `ids` may read now (a PKESK
@@ -625,6 +634,23 @@ impl Snapshot {
             not_reencrypted: scope.not_reencrypted,
         })
     }
+}
+
+/// The folder whose recipients each entry written with new content goes to: its nearest
+/// `.gpg-id`'s, as pass reads it.
+///
+/// # Errors
+/// [`Error::NoRootGpgId`] for an entry no `.gpg-id` governs.
+fn content_folders(plan: &Plan) -> Result<Vec<&Folder>> {
+    plan.content
+        .iter()
+        .map(|(path, _)| {
+            Layout::governing_in(&plan.recipients, Layout::folder_of(path))
+                .and_then(|g| plan.recipients.get_key_value(&g))
+                .map(|(f, _)| f)
+                .ok_or(Error::NoRootGpgId)
+        })
+        .collect()
 }
 
 /// The operator, who signs every commit vault makes.

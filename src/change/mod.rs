@@ -49,6 +49,9 @@ pub struct Plan {
     /// Entries written with an existing ciphertext (renamed or copied where the readers stay
     /// the same): entry file path -> blob.
     copies: Vec<(String, crate::git::BlobId)>,
+    /// Entries renamed or copied by the change (`mv`, `cp`): name -> new name. Their content
+    /// (password) is the same, so what is to rotate goes along.
+    moved: Vec<(String, String)>,
     roster: Roster,
     /// Key ids of a member losing access: entries encrypted to them are reported for rotation.
     removed_key_ids: Vec<KeyId>,
@@ -89,6 +92,7 @@ impl Plan {
             deletes: Vec::new(),
             content: Vec::new(),
             copies: Vec::new(),
+            moved: Vec::new(),
             roster,
             removed_key_ids: Vec::new(),
             added: None,

@@ -150,7 +150,14 @@ pub fn copy(secret: &[u8]) -> anyhow::Result<u64> {
                 .map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd.spawn().context("starting the clipboard clearer")?;
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // Nobody would clear it: put back what was there now.
+            let _ = tool.copy(&before);
+            return Err(e).context("starting the clipboard clearer; the clipboard was put back");
+        }
+    };
     let mut input = child.stdin.take().expect("piped");
     for field in [secret, &before[..]] {
         input.write_all(&(field.len() as u64).to_be_bytes())?;
@@ -223,7 +230,10 @@ pub fn restore(seconds: u64) -> anyhow::Result<()> {
     }
     let tool = Tool::find()?;
     if tool.paste().as_slice() == secret {
-        tool.copy(before)?;
+        // What was there before may itself be this secret (an earlier wait cut short): then
+        // the clipboard is emptied instead.
+        let back = if before == secret { &[][..] } else { before };
+        tool.copy(back)?;
     }
     Ok(())
 }

@@ -36,6 +36,13 @@ fn find_entry<'v>(vault: &'v Snapshot, name: &str) -> anyhow::Result<&'v Entry> 
     if let Some(e) = vault.entry(&name) {
         return Ok(e);
     }
+    if !vault.entries_under(&name).is_empty() {
+        anyhow::bail!(
+            "{} is a folder, not an entry: `vault ls {}` lists what is in it",
+            escape(&name),
+            escape(&name)
+        );
+    }
     // The same error as rm's, with its "did you mean".
     Err(vault
         .plan_rm(&name, false)
@@ -102,11 +109,22 @@ pub fn ls(
         .map(parse_folder)
         .transpose()?
         .unwrap_or_default();
+    let prefix = format!("{folder}/");
     let names: Vec<String> = vault
         .entries_under(&folder)
         .into_iter()
         .map(|e| e.name.clone())
+        .filter(|n| folder.is_empty() || n.starts_with(&prefix))
         .collect();
+    if names.is_empty() && vault.entry(&folder).is_some() {
+        // An entry, not a folder: pass shows it.
+        let args = ShowArgs {
+            entry: folder,
+            line: None,
+            clip: false,
+        };
+        return show(global, &args, out, err);
+    }
     if names.is_empty() && !folder.is_empty() {
         return Err(Error::NoSuchFolder {
             folder: vault::store::show_folder(&folder),
@@ -126,7 +144,7 @@ pub fn ls(
             if folder.is_empty() {
                 n.as_str()
             } else {
-                &n[folder.len() + 1..]
+                &n[prefix.len()..]
             }
         })
         .collect();
@@ -272,16 +290,32 @@ fn read_new_content(name: &str, multiline: bool) -> anyhow::Result<Secret> {
         )
         .map(|s| with_newline(s.expose()));
     }
-    let mut all = Zeroizing::new(Vec::new());
-    stdin
-        .lock()
-        .read_to_end(&mut all)
-        .context("reading standard input")?;
+    let mut content = Zeroizing::new(Vec::with_capacity(4096));
+    let mut lock = stdin.lock();
     if multiline {
-        return Ok(Secret::new(all));
+        lock.read_to_end(&mut content)
+            .context("reading standard input")?;
+        return Ok(Secret::new(content));
     }
-    let first = all.split(|b| *b == b'\n').next().unwrap_or(&[]);
-    Ok(with_newline(first))
+    // One line, read a byte at a time: what follows it stays for whoever reads next (a script
+    // that inserts line by line), as pass's `read` leaves it.
+    let mut byte = [0u8; 1];
+    let mut ended = false;
+    while lock.read(&mut byte).context("reading standard input")? == 1 {
+        if byte[0] == b'\n' {
+            ended = true;
+            break;
+        }
+        content.push(byte[0]);
+    }
+    if content.is_empty() && !ended {
+        return Err(Error::Usage(format!(
+            "no password for {} on standard input: nothing was changed",
+            escape(name)
+        ))
+        .into());
+    }
+    Ok(with_newline(&content))
 }
 
 /// `line` and a newline, as pass stores a one-line entry.
@@ -395,7 +429,9 @@ pub fn generate(
         return Err(Error::EntryExists(escape(&name).into_owned()).into());
     }
     let password = generate_password(length, &alphabet(!args.no_symbols))?;
-    let mut content = Zeroizing::new(password.to_vec());
+    // Room for everything up front: a growing buffer would leave copies behind.
+    let mut content = Zeroizing::new(Vec::with_capacity(password.len() + 1 + 65_536));
+    content.extend_from_slice(&password);
     content.push(b'\n');
     let (subject, done) = match (args.in_place, existing) {
         (true, Some(entry)) => {
@@ -482,6 +518,8 @@ pub fn edit(
             .ok()
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| "vi".into());
+        // Ctrl-C, SIGTERM and SIGHUP while the editor runs must not skip the clean-up below.
+        ui::begin_change();
         // As pass does: $EDITOR may hold arguments (`code --wait`), so the shell splits it.
         let status = std::process::Command::new("sh")
             .arg("-c")
@@ -490,8 +528,16 @@ pub fn edit(
             .arg(&file)
             .status()
             .with_context(|| format!("running the editor {editor:?}"))?;
-        if !status.success() {
-            anyhow::bail!("the editor exited with {status}: nothing changed");
+        if !status.success() || ui::interrupted() {
+            anyhow::bail!(
+                "the editor exited with {status}{}: {} was not changed",
+                if ui::interrupted() {
+                    ", interrupted"
+                } else {
+                    ""
+                },
+                escape(&name)
+            );
         }
         Ok(Secret::new(Zeroizing::new(
             std::fs::read(&file).context("reading the edited entry")?,

@@ -17,7 +17,7 @@ use vault::Error;
 use crate::cli::{Global, RotateArgs};
 use crate::commands::entries::{alphabet, generate_password, operator, password_length};
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, open_for_change};
+use crate::commands::{carry_out, check_trust, open_for_change};
 use crate::ui;
 
 pub fn run(
@@ -34,6 +34,12 @@ pub fn run(
         let member = args.member.as_deref().map(MemberName::parse).transpose()?;
         if let Some(m) = &member {
             if !vault.roster().former().iter().any(|f| f.name == *m) {
+                if vault.roster().fingerprint(m).is_some() {
+                    anyhow::bail!(
+                        "{m} is a current member: --member names a former member, whose entries \
+                         are to rotate (`vault members` lists them)"
+                    );
+                }
                 return Err(Error::UnknownMember(m.to_string()).into());
             }
         }
@@ -70,7 +76,17 @@ pub fn run(
         )
         .into());
     }
+    // Everything that could stop the commit is done before anyone changes a password at a
+    // service: every entry decrypted, and the recipients checked (trust, usable keys).
     let mut identity = operator(global, &vault)?;
+    let mut old: Vec<(String, Secret)> = Vec::new();
+    for name in &walk {
+        let entry = vault.entry(name).expect("checked above");
+        old.push((name.clone(), vault.decrypt_entry(entry, &mut identity)?));
+    }
+    let recipients = vault.recipients().values().flatten().copied().collect();
+    check_trust(&vault, global, &recipients, err)?;
+    vault.check_content(&vault.plan_rotate(old.clone()))?;
     writeln!(
         err,
         "{} to rotate: {}",
@@ -81,9 +97,7 @@ pub fn run(
             .join(", ")
     )?;
     let mut rotated: Vec<(String, Secret)> = Vec::new();
-    for name in &walk {
-        let entry = vault.entry(name).expect("checked above");
-        let old = vault.decrypt_entry(entry, &mut identity)?;
+    for (name, old) in &old {
         let rest: &[u8] = match old.expose().iter().position(|b| *b == b'\n') {
             Some(at) => &old.expose()[at + 1..],
             None => &[],
@@ -125,7 +139,9 @@ pub fn run(
             }
             password
         };
-        let mut content = Zeroizing::new(password.to_vec());
+        // Room for everything up front: a growing buffer would leave copies behind.
+        let mut content = Zeroizing::new(Vec::with_capacity(password.len() + 1 + rest.len()));
+        content.extend_from_slice(&password);
         content.push(b'\n');
         content.extend_from_slice(rest);
         rotated.push((name.clone(), Secret::new(content)));
@@ -138,8 +154,40 @@ pub fn run(
         .iter()
         .map(|(n, _)| escape(n).into_owned())
         .collect();
+    // If the commit fails now, the passwords already changed at their services must not be
+    // lost: on a terminal (they were shown or typed there) they are shown again to store.
+    let unsaved: Vec<(String, Secret)> = if global.yes {
+        Vec::new()
+    } else {
+        rotated.clone()
+    };
     let plan = vault.plan_rotate(rotated);
-    let outcome = carry_out(&vault, global, plan, None, err)?;
+    let outcome = match carry_out(&vault, global, plan, None, err) {
+        Ok(o) => o,
+        Err(e) => {
+            if !unsaved.is_empty() {
+                writeln!(
+                    err,
+                    "NOT SAVED. The new passwords you set at the services, to store once the \
+                     problem below is fixed (`vault insert -m --force ENTRY`):"
+                )?;
+                for (name, content) in &unsaved {
+                    let first = content
+                        .expose()
+                        .split(|b| *b == b'\n')
+                        .next()
+                        .unwrap_or(&[]);
+                    writeln!(
+                        err,
+                        "  {}: {}",
+                        escape(name),
+                        String::from_utf8_lossy(first)
+                    )?;
+                }
+            }
+            return Err(e);
+        }
+    };
     writeln!(
         out,
         "Rotated {}; commit {}:",

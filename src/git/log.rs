@@ -188,25 +188,19 @@ pub enum Met<'a> {
     },
 }
 
-/// A followed path in one commit: HEAD's path it is the history of, and whether its content
-/// there is still HEAD's.
-#[derive(Clone, Debug)]
-struct Followed {
-    head: String,
-    same: bool,
-}
-
 impl Repo {
     /// Walks back from `head` through every parent, each commit once, following each of `paths`
     /// through its whole history: across re-encryptions (`keeps_content` says a commit only
-    /// re-encrypted), content changes, and renames (`renamed_from` names the path a commit
-    /// renamed to a followed one, for renames git cannot see because the ciphertext changed; a
-    /// rename that kept the blob git finds itself). A commit that changed a followed path
-    /// (against a parent) made a [`Met::Version`]; the newest content change along each line is
-    /// [`Met::Changed`]. A merge that took a path from one parent unchanged follows it into that
-    /// parent only, so the commit that made a change is credited, not the merge that brought it
-    /// in; a path a merge changed is followed into every parent (whoever could read it on either
-    /// side counts).
+    /// re-encrypted), content changes, and renames and copies: `sources` names the paths a
+    /// commit's message says it renamed or copied to a followed one (for those git cannot see
+    /// because the ciphertext changed); a rename or copy that kept the blob is found by the blob
+    /// (a file of the parent with the same one, deleted by the commit or not). A commit that
+    /// changed a followed path (against a parent) made a [`Met::Version`]; the newest content
+    /// change along each line is [`Met::Changed`]. A merge that took a path from one parent
+    /// unchanged follows it into that parent only, so the commit that made a change is credited,
+    /// not the merge that brought it in; a path a merge changed is followed into every parent
+    /// (whoever could read it on either side counts). Two of HEAD's entries that go back to one
+    /// older file (a copy) are each followed.
     ///
     /// # Errors
     /// Git errors reading history.
@@ -215,7 +209,7 @@ impl Repo {
         head: CommitId,
         paths: &BTreeSet<String>,
         keeps_content: &dyn Fn(&CommitInfo) -> bool,
-        renamed_from: &dyn Fn(&CommitInfo, &str) -> Option<String>,
+        sources: &dyn Fn(&CommitInfo, &str) -> Vec<String>,
         visit: &mut dyn FnMut(Met) -> Result<()>,
     ) -> Result<()> {
         use std::collections::{BTreeMap, HashMap};
@@ -225,19 +219,15 @@ impl Repo {
             .map_err(ge("walking history"))?;
         let mut opts = DiffOptions::new();
         opts.ignore_submodules(true);
-        // Commit -> the paths followed into it.
-        let mut open: HashMap<git2::Oid, BTreeMap<String, Followed>> = HashMap::new();
+        // Commit -> (path there, HEAD's path it is the history of) -> whether its content is
+        // still HEAD's.
+        type Open = BTreeMap<(String, String), bool>;
+        let mut open: HashMap<git2::Oid, Open> = HashMap::new();
         open.insert(
             head.0,
             paths
                 .iter()
-                .map(|p| {
-                    let f = Followed {
-                        head: p.clone(),
-                        same: true,
-                    };
-                    (p.clone(), f)
-                })
+                .map(|p| ((p.clone(), p.clone()), true))
                 .collect(),
         );
         for oid in walk {
@@ -253,8 +243,9 @@ impl Repo {
             let info = CommitInfo::of(&commit);
             let keeps = keeps_content(&info);
             let parents: Vec<git2::Commit> = commit.parents().collect();
+            let followed: BTreeSet<&str> = here.keys().map(|(p, _)| p.as_str()).collect();
             // Per parent: the followed paths whose blob differs from this commit's, and the
-            // blobs of the files this commit deleted (to find renames that kept the blob).
+            // files this commit deleted, by blob (renames that kept it).
             let mut differs: Vec<BTreeSet<String>> = Vec::new();
             let mut deleted: Vec<HashMap<git2::Oid, String>> = Vec::new();
             let mut parent_trees = Vec::new();
@@ -274,7 +265,7 @@ impl Repo {
                     }
                     if let Some(p) = d.new_file().path().or(d.old_file().path()) {
                         let p = p.to_string_lossy();
-                        if here.contains_key(p.as_ref()) {
+                        if followed.contains(p.as_ref()) {
                             changed.insert(p.into_owned());
                         }
                     }
@@ -283,17 +274,19 @@ impl Repo {
                 deleted.push(gone);
                 parent_trees.push(parent_tree);
             }
-            for (path, followed) in &here {
+            // Each parent's files by blob, made only when a copy has to be looked for.
+            let mut by_blob: Vec<Option<HashMap<git2::Oid, String>>> = vec![None; parents.len()];
+            for ((path, head_path), same) in &here {
+                let same = *same;
+                // Where the path goes in each parent, and whether its content there is HEAD's.
+                let mut follow: Vec<(usize, String, bool)> = Vec::new();
                 let same_as: Vec<usize> = (0..parents.len())
                     .filter(|i| !differs[*i].contains(path))
                     .collect();
-                // Where the path goes in each parent to follow, and whether its content there is
-                // still HEAD's.
-                let mut follow: Vec<(usize, String, bool)> = Vec::new();
                 if !same_as.is_empty() {
                     // Taken unchanged from these parents: the change is further back.
                     for i in same_as {
-                        follow.push((i, path.clone(), followed.same));
+                        follow.push((i, path.clone(), same));
                     }
                 } else {
                     let blob = tree
@@ -302,63 +295,83 @@ impl Repo {
                         .map(|e| e.id());
                     if let Some(blob) = blob {
                         visit(Met::Version {
-                            path: &followed.head,
+                            path: head_path,
                             blob: BlobId(blob),
                             commit: &info,
-                            same: followed.same,
+                            same,
                         })?;
                     }
-                    // Where each parent had it: the same path, or the one it was renamed from.
-                    let mut sources: Vec<(usize, String, bool)> = Vec::new();
+                    // Where each parent had it: renamed or copied from another file (by blob,
+                    // then as the message says; also onto a path that existed), else the same
+                    // path, else a copy of a file with the same blob.
+                    let mut found: Vec<(usize, String, bool)> = Vec::new();
                     for (i, parent_tree) in parent_trees.iter().enumerate() {
                         let in_parent =
                             |p: &str| parent_tree.get_path(std::path::Path::new(p)).is_ok();
-                        if in_parent(path) {
-                            sources.push((i, path.clone(), false));
-                            continue;
-                        }
-                        // Added here: renamed from a file this commit deleted with the same blob
-                        // (git mv, pass mv within one .gpg-id), or as the message says.
-                        let by_blob = blob.and_then(|b| deleted[i].get(&b).cloned());
-                        let by_message = || renamed_from(&info, path).filter(|p| in_parent(p));
-                        if let Some(source) = by_blob.or_else(by_message) {
-                            sources.push((i, source, true));
+                        let renamed = blob
+                            .and_then(|b| deleted[i].get(&b).cloned())
+                            .filter(|p| p != path)
+                            .or_else(|| {
+                                sources(&info, path)
+                                    .into_iter()
+                                    .find(|p| p != path && in_parent(p))
+                            });
+                        if let Some(source) = renamed {
+                            found.push((i, source, true));
+                        } else if in_parent(path) {
+                            found.push((i, path.clone(), false));
+                        } else if let Some(b) = blob {
+                            let files = by_blob[i].get_or_insert_with(|| blobs_of(parent_tree));
+                            if let Some(source) = files.get(&b) {
+                                found.push((i, source.clone(), true));
+                            }
                         }
                     }
-                    if sources.is_empty() {
+                    if found.is_empty() && same {
                         // No parent had it under any name: its content starts here.
-                        if followed.same {
-                            visit(Met::Changed {
-                                path: &followed.head,
-                                commit: &info,
-                            })?;
-                        }
+                        visit(Met::Changed {
+                            path: head_path,
+                            commit: &info,
+                        })?;
                     }
-                    for (i, source, renamed) in sources {
+                    for (i, source, renamed) in found {
                         let kept = keeps || renamed;
-                        if !kept && followed.same {
+                        if !kept && same {
                             visit(Met::Changed {
-                                path: &followed.head,
+                                path: head_path,
                                 commit: &info,
                             })?;
                         }
-                        follow.push((i, source, followed.same && kept));
+                        follow.push((i, source, same && kept));
                     }
                 }
                 for (i, source, same) in follow {
                     let entry = open
                         .entry(parents[i].id())
                         .or_default()
-                        .entry(source)
-                        .or_insert_with(|| Followed {
-                            head: followed.head.clone(),
-                            same,
-                        });
+                        .entry((source, head_path.clone()))
+                        .or_insert(same);
                     // Reached along two lines: HEAD's content if either line says so.
-                    entry.same |= same;
+                    *entry |= same;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Every file of `tree` (recursively) by blob id: where a copy that kept the blob came from.
+fn blobs_of(tree: &git2::Tree) -> std::collections::HashMap<git2::Oid, String> {
+    let mut files = std::collections::HashMap::new();
+    let _ = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob) {
+            if let Ok(name) = entry.name() {
+                files
+                    .entry(entry.id())
+                    .or_insert_with(|| format!("{dir}{name}"));
+            }
+        }
+        git2::TreeWalkResult::Ok
+    });
+    files
 }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static IN_CHANGE: AtomicBool = AtomicBool::new(false);
@@ -13,7 +13,8 @@ static IN_CHANGE: AtomicBool = AtomicBool::new(false);
 /// (exit code 130, as a shell reports SIGINT); during one (see [`begin_change`]) the change is
 /// asked to stop, and undoes itself before its commit point or completes after it.
 pub fn catch_interrupts() {
-    for signal in [SIGINT, SIGTERM] {
+    // SIGHUP too: a closed terminal must not leave `vault edit`'s file behind.
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
         // SAFETY: the action only touches atomics and makes async-signal-safe calls (write(2)
         // through rustix, _exit(2) through signal-hook).
         let installed = unsafe {
@@ -29,7 +30,7 @@ pub fn catch_interrupts() {
                 signal_hook::low_level::exit(130);
             })
         };
-        installed.expect("SIGINT and SIGTERM can be caught");
+        installed.expect("SIGINT, SIGTERM and SIGHUP can be caught");
     }
 }
 
