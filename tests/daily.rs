@@ -291,3 +291,30 @@ fn shells_complete_entry_and_member_names_from_the_store_and_the_man_page_render
     assert!(man.ok().stdout.contains(".TH vault 1"), "{man}");
     assert!(man.stdout.contains("update\\-member"), "subcommands listed");
 }
+
+#[test]
+fn rm_recursive_takes_the_folders_gpg_id_and_mv_refuses_moves_into_itself() {
+    let t = adopted_team();
+    let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
+    let a = Alice {
+        lab,
+        store,
+        empty: Gpg::new(),
+        secret: alice.secret_str(),
+    };
+    let head = store.head();
+    a.vault(&["mv", "ops", "ops/deeper"], "")
+        .fails()
+        .stderr_has("cannot move ops into itself");
+    assert_eq!(store.head(), head);
+    a.vault(&["rm", "-r", "ops"], "")
+        .ok()
+        .stdout_has("Removed 2 entries");
+    assert!(!store.file("ops/.gpg-id").exists(), "as pass's rm -r");
+    store.assert_clean();
+    // An entry added there now goes to the root's readers, as pass would encrypt it.
+    a.vault(&["insert", "ops/new"], "pw\n").ok();
+    lab.assert_reads(store, bob, &[("ops/new", "pw\n")]);
+    lab.assert_pass_init_reencrypts_nothing(store, bob, "");
+    a.vault(&["verify"], "").ok();
+}

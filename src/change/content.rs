@@ -141,11 +141,27 @@ impl Snapshot {
             }
         };
         let names: Vec<String> = found.iter().map(|e| e.name.clone()).collect();
+        let mut deletes: Vec<String> = found.iter().map(|e| e.path.clone()).collect();
+        // As pass's `rm -r`: the folder goes whole, its own .gpg-id (and signature) with it, so
+        // that an entry added there later is not encrypted to readers nobody sees any more.
+        let mut recipients = self.recipients.clone();
+        if recursive && self.entry(name).is_none() {
+            let inside = |f: &String| f == name || f.starts_with(&format!("{name}/"));
+            for folder in self.recipients.keys().filter(|f| inside(f)) {
+                recipients.remove(folder);
+                let gpg_id = crate::store::gpg_id_path(folder);
+                let sig = format!("{gpg_id}.sig");
+                if self.layout.signatures.contains_key(&sig) {
+                    deletes.push(sig);
+                }
+                deletes.push(gpg_id);
+            }
+        }
         let plan = Plan {
             subject: format!("Remove {} from store.", escape(name)),
             trailers: entry_trailers("rm", &names.iter().map(String::as_str).collect::<Vec<_>>()),
-            deletes: found.iter().map(|e| e.path.clone()).collect(),
-            ..Plan::unchanged("rm", self.recipients.clone(), self.roster.clone())
+            deletes,
+            ..Plan::unchanged("rm", recipients, self.roster.clone())
         };
         Ok((plan, names))
     }
@@ -182,6 +198,12 @@ impl Snapshot {
             base.to_string()
         };
         let target = crate::store::parse_entry(&target)?;
+        if target == from || target.starts_with(&format!("{from}/")) {
+            return Err(Error::Usage(format!(
+                "cannot move {} into itself",
+                escape(from)
+            )));
+        }
         let mut out = Vec::new();
         for e in sources {
             let dest = match e.name.strip_prefix(from) {
@@ -196,6 +218,16 @@ impl Snapshot {
                 return Err(Error::EntryExists(escape(&dest).into_owned()));
             }
             out.push((e, dest));
+        }
+        // A destination that is also a source would be written, then deleted with the sources.
+        if let Some((_, dest)) = out
+            .iter()
+            .find(|(_, d)| out.iter().any(|(src, _)| src.name == *d))
+        {
+            return Err(Error::Usage(format!(
+                "{} is both moved and written over by this move: move it elsewhere first",
+                escape(dest)
+            )));
         }
         Ok((target, out))
     }

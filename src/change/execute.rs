@@ -291,7 +291,11 @@ impl Snapshot {
     fn scope<'s>(&'s self, plan: &'s Plan) -> Scope<'s> {
         let mut work: Vec<(&Entry, &Folder)> = Vec::new();
         let mut elsewhere: Vec<(&Entry, Option<&Folder>)> = Vec::new();
+        let deleted: BTreeSet<&str> = plan.deletes.iter().map(String::as_str).collect();
         for e in &self.layout.entries {
+            if deleted.contains(e.path.as_str()) {
+                continue; // removed by the change (`vault rm`, the source of `vault mv`)
+            }
             let Some(gov) = Layout::governing_in(&plan.recipients, Layout::folder_of(&e.path))
             else {
                 elsewhere.push((e, None));
