@@ -17,7 +17,16 @@ struct Alice<'t> {
     secret: &'t str,
 }
 
-impl Alice<'_> {
+impl<'t> Alice<'t> {
+    fn new(lab: &'t Lab, store: &'t Store, alice: &'t Person) -> Alice<'t> {
+        Alice {
+            lab,
+            store,
+            empty: Gpg::new(),
+            secret: alice.secret_str(),
+        }
+    }
+
     fn vault(&self, args: &[&str], stdin: &str) -> Run {
         self.vault_env(args, &[], stdin)
     }
@@ -34,12 +43,7 @@ impl Alice<'_> {
 fn vault_writes_with_no_keyring_and_pass_reads_everything() {
     let t = adopted_team();
     let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
-    let a = Alice {
-        lab,
-        store,
-        empty: Gpg::new(),
-        secret: alice.secret_str(),
-    };
+    let a = Alice::new(lab, store, alice);
 
     // insert --multiline: pass's commit message, vault's trailers; pass reads it for everyone.
     a.vault(&["insert", "-m", "web/new"], "n3w-pass\nlogin: coop\n")
@@ -183,12 +187,7 @@ fn pass_writes_and_vault_reads_with_no_keyring() {
         "dns-pw\nurl: x\n",
     )
     .ok();
-    let a = Alice {
-        lab,
-        store,
-        empty: Gpg::new(),
-        secret: alice.secret_str(),
-    };
+    let a = Alice::new(lab, store, alice);
     let show = a.vault(&["show", "dns/registrar"], "");
     assert_eq!(show.ok().stdout, "dns-pw\nurl: x\n");
 }
@@ -200,12 +199,7 @@ fn writing_refuses_an_unvouched_recipient_and_changes_nothing() {
     add_by_hand(store, carol);
     git_commit_all(store, "carol, by hand");
     let head = store.head();
-    let a = Alice {
-        lab,
-        store,
-        empty: Gpg::new(),
-        secret: alice.secret_str(),
-    };
+    let a = Alice::new(lab, store, alice);
     a.vault(&["insert", "web/x"], "pw\n")
         .fails()
         .stderr_has("vault verify");
@@ -221,12 +215,7 @@ fn rotate_yes_rotates_what_audit_lists_keeping_every_other_line_and_the_flags_cl
         .ok();
     let audit = lab.vault(store, alice, &["audit"]);
     assert_eq!(audit.code, Some(3), "{audit}");
-    let a = Alice {
-        lab,
-        store,
-        empty: Gpg::new(),
-        secret: alice.secret_str(),
-    };
+    let a = Alice::new(lab, store, alice);
     // Without a terminal and without --yes: refused, nothing changed.
     let head = store.head();
     lab.vault_input(
@@ -296,12 +285,7 @@ fn shells_complete_entry_and_member_names_from_the_store_and_the_man_page_render
 fn rm_recursive_takes_the_folders_gpg_id_and_mv_refuses_moves_into_itself() {
     let t = adopted_team();
     let (lab, store, alice, bob) = (&t.lab, &t.store, &t.alice, &t.bob);
-    let a = Alice {
-        lab,
-        store,
-        empty: Gpg::new(),
-        secret: alice.secret_str(),
-    };
+    let a = Alice::new(lab, store, alice);
     let head = store.head();
     a.vault(&["mv", "ops", "ops/deeper"], "")
         .fails()

@@ -9,26 +9,6 @@ use std::fs;
 
 use common::*;
 
-/// A bare repository at `lab/remote.git` made from `store`, which gets it as `origin`, with its
-/// branch tracking `origin/main` (as in tests/sync.rs).
-fn share(lab: &Lab, store: &Store) -> String {
-    let remote = lab.path("remote.git");
-    let remote = remote.to_str().unwrap().to_string();
-    store.git_ok(&["clone", "-q", "--bare", store.path_str(), &remote]);
-    store.git_ok(&["remote", "add", "origin", &remote]);
-    store.git_ok(&["fetch", "-q", "origin"]);
-    store.git_ok(&["branch", "-q", "--set-upstream-to=origin/main"]);
-    remote
-}
-
-/// A clone of `remote` at `lab/<name>`, as a teammate makes it.
-fn clone(lab: &Lab, remote: &str, name: &str) -> Store {
-    let store = lab.store(name);
-    lab.store("")
-        .git_ok(&["clone", "-q", remote, store.path_str()]);
-    store
-}
-
 /// Someone whose key the real gpg generated in their own, otherwise empty, GnuPG home (so it
 /// has ultimate ownertrust), with no `trust-model always`: gpg's defaults.
 fn newcomer(name: &str) -> Person {

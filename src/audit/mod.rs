@@ -231,12 +231,7 @@ fn verify_changed(
     entries: &mut [EntryReport],
 ) -> Result<()> {
     let mut password = |blob| first_line(objects, identity, blob);
-    let current: HashMap<&str, crate::git::BlobId> = vault
-        .layout()
-        .entries
-        .iter()
-        .map(|e| (e.name.as_str(), e.blob))
-        .collect();
+    let current = current_blobs(vault);
     let mut now: HashMap<usize, Option<crate::secret::Secret>> = HashMap::new();
     // (entry, former member) -> (some old version has the same password, some could not be
     // decrypted).
@@ -267,6 +262,16 @@ fn verify_changed(
     Ok(())
 }
 
+/// Each entry's blob at HEAD, by name.
+fn current_blobs(vault: &Snapshot) -> HashMap<&str, crate::git::BlobId> {
+    vault
+        .layout()
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.blob))
+        .collect()
+}
+
 /// The first line of the entry version `blob`, decrypted in memory, if the operator can.
 fn first_line(
     objects: &Objects,
@@ -293,12 +298,7 @@ fn hygiene(
     identity: &mut crate::crypto::Identity,
     entries: &mut [EntryReport],
 ) -> Vec<String> {
-    let current: HashMap<&str, crate::git::BlobId> = vault
-        .layout()
-        .entries
-        .iter()
-        .map(|e| (e.name.as_str(), e.blob))
-        .collect();
+    let current = current_blobs(vault);
     let mut passwords: Vec<(usize, crate::secret::Secret)> = Vec::new();
     let mut not_decrypted = Vec::new();
     for (i, r) in entries.iter_mut().enumerate() {

@@ -2,15 +2,16 @@
 
 use std::io::Write;
 
-use vault::crypto::{Fingerprint, MemberKey};
+use vault::crypto::MemberKey;
 use vault::store::{parse_folder, show_folder, MemberName};
 use vault::text::count;
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, init::stem_name, open_for_change, say_not_reencrypted};
-use crate::ui;
+use crate::commands::{
+    carry_out, init::stem_name, open_for_change, say_not_reencrypted, vouch_for,
+};
 
 pub fn run(
     global: &Global,
@@ -50,28 +51,13 @@ pub fn run(
         show_folder(folder.as_deref().unwrap_or("")),
         plan.changed_gpg_ids().join(", ")
     )?;
-    match &args.fingerprint {
-        Some(asserted) => {
-            let ok = Fingerprint::parse(asserted) == Some(fpr);
-            if !ok {
-                return Err(Error::FingerprintMismatch {
-                    expected: asserted.clone(),
-                    actual: fpr.to_string(),
-                }
-                .into());
-            }
-        }
-        None => {
-            let yes = ui::confirm(
-                global.yes,
-                &format!("Is this {name}'s key? (compare the fingerprint with {name} in person or by phone)"),
-                "add-member needs confirmation: check the fingerprint with the new member, then pass --fingerprint FPR (or --yes)",
-            )?;
-            if !yes {
-                writeln!(err, "Nothing changed.")?;
-                return Ok(());
-            }
-        }
+    let question = format!(
+        "Is this {name}'s key? (compare the fingerprint with {name} in person or by phone)"
+    );
+    let needs = "add-member needs confirmation: check the fingerprint with the new member, then pass --fingerprint FPR (or --yes)";
+    if !vouch_for(global, fpr, args.fingerprint.as_deref(), (&question, needs))? {
+        writeln!(err, "Nothing changed.")?;
+        return Ok(());
     }
 
     // The new member is vouched for by this very command (the operator checked the fingerprint).

@@ -289,3 +289,26 @@ pub fn carry_out(
     advance_anchor(vault.repo(), &anchor, outcome.commit)?;
     Ok(outcome)
 }
+
+/// The operator vouches for a key: `--fingerprint FPR` must be its fingerprint, else a person
+/// confirms it on the terminal (`question`; `needs` says what to do without one). Returns
+/// whether to go on.
+///
+/// # Errors
+/// [`Error::FingerprintMismatch`] for another fingerprint; no terminal and no `--yes`.
+pub fn vouch_for(
+    global: &Global,
+    fpr: vault::crypto::Fingerprint,
+    asserted: Option<&str>,
+    (question, needs): (&str, &str),
+) -> anyhow::Result<bool> {
+    match asserted {
+        Some(asserted) if vault::crypto::Fingerprint::parse(asserted) == Some(fpr) => Ok(true),
+        Some(asserted) => Err(Error::FingerprintMismatch {
+            expected: asserted.to_string(),
+            actual: fpr.to_string(),
+        }
+        .into()),
+        None => ui::confirm(global.yes, question, needs),
+    }
+}

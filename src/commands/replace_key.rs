@@ -4,15 +4,14 @@
 
 use std::io::Write;
 
-use vault::crypto::{Fingerprint, MemberKey};
+use vault::crypto::MemberKey;
 use vault::store::MemberName;
 use vault::text::{count, escape};
 use vault::Error;
 
 use crate::cli::{Global, ReplaceKeyArgs};
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, open_for_change, say_not_reencrypted};
-use crate::ui;
+use crate::commands::{carry_out, open_for_change, say_not_reencrypted, vouch_for};
 
 pub fn run(
     global: &Global,
@@ -53,27 +52,13 @@ pub fn run(
         }
     )?;
     writeln!(err, "  will read    {}", plan.changed_gpg_ids().join(", "))?;
-    match &args.fingerprint {
-        Some(asserted) => {
-            if Fingerprint::parse(asserted) != Some(new) {
-                return Err(Error::FingerprintMismatch {
-                    expected: asserted.clone(),
-                    actual: new.to_string(),
-                }
-                .into());
-            }
-        }
-        None => {
-            let yes = ui::confirm(
-                global.yes,
-                &format!("Is this {name}'s new key? (compare the fingerprint with {name} in person or by phone)"),
-                "replace-key needs confirmation: check the fingerprint with the member, then pass --fingerprint FPR (or --yes)",
-            )?;
-            if !yes {
-                writeln!(err, "Nothing changed.")?;
-                return Ok(());
-            }
-        }
+    let question = format!(
+        "Is this {name}'s new key? (compare the fingerprint with {name} in person or by phone)"
+    );
+    let needs = "replace-key needs confirmation: check the fingerprint with the member, then pass --fingerprint FPR (or --yes)";
+    if !vouch_for(global, new, args.fingerprint.as_deref(), (&question, needs))? {
+        writeln!(err, "Nothing changed.")?;
+        return Ok(());
     }
     // The new key is vouched for by this command: the operator checked its fingerprint.
     let outcome = carry_out(&vault, global, plan, Some(new), err)?;
