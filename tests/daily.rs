@@ -302,3 +302,66 @@ fn rm_recursive_takes_the_folders_gpg_id_and_mv_refuses_moves_into_itself() {
     lab.assert_pass_init_reencrypts_nothing(store, bob, "");
     a.vault(&["verify"], "").ok();
 }
+
+#[test]
+fn the_rotate_walk_on_a_terminal_shows_each_entry_and_records_what_was_confirmed() {
+    let t = adopted_team();
+    let (lab, store, alice) = (&t.lab, &t.store, &t.alice);
+    lab.vault_as(store, alice, &["--yes", "remove-member", "bob"])
+        .ok();
+    // A real terminal (script(1) gives vault a pty): for each of bank, email/work and web/shop,
+    // "generate?" yes, then "changed at the service?": yes, no (email/work is skipped), yes.
+    let vault = env!("CARGO_BIN_EXE_vault");
+    let command = format!(
+        "{vault} --store {} --identity {} rotate",
+        store.path_str(),
+        alice.secret_str()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("GNUPGHOME", alice.gpg.home())
+        .env("HOME", store.home())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        for key in ["y", "y", "y", "n", "y", "y"] {
+            input.write_all(key.as_bytes()).unwrap();
+            input.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{screen}");
+    // Each entry's other lines were shown, to change the credential at the service.
+    for line in [
+        "IBAN: DE00 1234 5678 9000",
+        "user: alice@coop.example",
+        "login: coop",
+    ] {
+        assert!(screen.contains(line), "{line} in:\n{screen}");
+    }
+    assert!(
+        screen.contains("skipped: email/work keeps its password"),
+        "{screen}"
+    );
+    assert!(screen.contains("Rotated 2 entries"), "{screen}");
+    assert_eq!(store.last_subject(), "Rotate 2 passwords");
+    lab.assert_reads(store, alice, &[("email/work", ROOT_ENTRIES[1].1)]);
+    let bank = String::from_utf8(lab.read_as(store, alice, "bank").unwrap()).unwrap();
+    assert!(!bank.starts_with("correct horse"), "bank rotated");
+    assert!(bank.ends_with("IBAN: DE00 1234 5678 9000\n"), "{bank}");
+    // The new password shown on the terminal is the one recorded.
+    let first = bank.lines().next().unwrap();
+    assert!(
+        screen.contains(&format!("new password: {first}")),
+        "{screen}"
+    );
+}
