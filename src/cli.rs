@@ -82,7 +82,8 @@ pub enum Command {
     /// merge), in one signed commit, and list what a former member could read
     Repair,
     /// Fetch the branch's upstream, check every incoming commit as `vault verify` does,
-    /// fast-forward, encrypt every entry to exactly its .gpg-id again, and push (--no-push: not)
+    /// fast-forward or merge (one signed merge commit), encrypt every entry to exactly its
+    /// .gpg-id again, and push (--no-push: not)
     Sync(SyncArgs),
     /// Decrypt an entry and print it (--line N: that line only; --clip: to the clipboard)
     Show(ShowArgs),

@@ -291,6 +291,15 @@ fn rm_recursive_takes_the_folders_gpg_id_and_mv_refuses_moves_into_itself() {
         .fails()
         .stderr_has("cannot move ops into itself");
     assert_eq!(store.head(), head);
+    // A folder elsewhere reads ops/'s .gpg-id through a link: removing ops/ would leave it
+    // dangling.
+    std::os::unix::fs::symlink("../ops/.gpg-id", store.file("web/.gpg-id")).unwrap();
+    git_commit_all(store, "web reads as ops does");
+    a.vault(&["rm", "-r", "ops"], "")
+        .fails()
+        .stderr_has("web/.gpg-id links to a .gpg-id inside ops");
+    store.git_ok(&["rm", "-q", "web/.gpg-id"]);
+    store.git_ok(&["commit", "-q", "-m", "web reads as the root does again"]);
     a.vault(&["rm", "-r", "ops"], "")
         .ok()
         .stdout_has("Removed 2 entries");

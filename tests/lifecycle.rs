@@ -508,6 +508,17 @@ fn removing_a_former_member_says_when_they_left() {
     lab.vault_as(store, alice, &["--yes", "grant", "bob", "--folder", "ops"])
         .fails()
         .stderr_has("former member");
+    // Not back with the same key, nor someone else under bob's name.
+    let mut robert = t.bob.add_member_with(&["--yes"]);
+    robert.extend(["--name", "robert"]);
+    lab.vault_as(store, alice, &robert)
+        .fails()
+        .stderr_has("may not be used again");
+    let mut carol_as_bob = t.carol.add_member_with(&["--yes"]);
+    carol_as_bob.extend(["--name", "bob"]);
+    lab.vault_as(store, alice, &carol_as_bob)
+        .fails()
+        .stderr_has("bob is the name of a former member");
     assert_eq!(store.head(), head);
 
     // Someone's stale pass encrypts a new entry to bob too: now the hint says to repair.

@@ -147,6 +147,19 @@ impl Snapshot {
         let mut recipients = self.recipients.clone();
         if recursive && self.entry(name).is_none() {
             let inside = |f: &String| f == name || f.starts_with(&format!("{name}/"));
+            if let Some((from, _)) = self
+                .layout
+                .gpg_id_links
+                .iter()
+                .find(|(from, to)| inside(to) && !inside(from))
+            {
+                return Err(Error::Usage(format!(
+                    "{} links to a .gpg-id inside {}: removing it would leave that link \
+                     dangling. Replace the link with a file of its own first; nothing was changed",
+                    escape(&crate::store::gpg_id_path(from)),
+                    escape(name)
+                )));
+            }
             for folder in self.recipients.keys().filter(|f| inside(f)) {
                 recipients.remove(folder);
                 let gpg_id = crate::store::gpg_id_path(folder);
@@ -219,6 +232,16 @@ impl Snapshot {
             }
             out.push((e, dest));
         }
+        // Two files named as one entry (`a.gpg` and `a.GPG`) would land on one destination.
+        let mut dests: Vec<&String> = out.iter().map(|(_, d)| d).collect();
+        dests.sort();
+        if let Some(w) = dests.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Usage(format!(
+                "two files would become {}: entries that differ only in the case of .gpg; \
+                 rename one with git first",
+                escape(w[0])
+            )));
+        }
         // A destination that is also a source would be written, then deleted with the sources.
         if let Some((_, dest)) = out
             .iter()
@@ -260,7 +283,11 @@ impl Snapshot {
         };
         for (entry, dest) in moves {
             plan.moved.push((entry.name.clone(), dest.clone()));
-            let path = format!("{dest}.gpg");
+            // Written over (--force): the existing file keeps its name (`b.GPG` is `b` too).
+            let path = self
+                .entry(dest)
+                .map(|e| e.path.clone())
+                .unwrap_or_else(|| format!("{dest}.gpg"));
             if self.needs_reencrypting(entry, &path) {
                 let text = plain
                     .remove(&entry.name)

@@ -238,6 +238,32 @@ impl Snapshot {
         if let Some(problem) = merged.problem() {
             return Err(unusable(&merged, problem.clone()));
         }
+        // A certificate that binds another member's key (or a former or replaced one) as a
+        // subkey is not this member's alone.
+        let others = self
+            .roster
+            .members()
+            .filter(|(_, f)| **f != fpr)
+            .map(|(n, f)| (n.to_string(), *f))
+            .chain(
+                self.roster
+                    .former()
+                    .iter()
+                    .map(|f| (f.name.to_string(), f.fingerprint)),
+            )
+            .chain(
+                self.roster
+                    .replaced()
+                    .iter()
+                    .map(|r| (r.name.to_string(), r.fingerprint)),
+            );
+        for (owner, other) in others {
+            if merged.has_fingerprint(other) {
+                return Err(Error::MemberExists(format!(
+                    "the key given for {name} binds key {other}, which is {owner}'s"
+                )));
+            }
+        }
         // A user id with another member's e-mail would make that address ambiguous for pass
         // and gpg (`.gpg-id` lines may name members by e-mail).
         for email in merged.emails() {

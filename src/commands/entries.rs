@@ -23,7 +23,7 @@ use crate::cli::{
     ShowArgs,
 };
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, identity, open, open_for_change};
+use crate::commands::{carry_out, check_trust, identity, open, open_for_change};
 use crate::ui;
 
 /// The operator's identity, required: these commands decrypt.
@@ -502,6 +502,18 @@ pub fn edit(
         }
         None => None,
     };
+    // What could refuse the commit is checked before the person edits: their edit is not lost.
+    let recipients = vault.recipients().values().flatten().copied().collect();
+    check_trust(&vault, global, &recipients, err)?;
+    vault.check_content(&vault.plan_write(
+        &name,
+        old.clone().unwrap_or_default(),
+        ("edit", String::new()),
+        true,
+    )?)?;
+    // Ctrl-C, SIGTERM and a hang-up while the file exists must not skip its removal below.
+    ui::begin_change();
+    let hangup = ui::catch_hangup();
     let dir = tempfile::Builder::new()
         .prefix("vault.")
         .tempdir_in(shm)
@@ -518,8 +530,6 @@ pub fn edit(
             .ok()
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| "vi".into());
-        // Ctrl-C, SIGTERM and SIGHUP while the editor runs must not skip the clean-up below.
-        ui::begin_change();
         // As pass does: $EDITOR may hold arguments (`code --wait`), so the shell splits it.
         let status = std::process::Command::new("sh")
             .arg("-c")
@@ -528,14 +538,9 @@ pub fn edit(
             .arg(&file)
             .status()
             .with_context(|| format!("running the editor {editor:?}"))?;
-        if !status.success() || ui::interrupted() {
+        if !status.success() {
             anyhow::bail!(
-                "the editor exited with {status}{}: {} was not changed",
-                if ui::interrupted() {
-                    ", interrupted"
-                } else {
-                    ""
-                },
+                "the editor exited with {status}: {} was not changed",
                 escape(&name)
             );
         }
@@ -548,7 +553,10 @@ pub fn edit(
         let _ = std::fs::write(&file, vec![0u8; meta.len() as usize]);
     }
     drop(dir);
+    drop(hangup);
     let edited = edited?;
+    // The editor closed normally: a Ctrl-C it took (ed, a shell it ran) does not undo the edit.
+    ui::clear_interrupted();
     if old.as_ref().is_some_and(|o| o.expose() == edited.expose()) {
         writeln!(out, "{} unchanged: nothing committed.", escape(&name))?;
         return Ok(());

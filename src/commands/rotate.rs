@@ -97,6 +97,10 @@ pub fn run(
             .join(", ")
     )?;
     let mut rotated: Vec<(String, Secret)> = Vec::new();
+    // Ctrl-C (or a prompt that fails) stops the walk, but what was already confirmed as changed
+    // at its service is still recorded below.
+    ui::begin_change();
+    let mut stopped: Option<anyhow::Error> = None;
     for (name, old) in &old {
         let rest: &[u8] = match old.expose().iter().position(|b| *b == b'\n') {
             Some(at) => &old.expose()[at + 1..],
@@ -105,39 +109,18 @@ pub fn run(
         let password = if global.yes {
             generate_password(length, &alphabet(true))?
         } else {
-            writeln!(err, "\n{}", escape(name))?;
-            if rest.is_empty() {
-                writeln!(err, "  (no other lines)")?;
+            match ask(name, rest, length, err) {
+                Ok(Some(p)) if !ui::interrupted() => p,
+                Ok(None) if !ui::interrupted() => continue,
+                Ok(_) => {
+                    stopped = Some(vault::Error::Interrupted.into());
+                    break;
+                }
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
+                }
             }
-            for line in String::from_utf8_lossy(rest).lines() {
-                writeln!(err, "  {}", escape(line))?;
-            }
-            let generate = ui::confirm(
-                false,
-                "Generate a new password? (no: type one)",
-                "rotate needs a terminal",
-            )?;
-            let password = if generate {
-                let p = generate_password(length, &alphabet(true))?;
-                writeln!(err, "  new password: {}", String::from_utf8_lossy(&p))?;
-                p
-            } else {
-                let typed = ui::new_secret("New password", "Retype the new password")?;
-                Zeroizing::new(typed.expose().to_vec())
-            };
-            let done = ui::confirm(
-                false,
-                &format!(
-                    "Changed at the service? Record the new password for {}?",
-                    escape(name)
-                ),
-                "rotate needs a terminal",
-            )?;
-            if !done {
-                writeln!(err, "  skipped: {} keeps its password", escape(name))?;
-                continue;
-            }
-            password
         };
         // Room for everything up front: a growing buffer would leave copies behind.
         let mut content = Zeroizing::new(Vec::with_capacity(password.len() + 1 + rest.len()));
@@ -146,7 +129,18 @@ pub fn run(
         content.extend_from_slice(rest);
         rotated.push((name.clone(), Secret::new(content)));
     }
+    if stopped.is_some() && !rotated.is_empty() {
+        writeln!(
+            err,
+            "\nThe walk stopped; recording the {} confirmed so far.",
+            count(rotated.len(), "entry", "entries")
+        )?;
+    }
+    ui::clear_interrupted();
     if rotated.is_empty() {
+        if let Some(e) = stopped {
+            return Err(e);
+        }
         writeln!(out, "Nothing rotated: nothing changed.")?;
         return Ok(());
     }
@@ -169,7 +163,7 @@ pub fn run(
                 writeln!(
                     err,
                     "NOT SAVED. The new passwords you set at the services, to store once the \
-                     problem below is fixed (`vault insert -m --force ENTRY`):"
+                     problem below is fixed (`vault edit ENTRY`: replace the first line):"
                 )?;
                 for (name, content) in &unsaved {
                     let first = content
@@ -203,5 +197,54 @@ pub fn run(
             "Set each new password at its service now (`vault show ENTRY` prints it)."
         )?;
     }
-    publish(vault.repo(), upstream.as_ref(), global, out)
+    publish(vault.repo(), upstream.as_ref(), global, out)?;
+    match stopped {
+        Some(e) => {
+            Err(e.context("the walk stopped before its end; run `vault rotate` again for the rest"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// One step of the walk on a terminal: the entry's other lines, a new password (generated and
+/// shown, or typed twice), and whether the person changed it at the service. None: skipped.
+fn ask(
+    name: &str,
+    rest: &[u8],
+    length: usize,
+    err: &mut dyn Write,
+) -> anyhow::Result<Option<Zeroizing<Vec<u8>>>> {
+    writeln!(err, "\n{}", escape(name))?;
+    if rest.is_empty() {
+        writeln!(err, "  (no other lines)")?;
+    }
+    for line in String::from_utf8_lossy(rest).lines() {
+        writeln!(err, "  {}", escape(line))?;
+    }
+    let generate = ui::confirm(
+        false,
+        "Generate a new password? (no: type one)",
+        "rotate needs a terminal",
+    )?;
+    let password = if generate {
+        let p = generate_password(length, &alphabet(true))?;
+        writeln!(err, "  new password: {}", String::from_utf8_lossy(&p))?;
+        p
+    } else {
+        let typed = ui::new_secret("New password", "Retype the new password")?;
+        Zeroizing::new(typed.expose().to_vec())
+    };
+    let done = ui::confirm(
+        false,
+        &format!(
+            "Changed at the service? Record the new password for {}?",
+            escape(name)
+        ),
+        "rotate needs a terminal",
+    )?;
+    if !done {
+        writeln!(err, "  skipped: {} keeps its password", escape(name))?;
+        return Ok(None);
+    }
+    Ok(Some(password))
 }

@@ -264,6 +264,22 @@ impl Roster {
                 "key {fpr} already belongs to member {other}"
             )));
         }
+        // A former member's name or key stays theirs: audit names them by it in old ciphertexts
+        // (and treats what that key read as read by an outsider).
+        if let Some(f) = self.former.iter().find(|f| f.name == name) {
+            return Err(Error::MemberExists(format!(
+                "{name} is the name of a former member (removed {}); give the new member another name",
+                crate::text::escape(&f.removed)
+            )));
+        }
+        let used = self.former.iter().map(|f| (&f.name, f.fingerprint));
+        let used = used.chain(self.replaced.iter().map(|r| (&r.name, r.fingerprint)));
+        if let Some((who, _)) = used.into_iter().find(|(_, f)| *f == fpr) {
+            return Err(Error::MemberExists(format!(
+                "key {fpr} was {who}'s and may not be used again: someone who comes back comes \
+                 back with a new key"
+            )));
+        }
         self.members.insert(name, fpr);
         Ok(())
     }

@@ -8,7 +8,8 @@ use std::io::IsTerminal;
 
 pub use paint::Paint;
 pub use signals::{
-    begin_change, catch_file_size_limit, catch_interrupts, interrupted, private_process,
+    begin_change, catch_file_size_limit, catch_hangup, catch_interrupts, clear_interrupted,
+    interrupted, private_process,
 };
 
 use anyhow::{bail, Context};

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
+use signal_hook::SigId;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static IN_CHANGE: AtomicBool = AtomicBool::new(false);
@@ -13,8 +14,7 @@ static IN_CHANGE: AtomicBool = AtomicBool::new(false);
 /// (exit code 130, as a shell reports SIGINT); during one (see [`begin_change`]) the change is
 /// asked to stop, and undoes itself before its commit point or completes after it.
 pub fn catch_interrupts() {
-    // SIGHUP too: a closed terminal must not leave `vault edit`'s file behind.
-    for signal in [SIGINT, SIGTERM, SIGHUP] {
+    for signal in [SIGINT, SIGTERM] {
         // SAFETY: the action only touches atomics and makes async-signal-safe calls (write(2)
         // through rustix, _exit(2) through signal-hook).
         let installed = unsafe {
@@ -30,7 +30,7 @@ pub fn catch_interrupts() {
                 signal_hook::low_level::exit(130);
             })
         };
-        installed.expect("SIGINT, SIGTERM and SIGHUP can be caught");
+        installed.expect("SIGINT and SIGTERM can be caught");
     }
 }
 
@@ -49,6 +49,34 @@ pub fn catch_file_size_limit() {
 /// From now on, Ctrl-C asks the running change to stop instead of ending the process.
 pub fn begin_change() {
     IN_CHANGE.store(true, Ordering::SeqCst);
+}
+
+/// While the returned guard lives, a hang-up (the terminal closed) asks the running work to stop,
+/// as Ctrl-C does, instead of killing vault: for `vault edit`, whose file must be removed. Only
+/// then, so that `nohup vault …` keeps ignoring it.
+pub fn catch_hangup() -> HangupGuard {
+    // SAFETY: the action only stores to an atomic.
+    let id = unsafe {
+        signal_hook::low_level::register(SIGHUP, || INTERRUPTED.store(true, Ordering::SeqCst))
+    };
+    HangupGuard(id.ok())
+}
+
+/// See [`catch_hangup`]; dropping it restores what SIGHUP did before.
+pub struct HangupGuard(Option<SigId>);
+
+impl Drop for HangupGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// Forgets a Ctrl-C that arrived while a child program (an editor) had the terminal and went
+/// on: what the person did there stands.
+pub fn clear_interrupted() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
 }
 
 /// Whether Ctrl-C or SIGTERM arrived since [`begin_change`].
