@@ -269,7 +269,9 @@ fn pass_signing_keeps_working_after_vault_changes_members() {
     lab.assert_cannot_read(&store, &bob, &[("servers/web1", "root-pw\n")]);
 
     // An operator whose key PASSWORD_STORE_SIGNING_KEY does not list is refused: pass would
-    // reject the signature; the store does not change.
+    // reject the signature; the store does not change. (dave: bob, a former member, could not
+    // come back with the same key anyway.)
+    let dave = Person::generate("dave", KeyKind::Ed25519);
     let before = store.snapshot();
     let mut all = vec![
         "--store",
@@ -278,7 +280,7 @@ fn pass_signing_keeps_working_after_vault_changes_members() {
         alice.secret_str(),
         "add-member",
     ];
-    all.extend([bob.public.to_str().unwrap(), "--fingerprint", &bob.fpr]);
+    all.extend([dave.public.to_str().unwrap(), "--fingerprint", &dave.fpr]);
     let out = cmd(
         env!("CARGO_BIN_EXE_vault"),
         &all,
