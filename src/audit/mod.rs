@@ -280,10 +280,7 @@ fn first_line(
     identity: &mut crate::crypto::Identity,
     blob: crate::git::BlobId,
 ) -> Option<crate::secret::Secret> {
-    let bytes = objects.read(blob).ok()?;
-    let env = crate::crypto::Envelope::parse(&bytes).ok()?;
-    let unlocked = identity.unlock(&env)?;
-    let plain = crate::crypto::decrypt(&env, &unlocked).ok()?;
+    let plain = identity.open(&objects.read(blob).ok()?).ok()??;
     let first = plain.expose().split(|b| *b == b'\n').next().unwrap_or(&[]);
     Some(crate::secret::Secret::new(zeroize::Zeroizing::new(
         first.to_vec(),

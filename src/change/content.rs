@@ -41,12 +41,13 @@ impl Snapshot {
             problem,
         };
         let bytes = self.repo.read(entry.blob)?;
-        let env = crate::crypto::Envelope::parse(&bytes).map_err(|e| bad(e.to_string()))?;
-        let unlocked = identity.unlock(&env).ok_or_else(|| Error::CannotDecrypt {
-            identity: identity.fingerprint().to_string(),
-            entries: vec![escape(&entry.name).into_owned()],
-        })?;
-        crate::crypto::decrypt(&env, &unlocked).map_err(|e| bad(e.to_string()))
+        identity
+            .open(&bytes)
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| Error::CannotDecrypt {
+                identity: identity.fingerprint().to_string(),
+                entries: vec![escape(&entry.name).into_owned()],
+            })
     }
 
     /// Who reads an entry file at `path` (`web/shop.gpg`): its nearest `.gpg-id`'s recipients.

@@ -71,10 +71,11 @@ impl Snapshot {
             .into_values()
             .filter(|n| !was.contains(n))
             .collect();
+        let current_readme = self.readme_bytes()?;
         let readme_kept = plan.create_readme
-            || self
-                .readme_bytes()?
-                .is_some_and(|b| crate::readme::is_generated(&b));
+            || current_readme
+                .as_deref()
+                .is_some_and(crate::readme::is_generated);
         let rotation = match !newly.is_empty() || readme_kept {
             true => Some(crate::audit::rotation(self, &plan.roster)?),
             false => None,
@@ -87,8 +88,10 @@ impl Snapshot {
                 .map(|(name, _)| name.clone())
                 .collect()
         });
-        let readme = match (&rotation, readme_kept) {
-            (Some(rotation), true) => self.readme_after(&plan, rotation.clone())?,
+        let readme = match (rotation, readme_kept) {
+            (Some(rotation), true) => {
+                self.readme_after(&plan, current_readme.as_deref(), rotation)?
+            }
             _ => None,
         };
         if plan.every_entry && plan.replaces.is_none() && nothing_to_do && readme.is_none() {
@@ -169,15 +172,16 @@ impl Snapshot {
     }
 
     /// The store's `README.md` as the change leaves it, for a store whose README vault keeps (or
-    /// a plan that creates it), when its text changes: the plan's members and recipients, and
+    /// a plan that creates it), when its text differs from `current` (the committed one): the
+    /// plan's members and recipients, and
     /// `rotate`, the entries to rotate once the plan's former members are former
     /// ([`crate::audit::rotation`]). None: nothing to write.
     fn readme_after(
         &self,
         plan: &Plan,
+        current: Option<&[u8]>,
         mut rotate: BTreeMap<String, Vec<String>>,
     ) -> Result<Option<Vec<u8>>> {
-        let current = self.readme_bytes()?;
         // The entries after the change: written ones in, deleted ones out. Audit's rotation rule
         // after the commit: an entry the change writes anew (new content, or a new name) has no
         // version a former member could read; every other entry keeps its marks.
@@ -219,7 +223,7 @@ impl Snapshot {
             &rotate,
         );
         let text = crate::readme::render(&view).into_bytes();
-        Ok((current.as_deref() != Some(text.as_slice())).then_some(text))
+        Ok((current != Some(text.as_slice())).then_some(text))
     }
 
     /// Checks, writing nothing, that `plan`'s new content can be encrypted: a `.gpg-id`

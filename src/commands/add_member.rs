@@ -4,13 +4,12 @@ use std::io::Write;
 
 use vault::crypto::MemberKey;
 use vault::store::{parse_folder, show_folder, MemberName};
-use vault::text::count;
 use vault::Error;
 
 use crate::cli::{AddMemberArgs, Global};
 use crate::commands::sync::{catch_up, publish};
 use crate::commands::{
-    carry_out, init::stem_name, open_for_change, say_not_reencrypted, vouch_for,
+    carry_out, init::stem_name, now_readable, open_for_change, say_not_reencrypted, vouch_for,
 };
 
 pub fn run(
@@ -69,18 +68,7 @@ pub fn run(
         outcome.changed_gpg_ids.join(", "),
         outcome.commit.short()
     )?;
-    writeln!(
-        out,
-        "{} now readable by {name} ({} re-wrapped, {} re-encrypted, {} already right).",
-        count(
-            outcome.rewrapped + outcome.reencrypted + outcome.unchanged,
-            "entry",
-            "entries"
-        ),
-        outcome.rewrapped,
-        outcome.reencrypted,
-        outcome.unchanged
-    )?;
+    writeln!(out, "{}", now_readable(&outcome, name.as_str()))?;
     say_not_reencrypted(&outcome, &format!("so {name} cannot read it yet"), out)?;
     publish(vault.repo(), upstream.as_ref(), global, out)
 }

@@ -4,11 +4,10 @@
 use std::io::Write;
 
 use vault::store::{parse_folder, show_folder, MemberName};
-use vault::text::count;
 
 use crate::cli::{FolderAccessArgs, Global};
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, open_for_change, say_not_reencrypted};
+use crate::commands::{carry_out, now_readable, open_for_change, say_not_reencrypted};
 
 pub fn run(
     global: &Global,
@@ -38,17 +37,10 @@ pub fn run(
     let outcome = carry_out(&vault, global, plan, None, err)?;
     writeln!(
         out,
-        "{name} now reads {}; commit {}. {} now readable by {name} ({} re-wrapped, {} re-encrypted, {} already right).",
+        "{name} now reads {}; commit {}. {}",
         show_folder(&folder),
         outcome.commit.short(),
-        count(
-            outcome.rewrapped + outcome.reencrypted + outcome.unchanged,
-            "entry",
-            "entries"
-        ),
-        outcome.rewrapped,
-        outcome.reencrypted,
-        outcome.unchanged
+        now_readable(&outcome, name.as_str())
     )?;
     say_not_reencrypted(&outcome, &format!("so {name} cannot read it yet"), out)?;
     publish(vault.repo(), upstream.as_ref(), global, out)

@@ -312,3 +312,19 @@ pub fn vouch_for(
         None => ui::confirm(global.yes, question, needs),
     }
 }
+
+/// "N entries now readable by NAME (r re-wrapped, e re-encrypted, u already right).": what a
+/// change that gave NAME access (`add-member`, `grant`) did.
+pub fn now_readable(outcome: &vault::change::Outcome, name: &str) -> String {
+    format!(
+        "{} now readable by {name} ({} re-wrapped, {} re-encrypted, {} already right).",
+        vault::text::count(
+            outcome.rewrapped + outcome.reencrypted + outcome.unchanged,
+            "entry",
+            "entries"
+        ),
+        outcome.rewrapped,
+        outcome.reencrypted,
+        outcome.unchanged
+    )
+}

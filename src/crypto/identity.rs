@@ -220,6 +220,19 @@ impl Identity {
         }
     }
 
+    /// Decrypts the OpenPGP message `bytes` (an entry) in zeroizing memory: parse, unlock the
+    /// session key ([`Identity::unlock`]), decrypt. `Ok(None)` if it is not encrypted to us.
+    ///
+    /// # Errors
+    /// A message that does not parse or whose data does not decrypt (integrity check).
+    pub fn open(&mut self, bytes: &[u8]) -> Result<Option<crate::secret::Secret>, CryptoError> {
+        let env = Envelope::parse(bytes)?;
+        match self.unlock(&env) {
+            Some(unlocked) => super::decrypt(&env, &unlocked).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Unwraps the session key from the PKESK addressed to one of our keys (wildcard PKESKs are
     /// tried with every key). `None` if the message is not encrypted to us.
     pub fn unlock(&mut self, env: &Envelope) -> Option<Unlocked> {
