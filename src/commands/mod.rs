@@ -176,6 +176,12 @@ pub fn anchor(vault: &Snapshot, global: &Global, err: &mut dyn Write) -> anyhow:
 }
 
 /// Verifies the history and refuses recipients nobody trusted vouched for (unless overridden).
+///
+/// Returns the anchor to advance from once the change is committed: this clone's trust carried
+/// to HEAD when the history up to HEAD holds no violation (so [`advance_anchor`] then judges
+/// only the new commit, and a change walks the history once, issue 18), else the clone's
+/// anchor itself (the walk is then repeated in full, so a violation before HEAD still keeps
+/// the anchor where it is).
 pub fn check_trust(
     vault: &Snapshot,
     global: &Global,
@@ -218,6 +224,12 @@ pub fn check_trust(
         for (r, c) in &bad {
             writeln!(err, "WARNING:   {r}, {c}")?;
         }
+    }
+    if v.violations.is_empty() {
+        anchor = Anchor {
+            commit: vault.head(),
+            trusted: v.trusted,
+        };
     }
     Ok(anchor)
 }

@@ -139,11 +139,9 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         // A symbolic link anywhere can change which `.gpg-id` a folder reads (pass follows
         // them, and so does vault): such a commit is checked too.
         // A `vault verify --accept` commit changes no file: it is checked for its trailers.
-        if !repo
-            .changed_paths(info.id, *parent)?
-            .iter()
-            .any(|(p, is_link)| *is_link || is_membership_file(p))
-            && judge::accepted_commits(&info.message).is_empty()
+        if !repo.touches(info.id, *parent, &|p, is_link| {
+            is_link || is_membership_file(p)
+        })? && judge::accepted_commits(&info.message).is_empty()
         {
             continue;
         }
