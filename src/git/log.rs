@@ -90,7 +90,7 @@ impl Repo {
         old: Option<git2::Oid>,
         new: Option<git2::Oid>,
         prefix: &str,
-        visit: &mut dyn FnMut(&str, Option<&Entry>, Option<&Entry>) -> bool,
+        visit: &mut Visit,
     ) -> Result<Compared> {
         if old == new {
             return Ok(Compared::Whole);
@@ -488,8 +488,11 @@ impl Repo {
         let mut changed = BTreeSet::new();
         let mut gone = HashMap::new();
         let submodule = i32::from(git2::FileMode::Commit);
-        let compared =
-            self.tree_changes(Some(parent.id()), Some(tree.id()), "", &mut |path, old, new| {
+        let compared = self.tree_changes(
+            Some(parent.id()),
+            Some(tree.id()),
+            "",
+            &mut |path, old, new| {
                 // Submodules are not the store's (as the diff's `ignore_submodules`).
                 let old = old.filter(|e| e.mode != submodule);
                 let new = new.filter(|e| e.mode != submodule);
@@ -500,7 +503,8 @@ impl Repo {
                     changed.insert(path.to_string());
                 }
                 false
-            })?;
+            },
+        )?;
         if compared == Compared::Whole {
             return Ok((changed, gone));
         }
@@ -553,6 +557,10 @@ fn blobs_of(tree: &git2::Tree) -> std::collections::HashMap<git2::Oid, String> {
     });
     files
 }
+
+/// What [`Repo::tree_changes`] calls for each file that differs: its path, the entry before and
+/// after (absent where there is none); true stops the comparison.
+type Visit<'v> = dyn FnMut(&str, Option<&Entry>, Option<&Entry>) -> bool + 'v;
 
 /// How [`Repo::tree_changes`] ended.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -620,5 +628,152 @@ impl<'t> Entry<'t> {
         entries
             .windows(2)
             .all(|w| w[0].git_cmp(&w[1]) == std::cmp::Ordering::Less)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::is_membership_file;
+
+    /// A repository, and commits made from `(path, content, mode)` changes on top of a parent.
+    struct Lab {
+        _dir: tempfile::TempDir,
+        repo: Repo,
+    }
+
+    /// A path, and its new content and mode (none: removed).
+    type Change<'a> = (&'a str, Option<(&'a [u8], i32)>);
+
+    const FILE: i32 = 0o100644;
+    const LINK: i32 = 0o120000;
+
+    impl Lab {
+        fn new() -> Lab {
+            let dir = tempfile::tempdir().unwrap();
+            git2::Repository::init(dir.path()).unwrap();
+            let repo = Repo::open(dir.path()).unwrap();
+            Lab { _dir: dir, repo }
+        }
+
+        fn commit(&self, parent: Option<CommitId>, changes: &[Change]) -> CommitId {
+            let git = &self.repo.repo;
+            let base = match parent {
+                Some(p) => git.find_commit(p.0).unwrap().tree().unwrap(),
+                None => git
+                    .find_tree(git.treebuilder(None).unwrap().write().unwrap())
+                    .unwrap(),
+            };
+            let mut update = git2::build::TreeUpdateBuilder::new();
+            for (path, change) in changes {
+                match change {
+                    Some((data, m)) => {
+                        let blob = git.blob(data).unwrap();
+                        update.upsert(*path, blob, mode(*m));
+                    }
+                    None => {
+                        update.remove(*path);
+                    }
+                }
+            }
+            let tree = update.create_updated(git, &base).unwrap();
+            self.commit_tree(parent, tree)
+        }
+
+        fn commit_tree(&self, parent: Option<CommitId>, tree: git2::Oid) -> CommitId {
+            let git = &self.repo.repo;
+            let who = git2::Signature::new("T", "t@x", &git2::Time::new(1, 0)).unwrap();
+            let tree = git.find_tree(tree).unwrap();
+            let parents: Vec<git2::Commit> = parent
+                .map(|p| git.find_commit(p.0).unwrap())
+                .into_iter()
+                .collect();
+            let parents: Vec<&git2::Commit> = parents.iter().collect();
+            CommitId(git.commit(None, &who, &who, "c", &tree, &parents).unwrap())
+        }
+
+        fn membership(&self, commit: CommitId, parent: CommitId) -> bool {
+            self.repo
+                .touches(commit, parent, &|p, link| link || is_membership_file(p))
+                .unwrap()
+        }
+    }
+
+    fn mode(mode: i32) -> git2::FileMode {
+        match mode {
+            LINK => git2::FileMode::Link,
+            _ => git2::FileMode::Blob,
+        }
+    }
+
+    #[test]
+    fn touches_finds_membership_files_and_links_deep_in_the_tree_only() {
+        let lab = Lab::new();
+        let root = lab.commit(
+            None,
+            &[
+                (".gpg-id", Some((b"A\n", FILE))),
+                ("a/b/.gpg-id", Some((b"B\n", FILE))),
+                ("a/b/x.gpg", Some((b"x1", FILE))),
+                ("a/c/y.gpg", Some((b"y1", FILE))),
+                (".public-keys/k.asc", Some((b"k", FILE))),
+            ],
+        );
+        let edit = lab.commit(Some(root), &[("a/b/x.gpg", Some((b"x2", FILE)))]);
+        assert!(!lab.membership(edit, root), "an entry's new content");
+        let add = lab.commit(Some(root), &[("a/d/z.gpg", Some((b"z", FILE)))]);
+        assert!(!lab.membership(add, root), "a new entry in a new folder");
+        let recipients = lab.commit(Some(root), &[("a/b/.gpg-id", Some((b"C\n", FILE)))]);
+        assert!(lab.membership(recipients, root), "a nested .gpg-id");
+        let sig = lab.commit(Some(root), &[("a/c/.gpg-id.sig", Some((b"s", FILE)))]);
+        assert!(lab.membership(sig, root), "a new .gpg-id.sig");
+        let key = lab.commit(Some(root), &[(".public-keys/k.asc", None)]);
+        assert!(lab.membership(key, root), "a removed key");
+        assert!(lab.membership(root, key), "a key added back");
+        let link = lab.commit(Some(root), &[("a/c/l", Some((b"../b", LINK)))]);
+        assert!(lab.membership(link, root), "a new symbolic link");
+        let emptied = lab.commit(Some(root), &[("a/c/y.gpg", None)]);
+        let file = lab.commit(Some(emptied), &[("a/c", Some((b"f", FILE)))]);
+        assert!(!lab.membership(file, root), "a folder replaced by a file");
+        let deep = lab.commit(Some(root), &[("a/b/.gpg-id", None), ("a/b/x.gpg", None)]);
+        let deep = lab.commit(Some(deep), &[("a/b", Some((b"f", FILE)))]);
+        assert!(
+            lab.membership(deep, root),
+            "a folder with a .gpg-id replaced by a file"
+        );
+        assert!(lab.membership(recipients, edit), "two commits apart");
+    }
+
+    /// A tree out of git's order could hide an entry from a merge of the two trees: it counts
+    /// as touching, so the trust walk judges the commit in full.
+    #[test]
+    fn a_tree_out_of_git_order_counts_as_touching() {
+        let lab = Lab::new();
+        let root = lab.commit(None, &[("b.gpg", Some((b"1", FILE)))]);
+        let git = &lab.repo.repo;
+        let blob = git.blob(b"2").unwrap();
+        let raw = |name: &str| {
+            let mut e = format!("100644 {name}\0").into_bytes();
+            e.extend_from_slice(blob.as_bytes());
+            e
+        };
+        let mut bytes = raw("b.gpg");
+        bytes.extend(raw("a.gpg"));
+        let tree = git
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, &bytes)
+            .unwrap();
+        let bad = lab.commit_tree(Some(root), tree);
+        assert!(lab.membership(bad, root));
+        let mut sorted = raw("a.gpg");
+        sorted.extend(raw("b.gpg"));
+        let tree = git
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, &sorted)
+            .unwrap();
+        let good = lab.commit_tree(Some(root), tree);
+        assert!(!lab.membership(good, root));
     }
 }
