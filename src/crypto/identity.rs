@@ -30,7 +30,8 @@ pub struct Identity {
 pub(super) enum Backend {
     /// Secret keys from a key file, in memory; each worker thread has its own copy.
     File {
-        keys: Vec<(KeyId, KeyPair)>,
+        /// Each decryption key, with its CRT form if it is RSA (see [`super::rsa`]).
+        keys: Vec<(KeyId, KeyPair, Option<super::rsa::RsaCrt>)>,
         /// An alive, signing-capable secret key: signs vault's commits and `.gpg-id.sig`.
         signer: Option<KeyPair>,
     },
@@ -123,7 +124,8 @@ impl Identity {
                 if signer.is_none() && signing.contains(&id) {
                     signer = Some(pair.clone());
                 }
-                keys.push((id, pair));
+                let crt = super::rsa::RsaCrt::of(&pair);
+                keys.push((id, pair, crt));
             }
         }
         if keys.is_empty() {
@@ -241,8 +243,11 @@ impl Identity {
             let unlocked = match &mut self.backend {
                 Backend::File { keys, .. } => keys
                     .iter_mut()
-                    .filter(|(id, _)| target.is_none_or(|t| t == *id))
-                    .find_map(|(_, pair)| pkesk.decrypt(pair, None)),
+                    .filter(|(id, ..)| target.is_none_or(|t| t == *id))
+                    .find_map(|(_, pair, crt)| match crt {
+                        Some(crt) => pkesk.decrypt(crt, None),
+                        None => pkesk.decrypt(pair, None),
+                    }),
                 Backend::Agent { session, keys, .. } => keys
                     .iter()
                     .filter(|(id, _)| target.is_none_or(|t| t == *id))

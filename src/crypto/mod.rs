@@ -16,6 +16,7 @@ static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 mod cert;
 mod identity;
 mod message;
+mod rsa;
 
 pub use crate::ids::{Fingerprint, KeyId};
 pub use cert::{KeyChange, MemberKey, Revocation, Subkey};
