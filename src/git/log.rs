@@ -1,7 +1,8 @@
 //! The history: commits as [`CommitInfo`], trailers by git's rules, signatures, and the walks
 //! that trust and audit make.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use git2::DiffOptions;
 
@@ -69,6 +70,7 @@ impl Repo {
                 let link = [old, new].into_iter().flatten().any(Entry::is_link);
                 wanted(path, link)
             },
+            &mut Trees::default(),
         )?;
         Ok(compared != Compared::Whole)
     }
@@ -91,23 +93,23 @@ impl Repo {
         new: Option<git2::Oid>,
         prefix: &str,
         visit: &mut Visit,
+        trees: &mut Trees,
     ) -> Result<Compared> {
         if old == new {
             return Ok(Compared::Whole);
         }
-        let tree = |id: Option<git2::Oid>| -> Result<Option<git2::Tree>> {
-            id.map(|id| self.repo.find_tree(id).map_err(ge("reading a tree")))
-                .transpose()
-        };
-        let (old, new) = (tree(old)?, tree(new)?);
-        let (old, new) = (Entry::all(old.as_ref()), Entry::all(new.as_ref()));
-        if !Entry::in_order(&old) || !Entry::in_order(&new) {
+        let (old, new) = (
+            trees.parents_side(self, old)?,
+            trees.commits_side(self, new)?,
+        );
+        let (Some(old), Some(new)) = (Parsed::view(old.as_deref()), Parsed::view(new.as_deref()))
+        else {
             return Ok(Compared::OutOfOrder);
-        }
+        };
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
             let order = match (old.get(i), new.get(j)) {
-                (Some(a), Some(b)) => a.git_cmp(b),
+                (Some(a), Some(b)) => a.git_cmp(&b),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 _ => std::cmp::Ordering::Greater,
             };
@@ -130,11 +132,17 @@ impl Repo {
             };
             // Equal in git's order means both are folders or both are not.
             if e.is_tree() {
-                match self.tree_changes(a.map(|a| a.id), b.map(|b| b.id), &path, visit)? {
+                match self.tree_changes(
+                    a.map(|a| a.oid()),
+                    b.map(|b| b.oid()),
+                    &path,
+                    visit,
+                    trees,
+                )? {
                     Compared::Whole => {}
                     other => return Ok(other),
                 }
-            } else if visit(&path, a, b) {
+            } else if visit(&path, a.as_ref(), b.as_ref()) {
                 return Ok(Compared::Stopped);
             }
         }
@@ -321,6 +329,8 @@ impl Repo {
         // Commit -> (path there, HEAD's path it is the history of) -> whether its content is
         // still HEAD's.
         let mut open: HashMap<git2::Oid, Open> = HashMap::new();
+        let mut blobs: Option<BlobIndex> = None;
+        let mut trees = Trees::default();
         open.insert(
             head.0,
             paths
@@ -343,16 +353,15 @@ impl Repo {
             let parents: Vec<git2::Commit> = commit.parents().collect();
             // Per parent: the followed paths whose blob differs from this commit's, and the
             // files this commit deleted, by blob (renames that kept it).
-            let mut differs: Vec<BTreeSet<String>> = Vec::new();
-            let mut deleted: Vec<HashMap<git2::Oid, String>> = Vec::new();
+            let mut steps: Vec<Step> = Vec::new();
             let mut parent_trees = Vec::new();
             for parent in &parents {
                 let parent_tree = parent.tree().map_err(ge("reading a commit's tree"))?;
-                let (changed, gone) = self.changes_against(&parent_tree, &tree, &here)?;
-                differs.push(changed);
-                deleted.push(gone);
+                steps.push(self.changes_against(&parent_tree, &tree, &here, &mut trees)?);
                 parent_trees.push(parent_tree);
             }
+            trees.next_step();
+            let differs: Vec<&BTreeMap<String, Blobs>> = steps.iter().map(|s| &s.changed).collect();
             // What goes on into each parent. A path no parent changed is taken as it is (with
             // one parent, the whole map moves on: the common case costs nothing per path).
             let mut onward: Vec<Open> = vec![Open::new(); parents.len()];
@@ -361,7 +370,7 @@ impl Repo {
             } else {
                 differs
                     .iter()
-                    .flatten()
+                    .flat_map(|d| d.keys())
                     .flat_map(|p| {
                         here.range((p.clone(), String::new())..)
                             .take_while(move |((q, _), _)| q == p)
@@ -385,13 +394,18 @@ impl Repo {
                     }
                 }
             }
-            // Each parent's files by blob, made only when a copy has to be looked for.
-            let mut by_blob: Vec<Option<HashMap<git2::Oid, String>>> = vec![None; parents.len()];
+            // The parent's files by blob, for a copy that has to be looked for: carried from
+            // this commit's index if there is one, else read.
+            if let (Some(index), [step]) = (blobs.as_mut(), &steps[..]) {
+                if index.tree == tree.id() {
+                    index.undo(step, parent_trees[0].id());
+                }
+            }
             for ((path, head_path), same) in to_follow.drain(..) {
                 // Taken unchanged from some parents (of a merge): the change is further back,
                 // along those lines only.
                 let same_as: Vec<usize> = (0..parents.len())
-                    .filter(|i| !differs[*i].contains(&path))
+                    .filter(|i| !differs[*i].contains_key(&path))
                     .collect();
                 if !same_as.is_empty() {
                     for i in same_as {
@@ -399,10 +413,14 @@ impl Repo {
                     }
                     continue;
                 }
-                let blob = tree
-                    .get_path(std::path::Path::new(&path))
-                    .ok()
-                    .map(|e| e.id());
+                // Its blob here and in each parent, as the comparison found them.
+                let blob = match differs.first() {
+                    Some(d) => d.get(&path).and_then(|(_, new)| *new),
+                    None => tree
+                        .get_path(std::path::Path::new(&path))
+                        .ok()
+                        .map(|e| e.id()),
+                };
                 if let Some(blob) = blob {
                     visit(Met::Version {
                         path: &head_path,
@@ -418,7 +436,7 @@ impl Repo {
                 for (i, parent_tree) in parent_trees.iter().enumerate() {
                     let in_parent = |p: &str| parent_tree.get_path(std::path::Path::new(p)).is_ok();
                     let renamed = blob
-                        .and_then(|b| deleted[i].get(&b).cloned())
+                        .and_then(|b| steps[i].gone.get(&b).cloned())
                         .filter(|p| *p != path)
                         .or_else(|| {
                             sources(&info, &path)
@@ -427,11 +445,16 @@ impl Repo {
                         });
                     if let Some(source) = renamed {
                         found.push((i, source, true));
-                    } else if in_parent(&path) {
+                    } else if differs[i].get(&path).is_some_and(|(old, _)| old.is_some()) {
                         found.push((i, path.clone(), false));
                     } else if let Some(b) = blob {
-                        let files = by_blob[i].get_or_insert_with(|| blobs_of(parent_tree));
-                        if let Some(source) = files.get(&b) {
+                        let index = match blobs.take() {
+                            Some(index) if index.tree == parent_tree.id() => index,
+                            _ => BlobIndex::of(parent_tree),
+                        };
+                        let source = index.source(b).cloned();
+                        blobs = Some(index);
+                        if let Some(source) = source {
                             found.push((i, source.clone(), true));
                         }
                     }
@@ -470,8 +493,7 @@ impl Repo {
         Ok(())
     }
 
-    /// Per [`Repo::walk_versions`] step: the paths followed in `here` whose blob differs between
-    /// `parent` and `tree`, and the files `tree` no longer has, by their blob in `parent`.
+    /// Per [`Repo::walk_versions`] step: how `tree` differs from `parent` ([`Step`]).
     /// Compares the trees as [`Repo::tree_changes`] does; a malformed tree is compared with
     /// libgit2's full diff instead.
     fn changes_against(
@@ -479,14 +501,14 @@ impl Repo {
         parent: &git2::Tree,
         tree: &git2::Tree,
         here: &Open,
-    ) -> Result<(BTreeSet<String>, HashMap<git2::Oid, String>)> {
+        trees: &mut Trees,
+    ) -> Result<Step> {
         let followed = |p: &str| {
             here.range((p.to_string(), String::new())..)
                 .next()
                 .is_some_and(|((q, _), _)| q == p)
         };
-        let mut changed = BTreeSet::new();
-        let mut gone = HashMap::new();
+        let mut step = Step::default();
         let submodule = i32::from(git2::FileMode::Commit);
         let compared = self.tree_changes(
             Some(parent.id()),
@@ -494,19 +516,15 @@ impl Repo {
             "",
             &mut |path, old, new| {
                 // Submodules are not the store's (as the diff's `ignore_submodules`).
-                let old = old.filter(|e| e.mode != submodule);
-                let new = new.filter(|e| e.mode != submodule);
-                if let (Some(old), None) = (old, new) {
-                    gone.insert(old.id, path.to_string());
-                }
-                if (old.is_some() || new.is_some()) && followed(path) {
-                    changed.insert(path.to_string());
-                }
+                let old = old.filter(|e| e.mode != submodule).map(Entry::oid);
+                let new = new.filter(|e| e.mode != submodule).map(Entry::oid);
+                step.add(path, old, new, followed(path));
                 false
             },
+            trees,
         )?;
         if compared == Compared::Whole {
-            return Ok((changed, gone));
+            return Ok(step);
         }
         let mut opts = DiffOptions::new();
         opts.ignore_submodules(true);
@@ -514,21 +532,101 @@ impl Repo {
             .repo
             .diff_tree_to_tree(Some(parent), Some(tree), Some(&mut opts))
             .map_err(ge("comparing a commit with its parent"))?;
-        let (mut changed, mut gone) = (BTreeSet::new(), HashMap::new());
+        let mut step = Step::default();
         for d in diff.deltas() {
-            if d.status() == git2::Delta::Deleted {
-                if let Some(p) = d.old_file().path() {
-                    gone.insert(d.old_file().id(), p.to_string_lossy().into_owned());
+            let Some(path) = d.new_file().path().or(d.old_file().path()) else {
+                continue;
+            };
+            let path = path.to_string_lossy();
+            let old = (d.status() != git2::Delta::Added).then(|| d.old_file().id());
+            let new = (d.status() != git2::Delta::Deleted).then(|| d.new_file().id());
+            step.add(&path, old, new, followed(&path));
+        }
+        Ok(step)
+    }
+}
+
+/// A file's blob in a parent and in the commit (absent where there is no such file).
+type Blobs = (Option<git2::Oid>, Option<git2::Oid>);
+
+/// How a commit differs from one parent, as [`Repo::walk_versions`] uses it.
+#[derive(Default)]
+struct Step {
+    /// The followed paths whose blob differs, with their blobs in the parent and the commit.
+    changed: BTreeMap<String, Blobs>,
+    /// The files the commit deleted, by their blob in the parent (renames that kept it).
+    gone: HashMap<git2::Oid, String>,
+    /// Every file that differs: path, blob in the parent, blob in the commit.
+    files: Vec<(String, Option<git2::Oid>, Option<git2::Oid>)>,
+}
+
+impl Step {
+    fn add(&mut self, path: &str, old: Option<git2::Oid>, new: Option<git2::Oid>, followed: bool) {
+        if old.is_none() && new.is_none() {
+            return;
+        }
+        if let (Some(old), None) = (old, new) {
+            self.gone.insert(old, path.to_string());
+        }
+        if followed {
+            self.changed.insert(path.to_string(), (old, new));
+        }
+        self.files.push((path.to_string(), old, new));
+    }
+}
+
+/// Every file of one tree by blob id: where a copy that kept the blob came from. Walking a
+/// whole tree per commit that adds a file would make a history of one commit per entry (as
+/// pass makes it) cost its square; so the index is carried from a commit to its parent by
+/// undoing the commit's [`Step`] (issue 18).
+struct BlobIndex {
+    tree: git2::Oid,
+    files: HashMap<git2::Oid, BTreeSet<String>>,
+}
+
+impl BlobIndex {
+    /// The index of `tree`, read in full.
+    fn of(tree: &git2::Tree) -> BlobIndex {
+        let mut files: HashMap<git2::Oid, BTreeSet<String>> = HashMap::new();
+        let _ = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(git2::ObjectType::Blob) {
+                if let Ok(name) = entry.name() {
+                    files
+                        .entry(entry.id())
+                        .or_default()
+                        .insert(format!("{dir}{name}"));
                 }
             }
-            if let Some(p) = d.new_file().path().or(d.old_file().path()) {
-                let p = p.to_string_lossy();
-                if followed(&p) {
-                    changed.insert(p.into_owned());
+            git2::TreeWalkResult::Ok
+        });
+        BlobIndex {
+            tree: tree.id(),
+            files,
+        }
+    }
+
+    /// Makes this (the index of a commit's tree) the index of the parent tree `parent`, which
+    /// the commit changed by `step`.
+    fn undo(&mut self, step: &Step, parent: git2::Oid) {
+        for (path, old, new) in &step.files {
+            if let Some(new) = new {
+                if let Some(paths) = self.files.get_mut(new) {
+                    paths.remove(path);
+                    if paths.is_empty() {
+                        self.files.remove(new);
+                    }
                 }
+            }
+            if let Some(old) = old {
+                self.files.entry(*old).or_default().insert(path.clone());
             }
         }
-        Ok((changed, gone))
+        self.tree = parent;
+    }
+
+    /// A file with this blob (the first by name), if any.
+    fn source(&self, blob: git2::Oid) -> Option<&String> {
+        self.files.get(&blob).and_then(|paths| paths.first())
     }
 }
 
@@ -542,25 +640,65 @@ fn merge_into(open: &mut Open, key: (String, String), same: bool) {
     *open.entry(key).or_insert(same) |= same;
 }
 
-/// Every file of `tree` (recursively) by blob id: where a copy that kept the blob came from.
-fn blobs_of(tree: &git2::Tree) -> std::collections::HashMap<git2::Oid, String> {
-    let mut files = std::collections::HashMap::new();
-    let _ = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) {
-            if let Ok(name) = entry.name() {
-                files
-                    .entry(entry.id())
-                    .or_insert_with(|| format!("{dir}{name}"));
-            }
-        }
-        git2::TreeWalkResult::Ok
-    });
-    files
-}
-
 /// What [`Repo::tree_changes`] calls for each file that differs: its path, the entry before and
 /// after (absent where there is none); true stops the comparison.
 type Visit<'v> = dyn FnMut(&str, Option<&Entry>, Option<&Entry>) -> bool + 'v;
+
+/// The trees a walk read on the parents' side of one step, kept for the next step, where the
+/// parent is the commit (libgit2's object cache keeps no tree over 4 KiB, so a folder of a
+/// few hundred entries would be read and parsed twice per commit, issue 18). Holds one step's
+/// trees at most.
+#[derive(Default)]
+struct Trees {
+    /// The trees the last step read on the parents' side.
+    last: HashMap<git2::Oid, Rc<Parsed>>,
+    /// The trees this step reads on the parents' side.
+    this: HashMap<git2::Oid, Rc<Parsed>>,
+}
+
+impl Trees {
+    /// The tree `id` on a parent's side: kept for the next step.
+    fn parents_side(&mut self, repo: &Repo, id: Option<git2::Oid>) -> Result<Option<Rc<Parsed>>> {
+        let Some(id) = id else { return Ok(None) };
+        let tree = match self.last.get(&id).or(self.this.get(&id)) {
+            Some(t) => t.clone(),
+            None => Rc::new(Parsed::new(repo.raw_tree(id)?)),
+        };
+        self.this.insert(id, tree.clone());
+        Ok(Some(tree))
+    }
+
+    /// The tree `id` on the commit's side: the last step's, if it read it.
+    fn commits_side(&mut self, repo: &Repo, id: Option<git2::Oid>) -> Result<Option<Rc<Parsed>>> {
+        let Some(id) = id else { return Ok(None) };
+        match self.last.get(&id) {
+            Some(t) => Ok(Some(t.clone())),
+            None => Ok(Some(Rc::new(Parsed::new(repo.raw_tree(id)?)))),
+        }
+    }
+
+    /// Ends a step: what it read on the parents' side is what the next one may reuse.
+    fn next_step(&mut self) {
+        self.last = std::mem::take(&mut self.this);
+    }
+}
+
+impl Repo {
+    /// The tree object `id` as git stores it (entries of `MODE NAME\0ID`), read from the
+    /// object database without libgit2's parsing, whose octal mode parsing was a sixth of a
+    /// long history walk (issue 18).
+    fn raw_tree(&self, id: git2::Oid) -> Result<Box<[u8]>> {
+        let odb = self.repo.odb().map_err(ge("reading a tree"))?;
+        let object = odb.read(id).map_err(ge("reading a tree"))?;
+        if object.kind() != git2::ObjectType::Tree {
+            return Err(crate::Error::git(
+                "reading a tree",
+                git2::Error::from_str(&format!("{id} is not a tree")),
+            ));
+        }
+        Ok(Box::from(object.data()))
+    }
+}
 
 /// How [`Repo::tree_changes`] ended.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -574,30 +712,115 @@ enum Compared {
     OutOfOrder,
 }
 
+/// Where one entry is in a [`Parsed`] tree: its name's start and end, its id's bytes, its mode.
+type Slot = (u32, u32, [u8; 20], i32);
+
+/// A tree object parsed once (each tree is read on a parent's side, then again on the commit's
+/// side of the next step): its bytes and where each entry is in them.
+struct Parsed {
+    data: Box<[u8]>,
+    /// Name (start, end), id, mode; `None` when the tree does not parse or is out of git's
+    /// order.
+    entries: Option<Vec<Slot>>,
+}
+
+impl Parsed {
+    /// Parses a raw tree object (entries of `MODE NAME\0ID`).
+    fn new(data: Box<[u8]>) -> Parsed {
+        let entries = Self::parse(&data);
+        let mut parsed = Parsed { data, entries };
+        if !parsed.view_in_order() {
+            parsed.entries = None;
+        }
+        parsed
+    }
+
+    fn parse(data: &[u8]) -> Option<Vec<Slot>> {
+        let mut at = 0usize;
+        // An entry is at least 28 bytes (a five-digit mode, a one-byte name, an id).
+        let mut out = Vec::with_capacity(data.len() / 28);
+        while at < data.len() {
+            let rest = &data[at..];
+            let space = rest.iter().position(|b| *b == b' ')?;
+            let mode = rest[..space].iter().try_fold(0i32, |m, d| match d {
+                b'0'..=b'7' if m < 0o1000000 => Some(m * 8 + i32::from(d - b'0')),
+                _ => None,
+            })?;
+            let nul = space + 1 + rest[space + 1..].iter().position(|b| *b == 0)?;
+            let id: [u8; 20] = rest.get(nul + 1..nul + 21)?.try_into().ok()?;
+            let name = (
+                u32::try_from(at + space + 1).ok()?,
+                u32::try_from(at + nul).ok()?,
+            );
+            out.push((name.0, name.1, id, mode));
+            at += nul + 21;
+        }
+        Some(out)
+    }
+
+    fn view_in_order(&self) -> bool {
+        let Some(view) = Parsed::view(Some(self)) else {
+            return false;
+        };
+        (1..view.len()).all(|i| {
+            let (a, b) = (view.get(i - 1), view.get(i));
+            a.zip(b)
+                .is_some_and(|(a, b)| a.git_cmp(&b) == std::cmp::Ordering::Less)
+        })
+    }
+
+    /// The entries of a tree (none if absent); `None` if it is malformed.
+    fn view(tree: Option<&Parsed>) -> Option<View<'_>> {
+        match tree {
+            None => Some(View {
+                data: &[],
+                entries: &[],
+            }),
+            Some(p) => Some(View {
+                data: &p.data,
+                entries: p.entries.as_deref()?,
+            }),
+        }
+    }
+}
+
+/// The entries of a [`Parsed`] tree.
+struct View<'t> {
+    data: &'t [u8],
+    entries: &'t [Slot],
+}
+
+impl<'t> View<'t> {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn get(&self, i: usize) -> Option<Entry<'t>> {
+        let (start, end, id, mode) = *self.entries.get(i)?;
+        Some(Entry {
+            name: &self.data[start as usize..end as usize],
+            id,
+            mode,
+        })
+    }
+}
+
 /// A tree entry, as [`Repo::tree_changes`] compares them.
+#[derive(Clone, Copy)]
 struct Entry<'t> {
-    entry: git2::TreeEntry<'t>,
-    id: git2::Oid,
+    name: &'t [u8],
+    /// The object id's bytes (made a [`git2::Oid`] only where entries differ).
+    id: [u8; 20],
     mode: i32,
 }
 
-impl<'t> Entry<'t> {
-    /// The entries of `tree` (none if absent), borrowed from it.
-    fn all(tree: Option<&'t git2::Tree>) -> Vec<Entry<'t>> {
-        let Some(tree) = tree else {
-            return Vec::new();
-        };
-        tree.iter()
-            .map(|entry| Entry {
-                id: entry.id(),
-                mode: entry.filemode(),
-                entry,
-            })
-            .collect()
+impl Entry<'_> {
+    fn name(&self) -> &[u8] {
+        self.name
     }
 
-    fn name(&self) -> &[u8] {
-        self.entry.name_bytes()
+    fn oid(&self) -> git2::Oid {
+        git2::Oid::from_bytes(&self.id).expect("20 bytes")
     }
 
     fn is_tree(&self) -> bool {
@@ -621,13 +844,6 @@ impl<'t> Entry<'t> {
         a[..n]
             .cmp(&b[..n])
             .then_with(|| end(a, self).cmp(&end(b, other)))
-    }
-
-    /// Whether the entries are strictly in git's order (so no name repeats).
-    fn in_order(entries: &[Entry]) -> bool {
-        entries
-            .windows(2)
-            .all(|w| w[0].git_cmp(&w[1]) == std::cmp::Ordering::Less)
     }
 }
 
