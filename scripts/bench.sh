@@ -3,12 +3,16 @@
 # copies of the same stores; plus the raw cryptographic floor (benches/crypto_floor.rs) and
 # vault's peak memory. See docs/performance.md for what is measured and the results.
 #
-#   scripts/bench.sh [--quick | --smoke] [--keep] [--dir DIR] [--reps K]
+#   scripts/bench.sh [--quick | --smoke] [--agent | --no-agent] [--keep] [--dir DIR] [--reps K]
 #
 #   --quick   Cv25519 keys only, N = 100 and 1000, R = 5 and 10 (a few minutes)
-#             (default: also RSA-3072 keys, N = 5000 and, for Cv25519 R = 10, N = 10000; about
-#             15-20 minutes on 2 cores, most of it waiting for pass)
+#             (default: Cv25519 and RSA-3072 keys, N = 100, 1000 and 5000, and for Cv25519
+#             R = 10 N = 10000; about 35-40 minutes on 2 cores, most of it waiting for pass and,
+#             for RSA-3072, for gpg-agent's private-key operations; longer if vault's walk of
+#             the history is slow: the N = 5000 and 10000 stores have 7500 and 15000 commits)
 #   --smoke   40 entries, pass and vault once: checks that the script works (figures meaningless)
+#   --no-agent  skip the runs with the operator's key in gpg-agent (saves 5-10 minutes of the full
+#             run, most of it RSA-3072; --agent, the default, makes them)
 #   --keep    keep the working folder (stores, GnuPG home, logs); it is printed either way
 #   --dir     working folder (default: a new one under ${TMPDIR:-/tmp})
 #   --reps    runs of each vault measurement, each on a fresh copy of the store; the median is
@@ -21,22 +25,38 @@
 # ~/.gnupg, ~/.password-store and git configuration are not touched. Results: a Markdown report
 # on stdout and in DIR/report.md, raw figures in DIR/results.tsv.
 #
-# How the stores are made: gpg generates the keys (ed25519 + cv25519 subkey; RSA-3072 + RSA-3072
-# subkey). `pass init` writes .gpg-id and `pass git init` makes the repository; the entries are
-# then encrypted by the real gpg (`gpg --encrypt-files --compress-algo none`, a fresh session key
-# per file, as `pass insert` would, but without one gpg process per entry) and committed with git;
-# then `vault init` adopts the store. Every entry is a distinct message.
+# How the stores are made, as pass makes them: gpg generates the keys (ed25519 + cv25519 subkey;
+# RSA-3072 + RSA-3072 subkey; no passphrase). `pass init` writes .gpg-id and `pass git init`
+# makes the repository, .gpg-id in its first commit. The real gpg encrypts the N entries and N/2
+# more messages for edits (`gpg --encrypt-files --compress-algo none`: a fresh session key per
+# file, as `pass insert` would, but without one gpg process per entry). One `git fast-import`
+# stream then writes the history pass would have written: the ciphertexts, one commit per entry
+# ("Add given password for NAME to store.", as `pass insert`), then N/2 commits each rewriting a
+# different earlier entry with another ciphertext for the same recipients ("Edit password for
+# NAME using vim.", as `pass edit`). The work tree is checked out from HEAD (umask 077, as pass),
+# `vault init` adopts the store and `git gc` packs it. Every entry is a distinct message gpg reads.
 #
 # What is compared, each on its own copy (cp -a) of the same store:
 #   add-member     vault add-member   vs  pass init <the R ids> <new id>
 #   remove-member  vault remove-member vs pass init <the R ids minus the removed one>
+#   key in agent   the same two vault commands without --identity: vault finds the operator's
+#                  secret key in the gpg-agent of $GNUPGHOME, where pass finds it too (R = 10;
+#                  the agent's cost per entry does not depend on R)
+#   agent floor    K PKDECRYPTs with the operator's encryption subkey through one
+#                  gpg-connect-agent session, minus the same session without them: the agent's
+#                  own cost per entry (it does one at a time: N entries cost at least N times it)
 #   audit          vault audit        vs  gpg --batch --list-only --list-packets, once per file
 #                                          (what gopass fsck does to find the recipients)
+#                                     and git log --raw --no-renames (git's own walk of the
+#                                          same history; its output to /dev/null)
 #   floor          sequoia alone, one thread, per entry, for the same work on the same
 #                  ciphertexts and keys, x N / cores (benches/crypto_floor.rs)
 # pass is measured once per point (it takes minutes); above PASS_MAX_N entries its time is
 # extrapolated from its per-entry time at PASS_MAX_N (marked "est."): pass spends a constant
 # time per entry (three gpg processes). The full run also times pass once at N = 5000 to show it.
+# A vault run with the key in the agent expected to take over AGENT_LONG seconds (the agent's time
+# per operation x N: RSA-3072 at N = 5000, or 1000 on a slow machine) is made once, not --reps
+# times.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +64,7 @@ cd "$repo"
 
 quick=0
 keep=0
+agent=1
 given_vault=""
 given_floor=""
 work=""
@@ -53,6 +74,8 @@ while [ $# -gt 0 ]; do
   --quick) quick=1 ;;
   --smoke) quick=2 ;; # a minute: checks that the script works, figures meaningless
   --keep) keep=1 ;;
+  --agent) agent=1 ;;
+  --no-agent) agent=0 ;;
   --dir)
     work="$2"
     shift
@@ -97,7 +120,7 @@ elif [ "$quick" = 1 ]; then
 else
   SUITES="cv25519 rsa3072"
   NS_cv25519="100 1000 5000"
-  NS_rsa3072="100 1000"
+  NS_rsa3072="100 1000 5000"
   BIG_N=10000
   PASS_ONCE="cv25519 10 5000 add"
   reps="${reps:-5}"
@@ -109,6 +132,9 @@ GPG_SAMPLE=1000      # the gpg loop at BIG_N runs on this many files and is scal
 FLOOR_LIMIT_cv25519=1000 # entries the floor benchmark works on (per-entry cost is averaged)
 FLOOR_LIMIT_rsa3072=300  # RSA private-key operations are slow: fewer entries, same precision
 R_MAX=10
+AGENT_R=10           # the runs with the operator's key in gpg-agent: at this R, every N
+AGENT_K=200          # PKDECRYPTs timed through gpg-connect-agent for the agent's floor
+AGENT_LONG=20        # a vault run with the agent expected to be longer (s) is made once
 if [ "$quick" = 2 ]; then AUDIT_N=40 FLOOR_LIMIT_cv25519=40; fi
 
 # ---- Setup ---------------------------------------------------------------------------------
@@ -243,44 +269,104 @@ nmax_of() { # largest N needed for (suite, R)
   if [ -n "$BIG_N" ] && [ "$suite" = cv25519 ] && [ "$R" = 10 ]; then max=$BIG_N; fi
   echo "$max"
 }
-make_pool() {
-  local suite="$1" R="$2" n="$3" pool="$work/pool/$1-R$2" i rcpt=()
+make_pool() { # SUITE R N: N entries and N/2 edits (other messages, for the edit commits)
+  local suite="$1" R="$2" n="$3" pool="$work/pool/$1-R$2" i f rcpt=()
   mkdir -p "$pool"
   for f in $(ids "$suite" "$R"); do rcpt+=(-r "$f"); done
   (
     cd "$pool"
     for i in $(seq 0 15); do mkdir -p "team$i"; done
+    mkdir -p edits
     : >list
+    : >edit-list
     for ((i = 1; i <= n; i++)); do
       f="team$((i % 16))/entry$(printf %05d "$i")"
       printf '%08x%08x%08x\nuser: admin%d\nurl: https://host%d.example.org/login\nnote: generated for the vault benchmark\n' \
         "$SRANDOM" "$SRANDOM" "$SRANDOM" "$i" "$i" >"$f"
       echo "$f" >>list
     done
+    for ((i = 1; i <= n / 2; i++)); do
+      f="edits/edit$(printf %05d "$i")"
+      printf '%08x%08x%08x\nuser: admin%d\nnote: edited for the vault benchmark\n' \
+        "$SRANDOM" "$SRANDOM" "$SRANDOM" "$i" >"$f"
+      echo "$f" >>edit-list
+    done
     # Two gpg processes (one per core), each encrypting its half of the files.
-    split -n l/2 list part.
+    cat list edit-list >all
+    split -n l/2 all part.
     for p in part.*; do
       gpg --batch --quiet --yes --compress-algo none --set-filename "" "${rcpt[@]}" \
         --encrypt-files <"$p" &
     done
     wait
-    xargs rm -f <list
+    xargs rm -f <all
     sed 's/$/.gpg/' list >entries
-    rm -f list part.*
+    sed 's/$/.gpg/' edit-list >edits.list
+    rm -f all list edit-list part.*
   )
 }
-# base/SUITE-R<R>-N<N>: a pass store adopted by vault, its trust anchor pinned by vault init.
+# The history pass writes, as one `git fast-import` stream (on stdout): the blobs of the first N
+# entries and first N/2 edits of POOL (files read from the current folder), then one commit per
+# entry as `pass insert` makes it, then N/2 commits as `pass edit` makes them, each rewriting a
+# different entry (a stride over the entries: spread over the folders and the history) with an
+# edit's ciphertext. All commits on refs/heads/main after FROM, at time WHEN (pass in a loop
+# writes many commits in the same second too). perl (Debian's essential perl-base) reads the
+# binary files; git fast-import writes one pack, no loose objects.
+history_stream() { # N FROM WHEN (in the pool folder)
+  perl -e '
+    use strict; use warnings;
+    my ($n, $from, $when, $who) = @ARGV;
+    my $e = int($n / 2);
+    open(my $l, "<", "entries") or die "entries: $!"; chomp(my @ent = <$l>); close $l;
+    open($l, "<", "edits.list") or die "edits.list: $!"; chomp(my @ed = <$l>); close $l;
+    die "the pool is too small\n" if @ent < $n || @ed < $e;
+    @ent = @ent[0 .. $n - 1]; @ed = @ed[0 .. $e - 1];
+    binmode STDOUT;
+    my $mark = 0;
+    for my $f (@ent, @ed) {
+      open(my $fh, "<:raw", $f) or die "$f: $!";
+      local $/; my $d = <$fh>; close $fh;
+      $mark++;
+      print "blob\nmark :$mark\ndata ", length($d), "\n", $d, "\n";
+    }
+    sub commit {
+      my ($msg, $blob, $path) = @_;
+      print "commit refs/heads/main\nauthor $who $when +0000\ncommitter $who $when +0000\n";
+      print "data ", length($msg), "\n", $msg;
+      if ($from ne "") { print "from $from\n"; $from = ""; }
+      print "M 100644 :$blob $path\n\n";
+    }
+    for my $i (0 .. $n - 1) {
+      (my $name = $ent[$i]) =~ s/\.gpg$//;
+      commit("Add given password for $name to store.\n", $i + 1, $ent[$i]);
+    }
+    for my $k (0 .. $e - 1) {
+      my $j = ($k * 7919) % $n; # 7919 is prime: distinct entries unless N is a multiple of it
+      (my $name = $ent[$j]) =~ s/\.gpg$//;
+      commit("Edit password for $name using vim.\n", $n + $k + 1, $ent[$j]);
+    }
+    print "done\n";
+  ' "$1" "$2" "$3" "$GIT_COMMITTER_NAME <$GIT_COMMITTER_EMAIL>"
+}
+# base/SUITE-R<R>-N<N>: a pass store with pass's history (see the header), adopted by vault, its
+# trust anchor pinned by vault init.
 make_store() {
   local suite="$1" R="$2" N="$3"
-  local pool="$work/pool/$suite-R$R" store="$work/base/$suite-R$R-N$N"
+  local pool="$work/pool/$suite-R$R" store="$work/base/$suite-R$R-N$N" head when
   mkdir -p "$store"
   # shellcheck disable=SC2046
   PASSWORD_STORE_DIR="$store" pass init $(ids "$suite" "$R") >/dev/null
   PASSWORD_STORE_DIR="$store" pass git init >/dev/null
-  head -n "$N" "$pool/entries" | tar -C "$pool" -cf - -T - | tar -C "$store" -xf -
-  find "$store" -name '*.gpg' -type f -exec chmod 600 {} +
-  git -C "$store" add -A
-  git -C "$store" commit -q -m "Add $N generated entries"
+  head=$(git -C "$store" rev-parse HEAD)
+  when=$(git -C "$store" log -1 --format=%ct)
+  if ! (cd "$pool" && history_stream "$N" "$head" "$when") |
+    git -C "$store" fast-import --quiet --done >"$store.import.log" 2>&1; then
+    echo "bench: git fast-import failed for $store:" >&2
+    tail -n 20 "$store.import.log" >&2
+    exit 1
+  fi
+  # The work tree from HEAD, files 0600 and folders 0700 as pass (umask 077) makes them.
+  (umask 077 && git -C "$store" reset -q --hard)
   "$VAULT" --store "$store" --identity "$work/$suite.operator.key" init >"$store.init.log" 2>&1
   git -C "$store" gc -q # a store that has lived a while is packed
 }
@@ -364,10 +450,16 @@ vault_count() { git -C "$1" log -1 --format=%B | awk -F': ' '/^Vault-Reencrypted
 # Entries pass re-encrypted in its HEAD commit (changed *.gpg files).
 pass_count() { git -C "$1" show --name-only --format= HEAD | grep -c '\.gpg$' || true; }
 
-# vault_cmd OP SUITE R: sets VCMD, the vault command line for OP on the store @STORE@.
+# vault_cmd OP SUITE R: sets VCMD, the vault command line for OP on the store @STORE@. OP ending
+# in -agent: without --identity, vault asks the gpg-agent of $GNUPGHOME for the operator's key.
 vault_cmd() {
   local op="$1" suite="$2" R="$3"
-  VCMD=("$VAULT" --store @STORE@ --identity "$work/$suite.operator.key" --yes)
+  VCMD=("$VAULT" --store @STORE@)
+  case "$op" in
+  *-agent) op="${op%-agent}" ;;
+  *) VCMD+=(--identity "$work/$suite.operator.key") ;;
+  esac
+  VCMD+=(--yes)
   case "$op" in
   add) VCMD+=(add-member "$work/$suite.newcomer.asc" --name "$(name_of "$suite" $((R_MAX + 1)))"
     --fingerprint "${FPR[$suite,$((R_MAX + 1))]}") ;;
@@ -378,16 +470,17 @@ vault_cmd() {
   esac
 }
 
-# bench_vault OP SUITE R N [KIND [ENV...]]: vault OP, REPS times (changes each on a fresh copy);
-# records the median time, the peak RSS and the most interference seen, as KIND (default OP).
+# bench_vault OP SUITE R N [KIND [ENV...]]: vault OP, REPS times (or VREPS, if set; changes each
+# on a fresh copy); records the median time, the peak RSS and the most interference seen, as KIND
+# (default OP), and the number of runs.
 bench_vault() {
   local op="$1" suite="$2" R="$3" N="$4" kind="${5:-$1}" base="$2-R$3-N$4" times="" maxrss=0
-  local maxf=0 k count="" copy=- med
+  local maxf=0 k count="" copy=- med runs="${VREPS:-$reps}"
   shift 5 2>/dev/null || shift $#
-  case "$op" in add | remove) copy="$base" ;; esac
+  case "$op" in add | remove | add-agent | remove-agent) copy="$base" ;; esac
   vault_cmd "$op" "$suite" "$R"
   [ "$copy" = - ] && VCMD=("${VCMD[@]/@STORE@/$work/base/$base}")
-  for k in $(seq 1 "$reps"); do
+  for k in $(seq 1 "$runs"); do
     run_retry "$VAULT_MAXF" 4 "$work/logs/$base.$kind.$k" "$copy" env "$@" "${VCMD[@]}"
     times="$times $T"
     [ "$RSS" -gt "$maxrss" ] && maxrss=$RSS
@@ -399,6 +492,7 @@ bench_vault() {
   fi
   med=$(echo "$times" | median)
   record "$kind" "$suite" "$R" "$N" vault "$med" "$maxrss" "${count:-$N}" "$maxf"
+  record runs "$suite" "$R" "$N" "$kind" "$runs" "" "" ""
   say "  vault $kind  $suite R=$R N=$N: median $med s of [$times ], peak RSS $((maxrss / 1024)) MiB"
 }
 
@@ -436,6 +530,90 @@ bench_gpg_loop() {
   t=$(awk -v s="$T" -v n="$n" -v N="$N" 'BEGIN { printf "%.3f", s * N / n }')
   record audit "$suite" "$R" "$N" "$tool" "$t" "" "$n" "$FOREIGN"
   say "  gpg --list-packets loop $suite R=$R N=$N: $t s ($n files run)"
+}
+
+# git's own walk of the same history, REPS times (median): what vault audit's history walk is
+# compared with (the store's base copy; nothing is written).
+bench_gitlog() {
+  local suite="$1" R="$2" N="$3" base="$1-R$2-N$3" times="" k maxf=0 med
+  for k in $(seq 1 "$reps"); do
+    # shellcheck disable=SC2016
+    run_retry "$SERIAL_MAXF" 3 "$work/logs/$base.git-log.$k" - sh -c \
+      'git -C "$1" log --raw --no-renames >/dev/null' _ "$work/base/$base"
+    times="$times $T"
+    maxf=$(awk -v a="$maxf" -v b="$FOREIGN" 'BEGIN { print (b > a) ? b : a }')
+  done
+  med=$(echo "$times" | median)
+  record audit "$suite" "$R" "$N" git-log "$med" "" "$(git -C "$work/base/$base" rev-list --count HEAD)" "$maxf"
+  say "  git log --raw --no-renames $suite R=$R N=$N: median $med s of [$times ]"
+}
+
+# The agent's own cost per entry: AGENT_K PKDECRYPTs with the operator's encryption subkey, of
+# the session key of one of the store's entries, through one gpg-connect-agent session (each
+# SETKEY + PKDECRYPT, the ciphertext given at the agent's INQUIRE, as gpg and vault do), minus the
+# same session without them (the process and the connection). A `gpg --decrypt` per entry would
+# mostly time gpg's start-up. The keys have no passphrase (generated with --passphrase ''), and
+# pinentry-mode=error makes a locked key fail at once rather than wait for a pinentry. Median
+# of at least 3 runs of each session (--smoke too: the difference is small at Cv25519). Sets
+# AGENT_OK[SUITE] if the agent decrypts with the operator's key, and AGENT_MS[SUITE] (ms per
+# operation) if the difference is above the noise.
+declare -A AGENT_MS AGENT_OK
+bench_agent_floor() {
+  local suite="$1" pool="$work/pool/$1-R$R_MAX" keyid="" grip="" file ct kk i k ok ms
+  local t0s="" tks="" in log
+  read -r keyid grip < <(gpg --with-colons --with-keygrip -K "${FPR[$suite,1]}" |
+    awk -F: '$1 == "ssb" && $12 ~ /e/ { k = $5; next } k != "" && $1 == "grp" { print k, $10; exit }') || true
+  file="$pool/$(head -n 1 "$pool/entries")"
+  # The PKESK for that subkey, as gpg prints it with --debug mpi, as the S-expression gpg gives the
+  # agent: RSA (a), ECDH (s: the wrapped key, e: the ephemeral point).
+  if [ -z "$grip" ] || ! ct=$(gpg --batch --debug mpi --list-packets "$file" 2>/dev/null | awk -v id="$keyid" '
+      /^:pubkey enc packet:/ { on = ($NF == id); if (on) { algo = $7 + 0; n = 0 }; next }
+      /^[#:]/ { on = 0; next }
+      on && $1 == "data:" { d[++n] = $2 }
+      END {
+        if (algo == 1 && n >= 1) printf "(enc-val(rsa(a #%s#)))", d[1]
+        else if (algo == 18 && n >= 2) printf "(enc-val(ecdh(s #%s#)(e #%s#)))", d[2], d[1]
+        else exit 1
+      }'); then
+    say "WARNING: $suite: cannot find the operator's PKESK in $file: no agent floor, no agent runs"
+    return 0
+  fi
+  printf '%s' "$ct" >"$work/logs/agent-floor.$suite.ct"
+  for kk in 0 "$AGENT_K"; do
+    {
+      echo "OPTION pinentry-mode=error"
+      echo "/definqfile CIPHERTEXT $work/logs/agent-floor.$suite.ct"
+      for ((i = 0; i < kk; i++)); do printf 'SETKEY %s\nPKDECRYPT\n' "$grip"; done
+      echo /bye
+    } >"$work/logs/agent-floor.$suite.$kk.in"
+  done
+  # Once unmeasured: the agent is running and has read its files.
+  in="$work/logs/agent-floor.$suite.$AGENT_K.in"
+  log="$work/logs/agent-floor.$suite"
+  gpg-connect-agent <"$in" >"$log.warmup" 2>&1 || true
+  ok=$(grep -ac '^D ' "$log.warmup" || true)
+  if [ "$ok" != "$AGENT_K" ]; then
+    say "WARNING: $suite: gpg-agent decrypted $ok of $AGENT_K (see $log.warmup): no agent floor, no agent runs"
+    return 0
+  fi
+  AGENT_OK[$suite]=1
+  for k in $(seq 1 $((reps > 3 ? reps : 3))); do
+    for kk in 0 "$AGENT_K"; do
+      # shellcheck disable=SC2016
+      run_retry "$SERIAL_MAXF" 3 "$log.$kk.$k" - bash -c 'gpg-connect-agent <"$1"' _ \
+        "$work/logs/agent-floor.$suite.$kk.in"
+      if [ "$kk" = 0 ]; then t0s="$t0s $T"; else tks="$tks $T"; fi
+    done
+  done
+  ms=$(awk -v a="$(echo "$t0s" | median)" -v b="$(echo "$tks" | median)" -v k="$AGENT_K" \
+    'BEGIN { printf "%.3f", (b - a) / k * 1000 }')
+  say "  gpg-agent PKDECRYPT $suite: $ms ms per operation ($AGENT_K in one session: [$tks ] s; without them: [$t0s ] s)"
+  if awk -v m="$ms" 'BEGIN { exit !(m > 0) }'; then
+    AGENT_MS[$suite]=$ms
+    record agent-floor "$suite" "" "" ms_per_op "$ms" "" "$AGENT_K" "$FOREIGN"
+  else
+    say "WARNING: $suite: the agent's floor is lost in the noise (raise AGENT_K): not reported"
+  fi
 }
 
 bench_floor() {
@@ -525,9 +703,10 @@ for suite in $SUITES; do
   nsv="NS_$suite"
   for R in $RS; do
     nmax=$(nmax_of "$suite" "$R")
-    say "$suite R=$R: encrypting $nmax entries with gpg"
+    say "$suite R=$R: encrypting $nmax entries and $((nmax / 2)) edits with gpg"
     make_pool "$suite" "$R" "$nmax"
     for N in ${!nsv}; do
+      say "$suite R=$R N=$N: history of $N entries and $((N / 2)) edits (git fast-import), vault init"
       make_store "$suite" "$R" "$N"
     done
     if [ -n "$BIG_N" ] && [ "$nmax" = "$BIG_N" ]; then make_store "$suite" "$R" "$BIG_N"; fi
@@ -542,6 +721,11 @@ fi
 
 for suite in $SUITES; do
   nsv="NS_$suite"
+  if [ "$agent" = 1 ]; then
+    wait_idle
+    say "$suite: gpg-agent's own cost per PKDECRYPT"
+    bench_agent_floor "$suite"
+  fi
   for R in $RS; do
     wait_idle
     say "$suite R=$R: crypto floor (benches/crypto_floor.rs)"
@@ -550,7 +734,15 @@ for suite in $SUITES; do
       wait_idle
       bench_vault add "$suite" "$R" "$N"
       bench_vault remove "$suite" "$R" "$N"
+      if [ "$agent" = 1 ] && [ "$R" = "$AGENT_R" ] && [ -n "${AGENT_OK[$suite]:-}" ]; then
+        # Once only if long (RSA-3072 at N = 5000: minutes), else as many runs as the others.
+        agent_runs=$(awk -v ms="${AGENT_MS[$suite]:-0}" -v n="$N" -v l="$AGENT_LONG" -v r="$reps" \
+          'BEGIN { print (ms * n / 1000 > l) ? 1 : r }')
+        VREPS=$agent_runs bench_vault add-agent "$suite" "$R" "$N"
+        VREPS=$agent_runs bench_vault remove-agent "$suite" "$R" "$N"
+      fi
       bench_vault audit "$suite" "$R" "$N"
+      bench_gitlog "$suite" "$R" "$N"
       if [ "$N" -le "$PASS_MAX_N" ]; then
         wait_idle
         bench_pass add "$suite" "$R" "$N"
@@ -570,6 +762,7 @@ if [ -n "$BIG_N" ]; then
   bench_vault add cv25519 10 "$BIG_N"
   bench_vault remove cv25519 10 "$BIG_N"
   bench_vault audit cv25519 10 "$BIG_N"
+  bench_gitlog cv25519 10 "$BIG_N"
   bench_gpg_loop cv25519 10 "$BIG_N"
 fi
 if [ -n "$PASS_ONCE" ]; then
@@ -590,18 +783,21 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
   echo
   echo "Machine: $(nproc) cores, $cpu, $mem RAM; $(uname -sr); $(gpg --version | head -n 1), pass $(pass version 2>/dev/null | awk '/v[0-9]/ { for (i = 1; i <= NF; i++) if ($i ~ /^v[0-9]/) print $i }' | head -n 1)."
   echo "vault: $built_from (release build, copied at the start of the run)."
-  echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), scripts/bench.sh$(case "$quick" in 1) echo " --quick" ;; 2) echo " --smoke" ;; esac), vault median of $reps runs each on a fresh copy; pass once per point."
+  echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), scripts/bench.sh$(case "$quick" in 1) echo " --quick" ;; 2) echo " --smoke" ;; esac), vault median of $reps runs each on a fresh copy; pass once per point. Stores with pass's history: one commit per entry, then N/2 edit commits."
   [ "$noisy" = 1 ] && echo "WARNING: other compilations were running during part of the run: figures are noisy."
   echo
-  awk -F'\t' -f - "$results" <<'AWK'
+  awk -F'\t' -v agent_long="$AGENT_LONG" -f - "$results" <<'AWK'
 NR == 1 { next }
 {
   if ($9 != "" && $9 + 0 > mf[$5] + 0) mf[$5] = $9
   if ($5 == "perf") { tl[++ntl] = $6; tlop[ntl] = $1; next }
   key = $2 SUBSEP $3 SUBSEP $4
-  if ($1 == "floor") cores[$2 SUBSEP $3] = $6
+  if ($1 == "runs") nruns[$5, key] = $6
+  else if ($1 == "agent-floor") { if (!($2 in am)) aorder[++na] = $2; am[$2] = $6; ak[$2] = $8 }
+  else if ($5 == "git-log") { gl[key] = $6; glc[key] = $8 }
+  else if ($1 == "floor") cores[$2 SUBSEP $3] = $6
   else if ($1 ~ /^floor_/) { fl[$1, $2 SUBSEP $3] = $6; if (!(($2 SUBSEP $3) in seenf)) { seenf[$2 SUBSEP $3] = 1; forder[++nf] = $2 SUBSEP $3 } }
-  else if ($5 == "vault") { v[$1, key] = $6; rss[$1, key] = $7; pts[$1, key] = 1; if ($1 == "add" || $1 == "remove" || $1 == "audit") order[++n] = $1 SUBSEP key }
+  else if ($5 == "vault") { if ($1 ~ /-agent$/) hasagent = 1; v[$1, key] = $6; rss[$1, key] = $7; pts[$1, key] = 1; if ($1 == "add" || $1 == "remove" || $1 == "audit") order[++n] = $1 SUBSEP key }
   else if ($5 == "pass") { p[$1, key] = $6 }
   else if ($5 ~ /^gpg-loop/) { g[key] = $6; gest[key] = ($5 == "gpg-loop-est"); gn[key] = $8 }
 }
@@ -613,6 +809,7 @@ function table(title, header,    n, cols, sep, i) {
   print header; print sep
 }
 function fmt(x) { return (x == "") ? "–" : sprintf("%.2f", x) }
+function fmt3(x) { return (x == "") ? "–" : sprintf("%.3f", x) }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "–" : sprintf("%.0fx", a / b) }
 function ratio1(a, b) { return (a == "" || b == "" || b == 0) ? "–" : sprintf("%.2fx", a / b) }
 # pass time at (op, suite, R, N): measured, else extrapolated from the largest measured N
@@ -623,6 +820,30 @@ function pass_time(op, s, r, N,    k, best, bn, parts) {
   for (k in p) { split(k, parts, SUBSEP); if (parts[1] == op && parts[2] == s && parts[3] == r && parts[4] + 0 > bn && parts[4] + 0 < N + 0) { bn = parts[4] + 0; best = p[k] } }
   if (best == "") { est = 0; return "" }
   est = 1; return best / bn * N
+}
+# vault with the operator's key in gpg-agent (no --identity), against the same change with the key
+# file and against pass; the agent's own floor is N x its time per PKDECRYPT (one at a time).
+function agent_table(    i, j, parts, s, r, N, k, op, va, vf, pt, e, af, line, once) {
+  if (!hasagent) return
+  table("The operator's key in gpg-agent: vault without --identity", "| keys | R | N | change | vault, agent (s) | vault, key file (s) | agent / key file | pass / vault-agent | agent floor (s) | vault-agent / agent floor |")
+  for (i = 1; i <= n; i++) {
+    split(order[i], parts, SUBSEP); op = parts[1]
+    if (op != "add" && op != "remove") continue
+    s = parts[2]; r = parts[3]; N = parts[4]; k = s SUBSEP r SUBSEP N
+    if (!((op "-agent", k) in v)) continue
+    va = v[op "-agent", k]; vf = v[op, k]; pt = pass_time(op, s, r, N); e = est
+    af = (s in am) ? am[s] * N / 1000 : ""
+    if (nruns[op "-agent", k] == 1 && nruns[op, k] > 1) { once = 1; line = " (1 run)" } else line = ""
+    printf "| %s | %s | %s | %s-member | %s%s | %s | %s | %s%s | %s | %s |\n", s, r, N, op, fmt(va), line, fmt(vf), ratio1(va, vf), ratio(pt, va), (e ? " (est.)" : ""), (af == "" ? "–" : sprintf("%.3f", af)), ratio1(va, af)
+  }
+  print ""
+  if (na > 0) {
+    line = "gpg-agent's own time per PKDECRYPT (the operator's encryption subkey, one entry's session key, in one gpg-connect-agent session, minus that session alone):"
+    for (j = 1; j <= na; j++) line = line sprintf(" %s %.3f ms (%d operations)%s", aorder[j], am[aorder[j]], ak[aorder[j]], (j < na) ? ";" : ".")
+    print line
+  }
+  if (once) print "(1 run): a run expected to take over " agent_long " s (the agent's time per operation x N) is made once, not median of several."
+  print ""
 }
 function change_table(op, title,    i, parts, s, r, N, k, vt, pt, ft, c, flk, e) {
   table(title, "| keys | R | N | pass / vault | vault / floor | vault (s) | pass init (s) | floor (s) | pass per entry (ms) |")
@@ -637,25 +858,17 @@ function change_table(op, title,    i, parts, s, r, N, k, vt, pt, ft, c, flk, e)
   print ""
 }
 END {
-  printf "Interference check: during the runs kept, other processes used at most %.2f cores (vault runs), %.2f (pass), %.2f (gpg loop), %.2f (floor); vault runs are repeated above 0.25, pass and the gpg loop once above 0.5.\n\n", mf["vault"], mf["pass"], (mf["gpg-loop"] > mf["gpg-loop-est"]) ? mf["gpg-loop"] : mf["gpg-loop-est"], mf["us_per_entry"]
+  printf "Interference check: during the runs kept, other processes used at most %.2f cores (vault runs), %.2f (pass), %.2f (gpg loop), %.2f (git log), %.2f (agent floor), %.2f (floor); vault runs are repeated above 0.25, the others above 0.5 (pass and the gpg loop once).\n\n", mf["vault"], mf["pass"], (mf["gpg-loop"] > mf["gpg-loop-est"]) ? mf["gpg-loop"] : mf["gpg-loop-est"], mf["git-log"], mf["ms_per_op"], mf["us_per_entry"]
   change_table("add", "add-member: vault add-member vs pass init with the new id")
   change_table("remove", "remove-member: vault remove-member vs pass init without the member")
-  table("audit: vault audit vs one `gpg --list-only --list-packets` per file", "| keys | R | N | gpg loop / vault | vault (s) | gpg loop (s) | gpg loop per file (ms) |")
+  agent_table()
+  table("audit: vault audit vs git's own walk of the history (`git log --raw --no-renames`) and one `gpg --list-only --list-packets` per file", "| keys | R | N | commits | vault (s) | git log (s) | vault / git log | gpg loop (s) | gpg loop / vault | gpg loop per file (ms) |")
   for (i = 1; i <= n; i++) {
     split(order[i], parts, SUBSEP); if (parts[1] != "audit") continue
     k = parts[2] SUBSEP parts[3] SUBSEP parts[4]
-    if (!(k in g)) continue
-    printf "| %s | %s | %s | %s%s | %s | %s%s | %.1f |\n", parts[2], parts[3], parts[4], ratio(g[k], v["audit", k]), (gest[k] ? " (est.)" : ""), fmt(v["audit", k]), fmt(g[k]), (gest[k] ? " (est.: " gn[k] " files timed, scaled)" : ""), g[k] / parts[4] * 1000
+    gk = (k in g) ? g[k] : ""; ge = (k in g) && gest[k]; lk = (k in gl) ? gl[k] : ""
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s%s | %s%s | %s |\n", parts[2], parts[3], parts[4], (k in glc) ? glc[k] : "–", fmt3(v["audit", k]), fmt3(lk), ratio1(v["audit", k], lk), fmt(gk), (ge ? " (est.: " gn[k] " files timed, scaled)" : ""), ratio(gk, v["audit", k]), (ge ? " (est.)" : ""), (gk == "") ? "–" : sprintf("%.1f", gk / parts[4] * 1000)
   }
-  print ""
-  print "Other vault audit times (s): "
-  line = ""
-  for (i = 1; i <= n; i++) {
-    split(order[i], parts, SUBSEP); if (parts[1] != "audit") continue
-    k = parts[2] SUBSEP parts[3] SUBSEP parts[4]
-    line = line sprintf("%s R=%s N=%s: %.3f; ", parts[2], parts[3], parts[4], v["audit", k])
-  }
-  print line
   print ""
   table("Crypto floor per entry (sequoia alone, one thread; benches/crypto_floor.rs)", "| keys | R | add-member (µs) | remove-member (µs) | audit parse (µs) | cores | rayon speed-up add / remove |")
   for (j = 1; j <= nf; j++) {
@@ -704,6 +917,7 @@ END {
   printf "- add-member within 1.5x of the floor: %.2fx — %s\n", fa, (fa <= 1.5 ? "met" : "MISSED")
   printf "- remove-member within 1.5x of the floor: %.2fx — %s\n", fr, (fr <= 1.5 ? "met" : "MISSED")
   if (au > 0) printf "- audit >= 200x faster than the gpg loop: %.0fx — %s\n", au, (au >= 200 ? "met" : "MISSED")
+  if ((k in gl) && gl[k] > 0) { ag = v["audit", k] / gl[k]; printf "- audit within 1.5x of git log --raw --no-renames on the same history: %.2fx — %s\n", ag, (ag <= 1.5 ? "met" : "MISSED") }
   if (mr > 0) printf "- peak RSS < 64 MiB at N = 10000: %.1f MiB — %s\n", mr / 1024, (mr < 65536 ? "met" : "MISSED")
   else print "- peak RSS at N = 10000: not measured (--quick)"
 }
