@@ -213,12 +213,7 @@ pub(super) struct AgentDecryptor<'s> {
 }
 
 impl Decryptor for AgentDecryptor<'_> {
-    fn public(
-        &self,
-    ) -> &openpgp::packet::Key<
-        openpgp::packet::key::PublicParts,
-        openpgp::packet::key::UnspecifiedRole,
-    > {
+    fn public(&self) -> &PublicKey {
         self.public
     }
 

@@ -88,12 +88,7 @@ fn build(
 }
 
 impl Decryptor for RsaCrt {
-    fn public(
-        &self,
-    ) -> &openpgp::packet::Key<
-        openpgp::packet::key::PublicParts,
-        openpgp::packet::key::UnspecifiedRole,
-    > {
+    fn public(&self) -> &PublicKey {
         &self.public
     }
 

@@ -973,23 +973,17 @@ mod tests {
             e.extend_from_slice(blob.as_bytes());
             e
         };
-        let mut bytes = raw("b.gpg");
-        bytes.extend(raw("a.gpg"));
-        let tree = git
-            .odb()
-            .unwrap()
-            .write(git2::ObjectType::Tree, &bytes)
-            .unwrap();
-        let bad = lab.commit_tree(Some(root), tree);
+        let commit_of = |names: [&str; 2]| {
+            let bytes: Vec<u8> = names.into_iter().flat_map(raw).collect();
+            let odb = git.odb().unwrap();
+            lab.commit_tree(
+                Some(root),
+                odb.write(git2::ObjectType::Tree, &bytes).unwrap(),
+            )
+        };
+        let bad = commit_of(["b.gpg", "a.gpg"]);
         assert!(lab.membership(bad, root));
-        let mut sorted = raw("a.gpg");
-        sorted.extend(raw("b.gpg"));
-        let tree = git
-            .odb()
-            .unwrap()
-            .write(git2::ObjectType::Tree, &sorted)
-            .unwrap();
-        let good = lab.commit_tree(Some(root), tree);
+        let good = commit_of(["a.gpg", "b.gpg"]);
         assert!(!lab.membership(good, root));
     }
 }
