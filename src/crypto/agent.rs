@@ -31,6 +31,9 @@ pub(super) struct Session {
     socket: PathBuf,
     loopback: Option<Password>,
     interactive: bool,
+    /// Set while a request's answers are being read: an error that stops reading leaves it set,
+    /// and the connection is not used again (the next answer would be the old request's).
+    out_of_step: bool,
     /// The agent's last error, to explain a failed decryption.
     pub(super) last_error: Option<String>,
 }
@@ -89,6 +92,7 @@ impl Session {
             socket,
             loopback,
             interactive,
+            out_of_step: false,
             last_error: None,
         })
     }
@@ -124,9 +128,20 @@ impl Session {
             "vault needs to decrypt the team's password store entries with your key {}.",
             key.keyid()
         );
+        if self.out_of_step {
+            return Err(anyhow::anyhow!(
+                "gpg-agent: the connection lost its place after an earlier error"
+            ));
+        }
+        // Everything that can fail before the agent answers is done first, so an error never
+        // leaves answers unread on the connection.
+        let mut ciphertext_sexp = Vec::new();
+        Sexp::try_from(ciphertext)?.serialize(&mut ciphertext_sexp)?;
         let agent = &mut self.agent;
         let loopback = &self.loopback;
+        let out_of_step = &mut self.out_of_step;
         let result: openpgp::Result<SessionKey> = self.rt.block_on(async {
+            *out_of_step = true;
             agent.send(format!(
                 "SETKEY {grip}\nSETKEYDESC {}\nPKDECRYPT",
                 escape(&prompt)
@@ -151,9 +166,7 @@ impl Session {
                             agent.next().await;
                         }
                         ("CIPHERTEXT", _) => {
-                            let mut buf = Vec::new();
-                            Sexp::try_from(ciphertext)?.serialize(&mut buf)?;
-                            agent.data(&buf)?;
+                            agent.data(&ciphertext_sexp)?;
                             agent.next().await;
                         }
                         _ => {
@@ -173,6 +186,8 @@ impl Session {
                     Response::Data { partial } => data.extend_from_slice(&partial),
                 }
             }
+            // Every answer was read: the connection is in step whatever the outcome.
+            *out_of_step = false;
             if let Some(message) = failure {
                 return Err(anyhow::anyhow!("gpg-agent: {message}"));
             }

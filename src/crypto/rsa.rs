@@ -62,22 +62,26 @@ fn build(
     q: &[u8],
     u: &[u8],
 ) -> Result<Rsa<Private>, openssl::error::ErrorStack> {
+    // Secret numbers live in OpenSSL's secure heap, which is cleared when they are freed.
     let secret = |bytes: &[u8]| -> Result<BigNum, openssl::error::ErrorStack> {
-        let mut b = BigNum::from_slice(bytes)?;
+        let mut b = BigNum::new_secure()?;
+        b.copy_from_slice(bytes)?;
         b.set_const_time();
         Ok(b)
     };
     let mut ctx = BigNumContext::new_secure()?;
     let (n, e) = (BigNum::from_slice(n)?, BigNum::from_slice(e)?);
     let (d, first, second, coefficient) = (secret(d)?, secret(q)?, secret(p)?, secret(u)?);
-    let mut product = BigNum::new()?;
+    let mut product = BigNum::new_secure()?;
     product.checked_mul(&first, &second, &mut ctx)?;
     if product != n {
         return Err(openssl::error::ErrorStack::get());
     }
+    let one = BigNum::from_u32(1)?;
     let exponent = |prime: &BigNum, ctx: &mut BigNumContext| {
-        let mut less = secret(&prime.to_vec())?;
-        less.sub_word(1)?;
+        let mut less = BigNum::new_secure()?;
+        less.set_const_time();
+        less.checked_sub(prime, &one)?;
         let mut out = BigNum::new_secure()?;
         out.set_const_time();
         out.checked_rem(&d, &less, ctx)?;
@@ -128,6 +132,8 @@ mod tests {
         let key = cert.keys().subkeys().secret().next().unwrap().key().clone();
         let mut pair = key.role_into_unspecified().into_keypair().unwrap();
         let mut crt = RsaCrt::of(&pair).expect("an RSA key has a CRT form");
+        // OpenSSL would quietly fall back to the slow way with wrong CRT parameters: check them.
+        assert!(crt.key.check_key().unwrap());
         for _ in 0..3 {
             let session = SessionKey::new(32).unwrap();
             let pkesk =

@@ -98,6 +98,10 @@ impl Repo {
         if old == new {
             return Ok(Compared::Whole);
         }
+        // Deeper than any store needs: a tree nested to exhaust the stack is malformed too.
+        if prefix.bytes().filter(|b| *b == b'/').count() >= 64 {
+            return Ok(Compared::OutOfOrder);
+        }
         let (old, new) = (
             trees.parents_side(self, old)?,
             trees.commits_side(self, new)?,
@@ -123,6 +127,11 @@ impl Repo {
             let Some(e) = a.or(b) else { break };
             if a.map(|a| (a.id, a.mode)) == b.map(|b| (b.id, b.mode)) {
                 continue;
+            }
+            if let (Some(a), Some(b)) = (a, b) {
+                if a.is_tree() != b.is_tree() {
+                    return Ok(Compared::OutOfOrder); // cannot be, with the names parse allows
+                }
             }
             let name = String::from_utf8_lossy(e.name());
             let path = if prefix.is_empty() {
@@ -725,7 +734,8 @@ struct Parsed {
 }
 
 impl Parsed {
-    /// Parses a raw tree object (entries of `MODE NAME\0ID`).
+    /// Parses a raw tree object (entries of `MODE NAME\0ID`). A mode git does not write, an
+    /// empty name or one with a `/`, or entries out of git's order make it malformed.
     fn new(data: Box<[u8]>) -> Parsed {
         let entries = Self::parse(&data);
         let mut parsed = Parsed { data, entries };
@@ -746,7 +756,21 @@ impl Parsed {
                 b'0'..=b'7' if m < 0o1000000 => Some(m * 8 + i32::from(d - b'0')),
                 _ => None,
             })?;
+            // Only the modes git writes: libgit2 and git's checkout read others (`040755` as a
+            // folder, `120644` as a link) where a comparison by exact mode would not.
+            if !matches!(
+                mode,
+                0o40000 | 0o100644 | 0o100755 | 0o100664 | 0o120000 | 0o160000
+            ) {
+                return None;
+            }
             let nul = space + 1 + rest[space + 1..].iter().position(|b| *b == 0)?;
+            // A name is one path component: empty or with a `/` it could pair a file with a
+            // folder in git's order.
+            let name = &rest[space + 1..nul];
+            if name.is_empty() || name.contains(&b'/') {
+                return None;
+            }
             let id: [u8; 20] = rest.get(nul + 1..nul + 21)?.try_into().ok()?;
             let name = (
                 u32::try_from(at + space + 1).ok()?,
@@ -983,6 +1007,19 @@ mod tests {
         };
         let bad = commit_of(["b.gpg", "a.gpg"]);
         assert!(lab.membership(bad, root));
+        // A name with a `/`, or a mode git does not write (libgit2 reads `040755` as a folder).
+        let slash = commit_of(["a.gpg", "b/c"]);
+        assert!(lab.membership(slash, root));
+        let odd = {
+            let mut bytes = b"40755 x\0".to_vec();
+            bytes.extend_from_slice(git.treebuilder(None).unwrap().write().unwrap().as_bytes());
+            let odb = git.odb().unwrap();
+            lab.commit_tree(
+                Some(root),
+                odb.write(git2::ObjectType::Tree, &bytes).unwrap(),
+            )
+        };
+        assert!(lab.membership(odd, root));
         let good = commit_of(["a.gpg", "b.gpg"]);
         assert!(!lab.membership(good, root));
     }

@@ -57,6 +57,8 @@ impl Repo {
         // libgit2 re-hashes every object it reads to check its id; git itself does not (it
         // checks ids where objects arrive, when a pack is indexed, and in `git fsck`), and so
         // neither does vault: a long history walk spent a tenth of its time there (issue 18).
+        // Like git, vault then trusts the clone's own object database: objects copied in
+        // without indexing (a local `git clone` of a path, alternates) are taken as they are.
         git2::opts::strict_hash_verification(false);
         let repo = match Repository::open(&root) {
             Ok(r) => r,
