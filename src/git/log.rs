@@ -46,7 +46,8 @@ impl Repo {
     /// tree reads however large the store is: the trust walk's cost per commit (issue 18),
     /// where a full diff was most of the time on 20,000 commits. Stops at the first path
     /// picked; a malformed tree counts as touching one (the caller then reads the commit in
-    /// full rather than trusting this shortcut).
+    /// full rather than trusting this shortcut). `trees` carries the trees read from one call to
+    /// the next, for a walk whose next commit is this one's parent or child.
     ///
     /// # Errors
     /// Git errors reading the commits or their trees.
@@ -55,6 +56,7 @@ impl Repo {
         commit: CommitId,
         parent: CommitId,
         wanted: &dyn Fn(&str, bool) -> bool,
+        trees: &mut TreeCache,
     ) -> Result<bool> {
         let tree = |c: CommitId| {
             self.repo
@@ -70,8 +72,9 @@ impl Repo {
                 let link = [old, new].into_iter().flatten().any(Entry::is_link);
                 wanted(path, link)
             },
-            &mut Trees::default(),
+            trees,
         )?;
+        trees.next_step();
         Ok(compared != Compared::Whole)
     }
 
@@ -93,7 +96,7 @@ impl Repo {
         new: Option<git2::Oid>,
         prefix: &str,
         visit: &mut Visit,
-        trees: &mut Trees,
+        trees: &mut TreeCache,
     ) -> Result<Compared> {
         if old == new {
             return Ok(Compared::Whole);
@@ -102,10 +105,7 @@ impl Repo {
         if prefix.bytes().filter(|b| *b == b'/').count() >= 64 {
             return Ok(Compared::OutOfOrder);
         }
-        let (old, new) = (
-            trees.parents_side(self, old)?,
-            trees.commits_side(self, new)?,
-        );
+        let (old, new) = (trees.get(self, old)?, trees.get(self, new)?);
         let (Some(old), Some(new)) = (Parsed::view(old.as_deref()), Parsed::view(new.as_deref()))
         else {
             return Ok(Compared::OutOfOrder);
@@ -339,7 +339,7 @@ impl Repo {
         // still HEAD's.
         let mut open: HashMap<git2::Oid, Open> = HashMap::new();
         let mut blobs: Option<BlobIndex> = None;
-        let mut trees = Trees::default();
+        let mut trees = TreeCache::default();
         open.insert(
             head.0,
             paths
@@ -510,7 +510,7 @@ impl Repo {
         parent: &git2::Tree,
         tree: &git2::Tree,
         here: &Open,
-        trees: &mut Trees,
+        trees: &mut TreeCache,
     ) -> Result<Step> {
         let followed = |p: &str| {
             here.range((p.to_string(), String::new())..)
@@ -653,23 +653,21 @@ fn merge_into(open: &mut Open, key: (String, String), same: bool) {
 /// after (absent where there is none); true stops the comparison.
 type Visit<'v> = dyn FnMut(&str, Option<&Entry>, Option<&Entry>) -> bool + 'v;
 
-/// The trees a walk read on the parents' side of one step, kept for the next step, where the
-/// parent is the commit (libgit2's object cache keeps no tree over 4 KiB, so a folder of a
-/// few hundred entries would be read and parsed twice per commit, issue 18). Holds one step's
-/// trees at most.
+/// The trees a history walk read in its last step and in this one, kept for the next step,
+/// whose commit is this step's parent (libgit2's object cache keeps no tree over 4 KiB, so a
+/// folder of a few hundred entries would be read and parsed twice per commit, issue 18). Walks
+/// in either direction reuse them; it holds two steps' trees at most.
 #[derive(Default)]
-struct Trees {
-    /// The trees the last step read on the parents' side.
+pub struct TreeCache {
     last: HashMap<git2::Oid, Rc<Parsed>>,
-    /// The trees this step reads on the parents' side.
     this: HashMap<git2::Oid, Rc<Parsed>>,
 }
 
-impl Trees {
-    /// The tree `id` on a parent's side: kept for the next step.
-    fn parents_side(&mut self, repo: &Repo, id: Option<git2::Oid>) -> Result<Option<Rc<Parsed>>> {
+impl TreeCache {
+    /// The tree `id`, parsed: the last or this step's if either read it, else read now.
+    fn get(&mut self, repo: &Repo, id: Option<git2::Oid>) -> Result<Option<Rc<Parsed>>> {
         let Some(id) = id else { return Ok(None) };
-        let tree = match self.last.get(&id).or(self.this.get(&id)) {
+        let tree = match self.this.get(&id).or(self.last.get(&id)) {
             Some(t) => t.clone(),
             None => Rc::new(Parsed::new(repo.raw_tree(id)?)),
         };
@@ -677,16 +675,7 @@ impl Trees {
         Ok(Some(tree))
     }
 
-    /// The tree `id` on the commit's side: the last step's, if it read it.
-    fn commits_side(&mut self, repo: &Repo, id: Option<git2::Oid>) -> Result<Option<Rc<Parsed>>> {
-        let Some(id) = id else { return Ok(None) };
-        match self.last.get(&id) {
-            Some(t) => Ok(Some(t.clone())),
-            None => Ok(Some(Rc::new(Parsed::new(repo.raw_tree(id)?)))),
-        }
-    }
-
-    /// Ends a step: what it read on the parents' side is what the next one may reuse.
+    /// Ends a step: what it read is what the next one may reuse.
     fn next_step(&mut self) {
         self.last = std::mem::take(&mut self.this);
     }
@@ -934,7 +923,12 @@ mod tests {
 
         fn membership(&self, commit: CommitId, parent: CommitId) -> bool {
             self.repo
-                .touches(commit, parent, &|p, link| link || is_membership_file(p))
+                .touches(
+                    commit,
+                    parent,
+                    &|p, link| link || is_membership_file(p),
+                    &mut TreeCache::default(),
+                )
                 .unwrap()
         }
     }

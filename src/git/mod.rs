@@ -33,7 +33,7 @@ mod transaction;
 pub(crate) use fault::fault_point;
 pub use journal::{write_file_durably, Recovery};
 pub use lock::StoreLock;
-pub use log::{trailers, CommitInfo, Met};
+pub use log::{trailers, CommitInfo, Met, TreeCache};
 pub use merge::{BothChanged, Resolution};
 pub use objects::{BlobId, CommitId, NewBlob, Objects};
 pub use remote::{Standing, Upstream};

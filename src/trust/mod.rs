@@ -27,7 +27,7 @@ use state::{Reader, State};
 
 use crate::crypto::{verify_detached, Fingerprint, MemberKey};
 use crate::error::Result;
-use crate::git::{CommitId, Repo};
+use crate::git::{CommitId, Repo, TreeCache};
 use crate::store::{gpg_id_path, is_membership_file};
 use crate::text::{escape, format_unix};
 
@@ -135,13 +135,14 @@ pub fn verify(repo: &Repo, anchor: &Anchor, head: CommitId) -> Result<Verificati
         trusted: anchor.trusted.iter().map(|f| f.to_string()).collect(),
         ..Default::default()
     };
+    let mut trees = TreeCache::default();
     for (info, parent) in &chain {
         // A symbolic link anywhere can change which `.gpg-id` a folder reads (pass follows
         // them, and so does vault): such a commit is checked too.
         // A `vault verify --accept` commit changes no file: it is checked for its trailers.
-        if !repo.touches(info.id, *parent, &|p, is_link| {
-            is_link || is_membership_file(p)
-        })? && judge::accepted_commits(&info.message).is_empty()
+        let membership = |p: &str, is_link: bool| is_link || is_membership_file(p);
+        if !repo.touches(info.id, *parent, &membership, &mut trees)?
+            && judge::accepted_commits(&info.message).is_empty()
         {
             continue;
         }
