@@ -165,3 +165,62 @@ fn an_operator_with_no_members_key_is_told_which_keys_were_looked_for() {
         "after failing to find the operator",
     );
 }
+
+/// More entries than gpg-agent gets requests at once (vault keeps several in flight on its one
+/// connection): entries whose recipients are hidden (`gpg --throw-keyids`), so that the agent
+/// is asked with the operator's key for each PKESK in turn, are re-encrypted with the rest; and
+/// when some entries are not encrypted to the operator, every one is named, after the others
+/// were unlocked on the same connection, and nothing changes.
+#[test]
+fn many_entries_in_flight_through_the_agent_hidden_recipients_and_unreadable_ones() {
+    let team = adopted_team(); // root: alice, bob; ops/: alice only
+    let (lab, store, alice, bob) = (&team.lab, &team.store, &team.alice, &team.bob);
+    let names: Vec<String> = (0..40).map(|i| format!("bulk/entry{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        // Every fourth with hidden recipients, in both orders: in half of them bob's PKESK
+        // comes first, and the agent's answer for it is not the session key.
+        let extra: &[&str] = if i % 4 == 0 { &["--throw-keyids"] } else { &[] };
+        let to = match i % 8 {
+            0 => [bob.fpr.as_str(), alice.fpr.as_str()],
+            _ => [alice.fpr.as_str(), bob.fpr.as_str()],
+        };
+        let plain = format!("pw-{i}\n");
+        alice
+            .gpg
+            .encrypt_to(plain.as_bytes(), &store.entry_file(name), &to, extra);
+    }
+    git_commit_all(store, "Add bulk entries");
+    let out = lab.vault(store, alice, &team.carol.add_member_args());
+    out.ok();
+    let expected: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), format!("pw-{i}\n")))
+        .collect();
+    let expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_str()))
+        .collect();
+    lab.assert_reads(store, &team.carol, &expected);
+    lab.assert_reads(store, &team.carol, ROOT_ENTRIES);
+    lab.assert_pass_init_reencrypts_nothing(store, alice, "");
+
+    // Three entries only bob can read, among the others.
+    let bobs = ["bulk/bob-a", "bulk/entry17x", "zz/bob-z"];
+    for name in bobs {
+        bob.gpg
+            .encrypt_to(b"bob-only\n", &store.entry_file(name), &[&bob.fpr], &[]);
+    }
+    git_commit_all(store, "Add bob's entries");
+    let before = store.snapshot();
+    let out = lab.vault(store, alice, &["--yes", "remove-member", "bob"]);
+    out.fails();
+    for name in bobs {
+        out.stderr_has(&format!("{name} (readable by bob)"));
+    }
+    assert_same(
+        &before,
+        &store.snapshot(),
+        "after entries the agent could not decrypt",
+    );
+}

@@ -38,6 +38,20 @@ pub(super) struct Session {
     pub(super) last_error: Option<String>,
 }
 
+/// Requests in flight on the connection at most (see [`Session::pkdecrypt_each`]): enough to
+/// keep the agent busy while vault reads an answer, few enough that neither direction's socket
+/// buffer can fill (a request or an answer is under 2 KiB).
+const PIPELINE: usize = 16;
+
+/// One `PKDECRYPT`: the operator's key, the ciphertext as sequoia asks the key's decryptor
+/// for it, and the plaintext's length if known (as [`Decryptor::decrypt`] takes them).
+#[derive(Clone)]
+pub(super) struct Request {
+    pub(super) key: PublicKey,
+    pub(super) ciphertext: mpi::Ciphertext,
+    pub(super) plaintext_len: Option<usize>,
+}
+
 fn agent_err(e: impl std::fmt::Display) -> CryptoError {
     CryptoError::Agent(e.to_string())
 }
@@ -114,38 +128,125 @@ impl Session {
             .unwrap_or(false)
     }
 
-    /// One `PKDECRYPT` (GnuPG's agent protocol): `SETKEY`, `SETKEYDESC` and `PKDECRYPT` go out
-    /// in one write, and their answers are read in order; the ciphertext is sent when the agent
-    /// asks for it (`INQUIRE CIPHERTEXT`), the passphrase too with loopback.
-    fn pkdecrypt(
+    /// One `PKDECRYPT` (GnuPG's agent protocol): [`Session::pkdecrypt_each`] with one request.
+    fn pkdecrypt(&mut self, request: Request) -> openpgp::Result<SessionKey> {
+        let mut result = None;
+        self.pkdecrypt_each(
+            std::iter::once(request),
+            |r| Some(r.clone()),
+            |_, answer| {
+                result = Some(answer);
+                None
+            },
+        );
+        result.unwrap_or_else(|| Err(anyhow::anyhow!("gpg-agent: no answer")))
+    }
+
+    /// `PKDECRYPT`s for `jobs`, in order, on the one connection, with up to [`PIPELINE`]
+    /// requests in flight, so that the agent, which does one at a time, never waits for vault
+    /// between two. `request` says what to ask for a job (`None`: nothing, the job is answered
+    /// at once with an error); `answer` gets each job with the agent's answer, in the order
+    /// they were sent, and may give the job back to be sent again (another key to try).
+    ///
+    /// Each request is one write: `SETKEY`, `SETKEYDESC`, `PKDECRYPT` and the ciphertext as
+    /// the answer to the `INQUIRE CIPHERTEXT` that gpg-agent's `PKDECRYPT` always makes first
+    /// (GnuPG's agent/command.c): one round trip per request, and none between requests. With
+    /// a passphrase given through loopback, the agent may inquire for it after the ciphertext,
+    /// and would read a queued request instead: one request at a time. When the agent may ask
+    /// for a passphrase with pinentry, one at a time too until a decryption succeeds, so that
+    /// a cancelled prompt is not followed by the queued ones.
+    ///
+    /// A connection that fails (or answers out of step) fails every job still waiting, and
+    /// is not used again.
+    pub(super) fn pkdecrypt_each<J>(
         &mut self,
-        key: &PublicKey,
-        ciphertext: &mpi::Ciphertext,
-        plaintext_len: Option<usize>,
-    ) -> openpgp::Result<SessionKey> {
-        let grip = Keygrip::of(key.mpis())?;
+        jobs: impl IntoIterator<Item = J>,
+        mut request: impl FnMut(&J) -> Option<Request>,
+        mut answer: impl FnMut(J, openpgp::Result<SessionKey>) -> Option<J>,
+    ) {
+        let mut jobs = jobs.into_iter();
+        let mut again: std::collections::VecDeque<J> = Default::default();
+        let mut in_flight: std::collections::VecDeque<(J, Request)> = Default::default();
+        let mut unlocked = !self.interactive;
+        loop {
+            let depth = match (&self.loopback, unlocked) {
+                (None, true) => PIPELINE,
+                _ => 1,
+            };
+            let mut out = Vec::new();
+            while in_flight.len() < depth {
+                let Some(job) = again.pop_front().or_else(|| jobs.next()) else {
+                    break;
+                };
+                let built = match (self.out_of_step, request(&job)) {
+                    (true, _) => Err(anyhow::anyhow!(
+                        "gpg-agent: the connection lost its place after an earlier error"
+                    )),
+                    (false, None) => Err(anyhow::anyhow!("no key of the operator's to ask for")),
+                    (false, Some(r)) => self.request_bytes(&r).map(|bytes| (r, bytes)),
+                };
+                match built {
+                    Ok((r, bytes)) => {
+                        out.extend_from_slice(&bytes);
+                        in_flight.push_back((job, r));
+                    }
+                    Err(e) => again.extend(answer(job, Err(e))),
+                }
+            }
+            let Some((job, r)) = in_flight.pop_front() else {
+                if again.is_empty() {
+                    return;
+                }
+                continue;
+            };
+            let result = self.send_and_read(out, &r, in_flight.is_empty());
+            if let Err(e) = &result {
+                self.last_error = Some(e.to_string());
+            } else {
+                unlocked = true;
+            }
+            again.extend(answer(job, result));
+        }
+    }
+
+    /// One request's bytes (see [`Session::pkdecrypt_each`]).
+    fn request_bytes(&self, r: &Request) -> openpgp::Result<Vec<u8>> {
+        let grip = Keygrip::of(r.key.mpis())?;
         let prompt = format!(
             "vault needs to decrypt the team's password store entries with your key {}.",
-            key.keyid()
+            r.key.keyid()
         );
+        let mut ciphertext = Vec::new();
+        Sexp::try_from(&r.ciphertext)?.serialize(&mut ciphertext)?;
+        let mut bytes =
+            format!("SETKEY {grip}\nSETKEYDESC {}\nPKDECRYPT\n", escape(&prompt)).into_bytes();
+        bytes.extend_from_slice(&data_lines(&ciphertext));
+        Ok(bytes)
+    }
+
+    /// Writes `out` (requests to queue, possibly none), then reads the answers to the oldest
+    /// request in flight, `r`, and makes its session key. `alone`: no other request is queued
+    /// behind it, so an inquiry may be answered.
+    fn send_and_read(
+        &mut self,
+        out: Vec<u8>,
+        r: &Request,
+        alone: bool,
+    ) -> openpgp::Result<SessionKey> {
         if self.out_of_step {
             return Err(anyhow::anyhow!(
                 "gpg-agent: the connection lost its place after an earlier error"
             ));
         }
-        // Everything that can fail before the agent answers is done first, so an error never
-        // leaves answers unread on the connection.
-        let mut ciphertext_sexp = Vec::new();
-        Sexp::try_from(ciphertext)?.serialize(&mut ciphertext_sexp)?;
         let agent = &mut self.agent;
         let loopback = &self.loopback;
         let out_of_step = &mut self.out_of_step;
-        let result: openpgp::Result<SessionKey> = self.rt.block_on(async {
+        self.rt.block_on(async {
+            // Until every answer to this request was read, the connection is out of step.
             *out_of_step = true;
-            agent.send(format!(
-                "SETKEY {grip}\nSETKEYDESC {}\nPKDECRYPT",
-                escape(&prompt)
-            ))?;
+            if !out.is_empty() {
+                agent.send(out)?;
+            }
             // The answers to SETKEY and SETKEYDESC: an OK or an error each.
             let mut failure = None;
             for _ in 0..2 {
@@ -155,52 +256,55 @@ impl Session {
                     }
                 }
             }
-            let mut padding = true;
+            let (mut padding, mut inquired, mut ended) = (true, false, false);
             let mut data = zeroize::Zeroizing::new(Vec::new());
-            while let Some(response) = agent.next().await {
-                match response? {
-                    Response::Ok { .. } | Response::Comment { .. } => {}
-                    Response::Inquire { keyword, .. } => match (keyword.as_str(), loopback) {
-                        ("PASSPHRASE", Some(p)) => {
-                            p.map(|p| agent.data(p))?;
-                            agent.next().await;
+            while !ended {
+                while let Some(response) = agent.next().await {
+                    match response? {
+                        Response::Comment { .. } => {}
+                        Response::Ok { .. } => ended = true,
+                        Response::Error { message, .. } => {
+                            ended = true;
+                            failure
+                                .get_or_insert(message.unwrap_or_else(|| "unknown error".into()));
                         }
-                        ("CIPHERTEXT", _) => {
-                            agent.data(&ciphertext_sexp)?;
-                            agent.next().await;
+                        Response::Status { keyword, message } => {
+                            if keyword == "PADDING" {
+                                padding = message != "0";
+                            }
                         }
-                        _ => {
+                        Response::Data { partial } => data.extend_from_slice(&partial),
+                        Response::Inquire { keyword, .. } => match (keyword.as_str(), loopback) {
+                            // Sent with the request.
+                            ("CIPHERTEXT", _) if !inquired => inquired = true,
+                            ("PASSPHRASE", Some(p)) if alone => p.map(|p| agent.data(p))?,
                             // Not something we answer: end the inquiry.
-                            agent.send("END")?;
-                            agent.next().await;
-                        }
-                    },
-                    Response::Status { keyword, message } => {
-                        if keyword == "PADDING" {
-                            padding = message != "0";
-                        }
+                            (_, _) if alone => agent.send("END")?,
+                            // The agent would read the queued requests as the answer.
+                            (k, _) => anyhow::bail!("gpg-agent asked for {k} with requests queued"),
+                        },
                     }
-                    Response::Error { message, .. } => {
-                        failure.get_or_insert(message.unwrap_or_else(|| "unknown error".into()));
-                    }
-                    Response::Data { partial } => data.extend_from_slice(&partial),
                 }
+            }
+            if !inquired {
+                anyhow::bail!("gpg-agent answered PKDECRYPT without asking for the ciphertext");
             }
             // Every answer was read: the connection is in step whatever the outcome.
             *out_of_step = false;
             if let Some(message) = failure {
-                return Err(anyhow::anyhow!("gpg-agent: {message}"));
+                anyhow::bail!("gpg-agent: {message}");
             }
             if data.last() == Some(&0) {
                 let l = data.len();
                 data.truncate(l - 1);
             }
-            Sexp::from_bytes(&data[..])?.finish_decryption(key, ciphertext, plaintext_len, padding)
-        });
-        if let Err(e) = &result {
-            self.last_error = Some(e.to_string());
-        }
-        result
+            Sexp::from_bytes(&data[..])?.finish_decryption(
+                &r.key,
+                &r.ciphertext,
+                r.plaintext_len,
+                padding,
+            )
+        })
     }
 
     /// A signer for a key held by the agent (sequoia-gpg-agent's own key pair: signing happens
@@ -214,6 +318,36 @@ impl Session {
         }
         Ok(pair)
     }
+}
+
+/// `data` as an inquiry's answer: `D` lines, `%`, CR and LF percent-escaped, then `END`
+/// (the Assuan protocol, as libassuan reads it).
+fn data_lines(data: &[u8]) -> Vec<u8> {
+    const MAX_LINE: usize = 1000 - 3;
+    let mut out = Vec::with_capacity(data.len() + 16);
+    let mut line = 0;
+    for &b in data {
+        if line == 0 {
+            out.extend_from_slice(b"D ");
+            line = 2;
+        }
+        if matches!(b, b'%' | b'\n' | b'\r') {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+            line += 3;
+        } else {
+            out.push(b);
+            line += 1;
+        }
+        if line >= MAX_LINE - 3 {
+            out.push(b'\n');
+            line = 0;
+        }
+    }
+    if line != 0 {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"END\n");
+    out
 }
 
 fn stdin_tty() -> Option<String> {
@@ -240,7 +374,11 @@ impl Decryptor for AgentDecryptor<'_> {
         self.session
             .lock()
             .map_err(|_| anyhow::anyhow!("the gpg-agent session is unusable"))?
-            .pkdecrypt(self.public, ciphertext, plaintext_len)
+            .pkdecrypt(Request {
+                key: self.public.clone(),
+                ciphertext: ciphertext.clone(),
+                plaintext_len,
+            })
     }
 }
 
@@ -300,4 +438,31 @@ pub(super) fn find_operator(
         "gpg-agent holds the secret key of none of the members; looked for the encryption subkeys of {}",
         looked.join(", ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_lines;
+
+    #[test]
+    fn inquiry_data_is_escaped_and_split_as_libassuan_reads_it() {
+        assert_eq!(data_lines(b"(7:enc-val)"), b"D (7:enc-val)\nEND\n");
+        assert_eq!(data_lines(b"a%b\nc\rd"), b"D a%25b%0Ac%0Dd\nEND\n");
+        assert_eq!(data_lines(b""), b"END\n");
+        // A long ciphertext (RSA-4096 and up) goes on several lines, none over 1000 bytes.
+        let long = vec![b'%'; 700];
+        let out = data_lines(&long);
+        let lines: Vec<&[u8]> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(lines.len() > 2, "{} lines", lines.len());
+        assert!(lines.iter().all(|l| l.len() < 1000));
+        assert_eq!(lines.last().unwrap(), b"END");
+        let unescaped: usize = lines[..lines.len() - 1]
+            .iter()
+            .map(|l| l.strip_prefix(b"D ").unwrap().len() / 3)
+            .sum();
+        assert_eq!(unescaped, 700);
+    }
 }

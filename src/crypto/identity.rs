@@ -264,6 +264,156 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Whether this operator's private-key operations are done one at a time outside vault
+    /// (gpg-agent does one at a time however many connections ask, docs/performance.md):
+    /// then [`Identity::unlock_in_order`], which keeps the agent busy, is the way to unlock
+    /// many messages; with a key file, [`Identity::unlock`] on every core is.
+    pub fn is_serial(&self) -> bool {
+        matches!(self.backend, Backend::Agent { .. })
+    }
+
+    /// Unlocks the session keys of `messages` as [`Identity::unlock`] does for each, calling
+    /// `done` with each message's tag, the message and its session key (`None`: not
+    /// encrypted to us) as they come: in order, except that a message whose first key to try
+    /// fails comes later. Through gpg-agent, several requests are in flight on the one
+    /// connection ([`agent::Session::pkdecrypt_each`]); with a key file, one after another.
+    /// `messages` is read as requests go out, so it may be slow to make.
+    pub fn unlock_in_order<'m, T>(
+        &mut self,
+        messages: impl IntoIterator<Item = (T, Envelope<'m>)>,
+        mut done: impl FnMut(T, Envelope<'m>, Option<Unlocked>),
+    ) {
+        let Backend::Agent { session, keys, .. } = &self.backend else {
+            for (tag, env) in messages {
+                let unlocked = self.unlock(&env);
+                done(tag, env, unlocked);
+            }
+            return;
+        };
+        /// A message, the (PKESK, key) pairs to try in [`Identity::unlock`]'s order, and the
+        /// next one.
+        struct Job<'m, T> {
+            tag: T,
+            env: Envelope<'m>,
+            tries: Vec<(usize, usize)>,
+            next: usize,
+        }
+        let mut session = match session.lock() {
+            Ok(s) => s,
+            Err(_) => {
+                // A worker panicked with the session: nothing can be asked of it.
+                messages.into_iter().for_each(|(t, e)| done(t, e, None));
+                return;
+            }
+        };
+        let jobs = messages.into_iter().map(|(tag, env)| {
+            let tries = env
+                .pkesks
+                .iter()
+                .enumerate()
+                .flat_map(|(p, pkesk)| {
+                    let target = pkesk.recipient().as_ref().and_then(KeyId::from_handle);
+                    keys.iter()
+                        .enumerate()
+                        .filter(move |(_, (id, _))| target.is_none_or(|t| t == *id))
+                        .map(move |(k, _)| (p, k))
+                })
+                .collect();
+            Job {
+                tag,
+                env,
+                tries,
+                next: 0,
+            }
+        });
+        session.pkdecrypt_each(
+            jobs,
+            |job| {
+                let (p, k) = *job.tries.get(job.next)?;
+                let mut record = Record {
+                    key: keys[k].1.clone(),
+                    request: None,
+                };
+                let _ = job.env.pkesks[p].decrypt(&mut record, None);
+                record.request
+            },
+            |mut job, answer| {
+                let Some(&(p, k)) = job.tries.get(job.next) else {
+                    // None of the operator's keys is among its readers.
+                    done(job.tag, job.env, None);
+                    return None;
+                };
+                let unlocked = answer.ok().and_then(|key| {
+                    let mut replay = Replay {
+                        key: keys[k].1.clone(),
+                        answer: Some(key),
+                    };
+                    job.env.pkesks[p].decrypt(&mut replay, None)
+                });
+                match unlocked {
+                    Some((Some(algo), key)) => done(job.tag, job.env, Some(Unlocked { algo, key })),
+                    _ if job.next + 1 < job.tries.len() => {
+                        job.next += 1;
+                        return Some(job);
+                    }
+                    _ => done(job.tag, job.env, None),
+                }
+                None
+            },
+        );
+    }
+}
+
+/// The first of a decryptor's two passes in [`Identity::unlock_in_order`]: records what sequoia
+/// asks the key to decrypt (the PKESK's ciphertext as its algorithm hands it over, RFC 9580
+/// §5.1), and refuses.
+struct Record {
+    key: PublicKey,
+    request: Option<agent::Request>,
+}
+
+impl openpgp::crypto::Decryptor for Record {
+    fn public(&self) -> &PublicKey {
+        &self.key
+    }
+
+    fn decrypt(
+        &mut self,
+        ciphertext: &openpgp::crypto::mpi::Ciphertext,
+        plaintext_len: Option<usize>,
+    ) -> openpgp::Result<SessionKey> {
+        self.request = Some(agent::Request {
+            key: self.key.clone(),
+            ciphertext: ciphertext.clone(),
+            plaintext_len,
+        });
+        Err(anyhow::anyhow!("recorded, not decrypted"))
+    }
+}
+
+/// The second pass: gives the agent's answer to the recorded request, once.
+struct Replay {
+    key: PublicKey,
+    answer: Option<SessionKey>,
+}
+
+impl openpgp::crypto::Decryptor for Replay {
+    fn public(&self) -> &PublicKey {
+        &self.key
+    }
+
+    fn decrypt(
+        &mut self,
+        _ciphertext: &openpgp::crypto::mpi::Ciphertext,
+        _plaintext_len: Option<usize>,
+    ) -> openpgp::Result<SessionKey> {
+        self.answer
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("asked twice"))
+    }
+}
+
 /// Makes a detached signature with any signer (a key pair in memory, or gpg-agent's).
 pub(super) fn sign_with<S>(signer: S, data: &[u8], armored: bool) -> Result<Vec<u8>, CryptoError>
 where

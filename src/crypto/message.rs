@@ -228,6 +228,17 @@ impl<'a> Envelope<'a> {
         }
     }
 
+    /// The same envelope, holding its own copy of the message's bytes.
+    pub fn into_owned(self) -> Envelope<'static> {
+        Envelope {
+            bytes: Cow::Owned(self.bytes.into_owned()),
+            pkesks: self.pkesks,
+            skesks: self.skesks,
+            data_start: self.data_start,
+            seipd_v1: self.seipd_v1,
+        }
+    }
+
     /// Who the session key is wrapped for: one item per PKESK, `None` for a wildcard recipient.
     pub fn readers(&self) -> Vec<Reader> {
         self.pkesks
