@@ -1,6 +1,7 @@
 //! Carrying out a plan: the checks that come first (signers, temporaries, what cannot be
-//! re-encrypted), phase 1 (read and unlock every affected entry, writing nothing), phase 2
-//! (re-encrypt or re-wrap, staged and packed), then the one commit.
+//! re-encrypted), then for every affected entry phase 1 (read it and unlock its session key)
+//! and at once phase 2 (re-encrypt or re-wrap, staged and packed), then the one commit. Nothing
+//! is committed unless every entry passed both phases.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,9 +24,9 @@ impl Snapshot {
     /// Carries out a plan: re-encrypts what must change (decrypting with `identity`), then makes
     /// one commit, signed by `identity`. On any error, nothing is changed. The phases, in order:
     /// the checks ([`Snapshot::refuse_unrewritable`], signers), the scope of the change
-    /// ([`Snapshot::scope`]), the recipients of each folder ([`Snapshot::targets`]), phase 1
-    /// ([`Snapshot::unlock_all`]: read and unlock, writing nothing), the store's own files, phase
-    /// 2 ([`Snapshot::rewrite_all`]: re-wrap or re-encrypt, staged and packed), the commit.
+    /// ([`Snapshot::scope`]), the recipients of each folder ([`Snapshot::targets`]), the
+    /// store's own files, both phases for each entry ([`Snapshot::rewrite_all`]: read and
+    /// unlock, then re-wrap or re-encrypt, staged and packed), the commit.
     ///
     /// # Errors
     /// [`Error::MemberKey`] if a recipient's key cannot be encrypted to; [`Error::NoIdentity`] if
@@ -57,10 +58,6 @@ impl Snapshot {
             total: 2 * scope.work.len(),
             monitor,
         };
-        let checked = self.unlock_all(&plan, &scope.work, &targets, identity, &steps)?;
-        let nothing_to_do = checked
-            .iter()
-            .all(|c| matches!(c, Checked::Unchanged { .. }));
         // Whoever this change makes an outsider (a member leaving, a key compromised): the
         // entries audit will list to rotate for them, computed once for the change's own list
         // and for the README.
@@ -94,33 +91,51 @@ impl Snapshot {
             }
             _ => None,
         };
-        if plan.every_entry && plan.replaces.is_none() && nothing_to_do && readme.is_none() {
-            return Err(Error::NothingToRepair {
-                not_reencrypted: scope.not_reencrypted,
-            });
-        }
-        let mut files = self.store_files(&plan, &gpg_id_signers)?;
-        files.extend(readme.map(|text| (README.to_string(), text)));
-        for ((path, plain), folder) in plan.content.iter().zip(&content_folders) {
-            let ct = crypto::encrypt(plain, &targets[folder].0).map_err(|e| Error::Entry {
-                entry: crate::text::escape(path).into_owned(),
-                problem: e.to_string(),
-            })?;
-            files.push((path.clone(), ct));
-        }
+        let writes_readme = readme.is_some();
         self.repo.check_writable(
             scope
                 .work
                 .iter()
                 .map(|(e, _)| e.path.as_str())
-                .chain(files.iter().map(|(p, _)| p.as_str()))
                 .chain(plan.copies.iter().map(|(p, _)| p.as_str()))
                 .chain(plan.deletes.iter().map(String::as_str)),
         )?;
+        // The store's own files and the new content, made once every entry was unlocked (as
+        // before the phases ran together): a `.gpg-id.sig` is signed only for a change that
+        // can happen.
+        let files = || -> Result<Vec<(String, Vec<u8>)>> {
+            let mut files = self.store_files(&plan, &gpg_id_signers)?;
+            files.extend(readme.map(|text| (README.to_string(), text)));
+            for ((path, plain), folder) in plan.content.iter().zip(&content_folders) {
+                let ct = crypto::encrypt(plain, &targets[folder].0).map_err(|e| Error::Entry {
+                    entry: crate::text::escape(path).into_owned(),
+                    problem: e.to_string(),
+                })?;
+                files.push((path.clone(), ct));
+            }
+            self.repo
+                .check_writable(files.iter().map(|(p, _)| p.as_str()))?;
+            Ok(files)
+        };
         let staging = self.repo.begin(plan.action)?;
+        let work = Work {
+            plan: &plan,
+            entries: &scope.work,
+            targets: &targets,
+            identity,
+            steps: &steps,
+        };
         let ((rewritten, file_ids), new_packs) = self
-            .rewrite_all(&scope.work, checked, &targets, &files, &staging, &steps)
+            .rewrite_all(&work, files, &staging)
             .inspect_err(|_| self.repo.abandon(&staging))?;
+        let nothing_to_do = rewritten.iter().all(|r| matches!(r.how, How::Unchanged));
+        if plan.every_entry && plan.replaces.is_none() && nothing_to_do && !writes_readme {
+            self.repo.discard_packs(&new_packs);
+            self.repo.abandon(&staging);
+            return Err(Error::NothingToRepair {
+                not_reencrypted: scope.not_reencrypted,
+            });
+        }
         self.commit_change(
             &plan,
             (scope, to_rotate),
@@ -416,68 +431,6 @@ impl Snapshot {
         Ok(targets)
     }
 
-    /// Phase 1, in parallel, writes nothing: reads every entry of `work` and unlocks its session
-    /// key, so that an entry the operator cannot read (or a malformed one) stops the change
-    /// before anything is written, with every such entry named. Whether the data of an entry
-    /// to re-encrypt is intact (its integrity check) is proven in phase 2, when it is
-    /// decrypted, still before the commit point: a tampered entry stops the change there.
-    ///
-    /// # Errors
-    /// The one error [`summarise_failures`] makes of every entry's failure.
-    fn unlock_all(
-        &self,
-        plan: &Plan,
-        work: &[(&Entry, &Folder)],
-        targets: &Targets,
-        identity: Option<&Identity>,
-        steps: &Steps,
-    ) -> Result<Vec<Checked>> {
-        let failed = AtomicBool::new(false);
-        let failures: Mutex<Vec<(String, Failure)>> = Mutex::new(Vec::new());
-        let root = self.repo.root();
-        let checked: Vec<Option<Checked>> = work
-            .par_iter()
-            .map_init(
-                || (Objects::open(root), identity.cloned()),
-                |(objects, identity), (entry, folder)| {
-                    let result = check_entry(
-                        entry,
-                        objects,
-                        identity.as_mut(),
-                        &targets[folder].1,
-                        &plan.removed_key_ids,
-                        failed.load(Ordering::Relaxed),
-                        steps.monitor,
-                    );
-                    steps.tick();
-                    result
-                        .map_err(|f| {
-                            failed.store(true, Ordering::Relaxed);
-                            failures
-                                .lock()
-                                .expect("no panics hold this lock")
-                                .push((entry.name.clone(), f));
-                        })
-                        .ok()
-                },
-            )
-            .collect();
-        let failures = failures.into_inner().expect("no panics hold this lock");
-        if !failures.is_empty() {
-            let member = |id: KeyId| {
-                self.keys
-                    .values()
-                    .find(|k| k.all_key_ids().contains(&id))
-                    .map(|k| self.display_name(k.fingerprint()))
-            };
-            return Err(summarise_failures(failures, identity, &member));
-        }
-        Ok(checked
-            .into_iter()
-            .map(|c| c.expect("phase 1 succeeded for every entry"))
-            .collect())
-    }
-
     /// The store's own files the change writes, made before anything is written: each changed
     /// `.gpg-id` (comments and the comments of kept lines kept, LF line ends; a `.gpg-id` that is
     /// a symbolic link stays one, and the file it leads to is written), its `.gpg-id.sig`
@@ -506,45 +459,45 @@ impl Snapshot {
         Ok(files)
     }
 
-    /// Phase 2 rewrites, with the session keys unlocked in phase 1. Workers stage each new file
-    /// beside the old one and hash its blob; this thread collects the blobs, and the store's own
-    /// `files` (each distinct content once), for one pack, which joins the object database only
-    /// when complete. Returns each entry's outcome, the blob of each of `files`, and the new
-    /// pack's files. A change that stops here leaves no pack; the caller removes the staged
-    /// files.
+    /// Both phases, entry by entry: phase 1 ([`check_entry`]) reads an entry and unlocks its
+    /// session key, phase 2 ([`rewrite_entry`]) at once re-wraps or re-encrypts it, stages the
+    /// new file beside the old one and hashes its blob. With a key file every core does both
+    /// ([`Phases::in_parallel`]); with gpg-agent, which does one private-key operation at a
+    /// time, one thread keeps it busy while the other cores rewrite ([`Phases::in_order`]).
+    /// This thread collects the blobs, then the store's own `files` (made only once every
+    /// entry passed both phases; each distinct content once), for one pack, which joins the
+    /// object database only when complete.
+    ///
+    /// Once any entry fails, no entry is rewritten any more and the others are only checked,
+    /// so that the error names every entry the operator cannot read, as when phase 1 ran to the
+    /// end before phase 2 began. Returns each entry's outcome, the blob of each of `files`, and
+    /// the new pack's files. A change that stops here leaves no pack; the caller removes the
+    /// staged files.
+    ///
+    /// # Errors
+    /// The one error [`summarise_failures`] makes of every entry's phase 1 failure; otherwise
+    /// the pack's error, then the first phase 2 error ([`Error::Entry`] for an entry whose data
+    /// fails its integrity check, file system errors, [`Error::Interrupted`]), then `files`'s.
     fn rewrite_all(
         &self,
-        work: &[(&Entry, &Folder)],
-        checked: Vec<Checked>,
-        targets: &Targets,
-        files: &[(String, Vec<u8>)],
+        work: &Work,
+        files: impl FnOnce() -> Result<Vec<(String, Vec<u8>)>>,
         staging: &Staging,
-        steps: &Steps,
     ) -> Result<(Rewrites, Vec<std::path::PathBuf>)> {
-        let root = self.repo.root();
+        let phases = Phases {
+            work,
+            staging,
+            root: self.repo.root(),
+            failed: AtomicBool::new(false),
+            failures: Mutex::new(Vec::new()),
+            rewrite_error: Mutex::new(None),
+        };
         self.repo.write_pack(|sink| {
             let (results, sent) = std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<NewBlob>(256);
-                let workers = scope.spawn(|| {
-                    let tx = tx;
-                    work.par_iter()
-                        .zip(checked)
-                        .map_init(
-                            || (Objects::open(root), tx.clone()),
-                            |(objects, tx), ((entry, folder), check)| {
-                                let r = rewrite_entry(
-                                    entry,
-                                    check,
-                                    objects,
-                                    &targets[folder].0,
-                                    steps.monitor,
-                                    (staging, tx),
-                                );
-                                steps.tick();
-                                r
-                            },
-                        )
-                        .collect::<Vec<Result<Rewritten>>>()
+                let workers = scope.spawn(|| match work.identity.filter(|i| i.is_serial()) {
+                    Some(serial) => phases.in_order(serial, tx),
+                    None => phases.in_parallel(tx),
                 });
                 let mut sent: Result<()> = Ok(());
                 for blob in rx.iter() {
@@ -557,13 +510,24 @@ impl Snapshot {
                 drop(rx); // so that workers blocked on a full channel stop
                 (workers.join().expect("a worker panicked"), sent)
             });
+            let failures = std::mem::take(&mut *lock(&phases.failures));
+            if !failures.is_empty() {
+                return Err(self.phase_one_error(failures, work.identity));
+            }
             sent?;
-            let results = results.into_iter().collect::<Result<Vec<Rewritten>>>()?;
+            if let Some(e) = lock(&phases.rewrite_error).take() {
+                return Err(e);
+            }
+            let results: Vec<Rewritten> = results
+                .into_iter()
+                .map(|r| r.expect("every entry was rewritten"))
+                .collect();
             // Two files of a change may have the same content (two `.gpg-id` files left with
             // the same recipients): each object goes to the pack once.
+            let files = files()?;
             let mut ids = Vec::new();
             let mut sent = BTreeSet::new();
-            for (path, bytes) in files {
+            for (path, bytes) in &files {
                 let blob = NewBlob::new(bytes.to_vec());
                 ids.push((path.clone(), blob.id()));
                 if sent.insert(bytes) {
@@ -572,6 +536,22 @@ impl Snapshot {
             }
             Ok((results, ids))
         })
+    }
+
+    /// The one error for phase 1's `failures` ([`summarise_failures`]), naming the members
+    /// who can read each entry the operator cannot.
+    fn phase_one_error(
+        &self,
+        failures: Vec<(String, Failure)>,
+        identity: Option<&Identity>,
+    ) -> Error {
+        let member = |id: KeyId| {
+            self.keys
+                .values()
+                .find(|k| k.all_key_ids().contains(&id))
+                .map(|k| self.display_name(k.fingerprint()))
+        };
+        summarise_failures(failures, identity, &member)
     }
 
     /// The commit: every rewritten entry and store file, the key files deleted, the plan's
@@ -686,6 +666,191 @@ struct Scope<'s> {
     not_reencrypted: Vec<String>,
 }
 
+/// What both phases work on: the plan, each entry with its target folder, the folders'
+/// recipients, the operator who decrypts, and the progress counter.
+struct Work<'w, 's> {
+    plan: &'w Plan,
+    entries: &'w [(&'s Entry, &'s Folder)],
+    targets: &'w Targets<'s>,
+    identity: Option<&'w Identity>,
+    steps: &'w Steps<'w>,
+}
+
+/// Both phases of [`Snapshot::rewrite_all`] under way: what they work on, and how they stop.
+struct Phases<'p, 'w, 's> {
+    work: &'p Work<'w, 's>,
+    staging: &'p Staging,
+    root: &'p std::path::Path,
+    /// Set by the first failure: no entry is rewritten after it.
+    failed: AtomicBool,
+    /// Every entry phase 1 could not prepare.
+    failures: Mutex<Vec<(String, Failure)>>,
+    /// The first error of phase 2.
+    rewrite_error: Mutex<Option<Error>>,
+}
+
+impl Phases<'_, '_, '_> {
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Phase 1 could not prepare `entry`.
+    fn fail(&self, entry: &Entry, failure: Failure) {
+        self.failed.store(true, Ordering::Relaxed);
+        lock(&self.failures).push((entry.name.clone(), failure));
+    }
+
+    /// Phase 2 for one entry checked in phase 1; `None` once anything failed.
+    fn rewrite(
+        &self,
+        (entry, folder): (&Entry, &Folder),
+        check: Checked,
+        objects: &Result<Objects>,
+        pack: &std::sync::mpsc::SyncSender<NewBlob>,
+    ) -> Option<Rewritten> {
+        if self.failed() {
+            return None; // the change will not happen
+        }
+        let recipients = &self.work.targets[folder].0;
+        let rewritten = rewrite_entry(
+            entry,
+            check,
+            objects,
+            recipients,
+            self.work.steps.monitor,
+            (self.staging, pack),
+        );
+        self.work.steps.tick();
+        rewritten
+            .map_err(|e| {
+                self.failed.store(true, Ordering::Relaxed);
+                lock(&self.rewrite_error).get_or_insert(e);
+            })
+            .ok()
+    }
+
+    /// Both phases on every core, each entry unlocked by the worker that rewrites it (a key
+    /// file: each worker has its own copy of the secret keys).
+    fn in_parallel(&self, pack: std::sync::mpsc::SyncSender<NewBlob>) -> Vec<Option<Rewritten>> {
+        let work = self.work;
+        work.entries
+            .par_iter()
+            .map_init(
+                || {
+                    (
+                        Objects::open(self.root),
+                        work.identity.cloned(),
+                        pack.clone(),
+                    )
+                },
+                |(objects, identity, pack), (entry, folder)| {
+                    let check = check_entry(
+                        entry,
+                        objects,
+                        identity.as_mut(),
+                        (&work.targets[folder].1, &work.plan.removed_key_ids),
+                        self.failed(),
+                        work.steps.monitor,
+                    );
+                    work.steps.tick();
+                    let check = check.map_err(|f| self.fail(entry, f)).ok()?;
+                    self.rewrite((entry, folder), check, objects, pack)
+                },
+            )
+            .collect()
+    }
+
+    /// Both phases with an operator whose private-key operations are serial (gpg-agent): one
+    /// thread reads the entries in order and has the operator unlock them, several requests
+    /// in flight ([`Identity::unlock_in_order`]), while the other cores rewrite the entries
+    /// already unlocked. The agent never waits for vault's work, nor vault's work for a
+    /// phase 1 to end.
+    fn in_order(
+        &self,
+        operator: &Identity,
+        pack: std::sync::mpsc::SyncSender<NewBlob>,
+    ) -> Vec<Option<Rewritten>> {
+        let work = self.work;
+        let removed = &work.plan.removed_key_ids[..];
+        let (ready, checked) = std::sync::mpsc::sync_channel::<(usize, Checked)>(64);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let objects = Objects::open(self.root);
+                let mut operator = operator.clone();
+                let locked = work
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .take_while(|(_, (entry, _))| {
+                        let go = !(work.steps.monitor.interrupted)();
+                        if !go {
+                            self.fail(entry, Failure::Other(Error::Interrupted));
+                        }
+                        go
+                    })
+                    .filter_map(|(i, (entry, folder))| {
+                        let looked = Objects::opened(&objects)
+                            .and_then(|o| o.read(entry.blob))
+                            .map_err(Failure::Other)
+                            .and_then(|bytes| {
+                                match look(&bytes, &work.targets[folder].1, removed) {
+                                    Ok(Looked::Locked(env)) => Ok(Looked::Locked(env.into_owned())),
+                                    Ok(Looked::Done(checked)) => Ok(Looked::Done(checked)),
+                                    Err(f) => Err(f),
+                                }
+                            });
+                        match looked {
+                            Ok(Looked::Locked(env)) => Some((i, env)),
+                            Ok(Looked::Done(checked)) => {
+                                work.steps.tick();
+                                let _ = ready.send((i, checked));
+                                None
+                            }
+                            Err(f) => {
+                                work.steps.tick();
+                                self.fail(entry, f);
+                                None
+                            }
+                        }
+                    });
+                operator.unlock_in_order(locked, |i, env, unlocked| {
+                    let (entry, folder) = work.entries[i];
+                    let wanted = &work.targets[folder].1;
+                    work.steps.tick();
+                    match decide(&env, unlocked, (wanted, removed), self.failed()) {
+                        Ok(checked) => {
+                            let _ = ready.send((i, checked));
+                        }
+                        Err(f) => self.fail(entry, f),
+                    }
+                });
+                // Dropping `ready` ends the rewriting below.
+            });
+            let mut results: Vec<Option<Rewritten>> = work.entries.iter().map(|_| None).collect();
+            let rewritten: Vec<(usize, Option<Rewritten>)> = checked
+                .into_iter()
+                .par_bridge()
+                .map_init(
+                    || (Objects::open(self.root), pack.clone()),
+                    |(objects, pack), (i, check)| {
+                        let (entry, folder) = work.entries[i];
+                        (i, self.rewrite((entry, folder), check, objects, pack))
+                    },
+                )
+                .collect();
+            for (i, r) in rewritten {
+                results[i] = r;
+            }
+            results
+        })
+    }
+}
+
+/// The lock's value; no code panics while holding these locks.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().expect("no panics hold this lock")
+}
+
 /// Each target folder's recipients, and their encryption key ids.
 type Targets<'s> = BTreeMap<&'s Folder, (Recipients<'s>, BTreeSet<KeyId>)>;
 
@@ -751,15 +916,16 @@ fn may_read(readers: &[crypto::Reader], ids: &[KeyId]) -> bool {
     readers.iter().any(|r| r.is_none_or(|id| ids.contains(&id)))
 }
 
-/// Phase 1 for one entry: decides what it needs and proves the operator can do it. Once any
-/// entry has failed (`checking_only`), it only checks whether the operator can decrypt, so the
-/// error can list every such entry without wasted work.
+/// Phase 1 for one entry: decides what it needs and proves the operator can do it. Whether the
+/// data of an entry to re-encrypt is intact (its integrity check) is proven in phase 2, when it
+/// is decrypted, still before the commit point. Once any entry has failed (`checking_only`), it
+/// only checks whether the operator can decrypt, so the error can list every such entry without
+/// wasted work.
 fn check_entry(
     entry: &Entry,
     objects: &Result<Objects>,
     identity: Option<&mut Identity>,
-    wanted: &BTreeSet<KeyId>,
-    removed: &[KeyId],
+    (wanted, removed): (&BTreeSet<KeyId>, &[KeyId]),
     checking_only: bool,
     monitor: &Monitor,
 ) -> std::result::Result<Checked, Failure> {
@@ -768,18 +934,50 @@ fn check_entry(
     }
     let objects = Objects::opened(objects).map_err(Failure::Other)?;
     let bytes = objects.read(entry.blob).map_err(Failure::Other)?;
-    let env = Envelope::parse(&bytes).map_err(|e| Failure::Corrupt(e.to_string()))?;
+    match look(&bytes, wanted, removed)? {
+        Looked::Done(checked) => Ok(checked),
+        Looked::Locked(env) => {
+            let identity = identity.ok_or(Failure::NoIdentity)?;
+            let unlocked = identity.unlock(&env);
+            decide(&env, unlocked, (wanted, removed), checking_only)
+        }
+    }
+}
+
+/// Phase 1's first half for one entry: its message, parsed; done if its readers are already
+/// `wanted`, else to be unlocked.
+enum Looked<'m> {
+    Done(Checked),
+    Locked(Envelope<'m>),
+}
+
+/// Parses an entry's ciphertext `bytes` and tells whether it has to be unlocked.
+fn look<'m>(
+    bytes: &'m [u8],
+    wanted: &BTreeSet<KeyId>,
+    removed: &[KeyId],
+) -> std::result::Result<Looked<'m>, Failure> {
+    let env = Envelope::parse(bytes).map_err(|e| Failure::Corrupt(e.to_string()))?;
+    if readers_are(&env, wanted) {
+        let exposed = !removed.is_empty() && may_read(&env.readers(), removed);
+        return Ok(Looked::Done(Checked::Unchanged { exposed }));
+    }
+    Ok(Looked::Locked(env))
+}
+
+/// Phase 1's second half for one entry whose readers must change, given what unlocking its
+/// session key gave (`None`: the operator cannot).
+fn decide(
+    env: &Envelope,
+    unlocked: Option<crypto::Unlocked>,
+    (wanted, removed): (&BTreeSet<KeyId>, &[KeyId]),
+    checking_only: bool,
+) -> std::result::Result<Checked, Failure> {
     let readers = env.readers();
     let exposed = !removed.is_empty() && may_read(&readers, removed);
     let actual: BTreeSet<KeyId> = readers.iter().flatten().copied().collect();
     let all_named = readers.iter().all(Option::is_some) && env.password_session_keys() == 0;
-    if readers_are(&env, wanted) {
-        return Ok(Checked::Unchanged { exposed });
-    }
-    let identity = identity.ok_or(Failure::NoIdentity)?;
-    let unlocked = identity
-        .unlock(&env)
-        .ok_or_else(|| Failure::CannotDecrypt(readers.clone()))?;
+    let unlocked = unlocked.ok_or_else(|| Failure::CannotDecrypt(readers.clone()))?;
     if checking_only {
         // Another entry failed: the change will not happen; only the decryption check matters.
         return Ok(Checked::Unchanged { exposed });
