@@ -356,7 +356,9 @@ impl Repo {
                 continue;
             };
             let commit = self.repo.find_commit(oid).map_err(ge("reading a commit"))?;
-            let tree = commit.tree().map_err(ge("reading a commit's tree"))?;
+            // Tree ids only: libgit2 parses a tree object in full when it is looked up, and
+            // only a rename, a copy or a malformed tree needs one (issue 18).
+            let tree = commit.tree_id();
             let info = CommitInfo::of(&commit);
             let keeps = keeps_content(&info);
             let parents: Vec<git2::Commit> = commit.parents().collect();
@@ -365,8 +367,8 @@ impl Repo {
             let mut steps: Vec<Step> = Vec::new();
             let mut parent_trees = Vec::new();
             for parent in &parents {
-                let parent_tree = parent.tree().map_err(ge("reading a commit's tree"))?;
-                steps.push(self.changes_against(&parent_tree, &tree, &here, &mut trees)?);
+                let parent_tree = parent.tree_id();
+                steps.push(self.changes_against(parent_tree, tree, &here, &mut trees)?);
                 parent_trees.push(parent_tree);
             }
             trees.next_step();
@@ -406,8 +408,8 @@ impl Repo {
             // The parent's files by blob, for a copy that has to be looked for: carried from
             // this commit's index if there is one, else read.
             if let (Some(index), [step]) = (blobs.as_mut(), &steps[..]) {
-                if index.tree == tree.id() {
-                    index.undo(step, parent_trees[0].id());
+                if index.tree == tree {
+                    index.undo(step, parent_trees[0]);
                 }
             }
             for ((path, head_path), same) in to_follow.drain(..) {
@@ -425,7 +427,8 @@ impl Repo {
                 // Its blob here and in each parent, as the comparison found them.
                 let blob = match differs.first() {
                     Some(d) => d.get(&path).and_then(|(_, new)| *new),
-                    None => tree
+                    None => self
+                        .find_tree(tree)?
                         .get_path(std::path::Path::new(&path))
                         .ok()
                         .map(|e| e.id()),
@@ -442,8 +445,11 @@ impl Repo {
                 // then as the message says; also onto a path that existed), else the same
                 // path, else a copy of a file with the same blob.
                 let mut found: Vec<(usize, String, bool)> = Vec::new();
-                for (i, parent_tree) in parent_trees.iter().enumerate() {
-                    let in_parent = |p: &str| parent_tree.get_path(std::path::Path::new(p)).is_ok();
+                for (i, &parent_tree) in parent_trees.iter().enumerate() {
+                    let in_parent = |p: &str| {
+                        self.find_tree(parent_tree)
+                            .is_ok_and(|t| t.get_path(std::path::Path::new(p)).is_ok())
+                    };
                     let renamed = blob
                         .and_then(|b| steps[i].gone.get(&b).cloned())
                         .filter(|p| *p != path)
@@ -458,8 +464,8 @@ impl Repo {
                         found.push((i, path.clone(), false));
                     } else if let Some(b) = blob {
                         let index = match blobs.take() {
-                            Some(index) if index.tree == parent_tree.id() => index,
-                            _ => BlobIndex::of(parent_tree),
+                            Some(index) if index.tree == parent_tree => index,
+                            _ => BlobIndex::of(&self.find_tree(parent_tree)?),
                         };
                         let source = index.source(b).cloned();
                         blobs = Some(index);
@@ -507,8 +513,8 @@ impl Repo {
     /// libgit2's full diff instead.
     fn changes_against(
         &self,
-        parent: &git2::Tree,
-        tree: &git2::Tree,
+        parent: git2::Oid,
+        tree: git2::Oid,
         here: &Open,
         trees: &mut TreeCache,
     ) -> Result<Step> {
@@ -520,8 +526,8 @@ impl Repo {
         let mut step = Step::default();
         let submodule = i32::from(git2::FileMode::Commit);
         let compared = self.tree_changes(
-            Some(parent.id()),
-            Some(tree.id()),
+            Some(parent),
+            Some(tree),
             "",
             &mut |path, old, new| {
                 // Submodules are not the store's (as the diff's `ignore_submodules`).
@@ -539,7 +545,11 @@ impl Repo {
         opts.ignore_submodules(true);
         let diff = self
             .repo
-            .diff_tree_to_tree(Some(parent), Some(tree), Some(&mut opts))
+            .diff_tree_to_tree(
+                Some(&self.find_tree(parent)?),
+                Some(&self.find_tree(tree)?),
+                Some(&mut opts),
+            )
             .map_err(ge("comparing a commit with its parent"))?;
         let mut step = Step::default();
         for d in diff.deltas() {
@@ -682,6 +692,16 @@ impl TreeCache {
 }
 
 impl Repo {
+    /// The tree `id`, parsed by libgit2.
+    ///
+    /// # Errors
+    /// Git errors reading it.
+    fn find_tree(&self, id: git2::Oid) -> Result<git2::Tree<'_>> {
+        self.repo
+            .find_tree(id)
+            .map_err(ge("reading a commit's tree"))
+    }
+
     /// The tree object `id` as git stores it (entries of `MODE NAME\0ID`), read from the
     /// object database without libgit2's parsing, whose octal mode parsing was a sixth of a
     /// long history walk (issue 18).
