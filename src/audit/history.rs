@@ -75,10 +75,7 @@ pub(super) fn history(
             Met::Version {
                 path, blob, same, ..
             } if !former_ids.is_empty() => {
-                if let Ok(Ok(readers)) = objects
-                    .read(blob)
-                    .map(|b| Envelope::parse(&b).map(|e| e.readers()))
-                {
+                if let Ok(Ok(readers)) = objects.read(blob).map(|b| Envelope::readers_of(&b)) {
                     // A hidden recipient (`gpg --throw-keyids`) could be any of them.
                     let hidden = readers.iter().any(Option::is_none);
                     let mut who: BTreeSet<&String> = readers

@@ -154,6 +154,51 @@ pub(super) fn check_data_extent(buf: &[u8], header: &Header) -> Result<(), Malfo
     }
 }
 
+/// Walks a message's packets in front of its encrypted data (RFC 9580 §10.3: session key
+/// packets, then one encrypted data packet that ends the message), calling `session_key` with
+/// each session key packet's tag (1 PKESK, 3 SKESK, 10 marker) and bytes, header included.
+/// Returns where the encrypted data starts and whether it is SEIPD v1.
+fn walk(
+    bytes: &[u8],
+    mut session_key: impl FnMut(u8, &[u8]) -> Result<(), Malformed>,
+) -> Result<(usize, bool), CryptoError> {
+    if bytes.is_empty() {
+        return Err(Malformed::from("the file is empty").into());
+    }
+    let mut pos = 0;
+    loop {
+        if pos >= bytes.len() {
+            return Err(
+                Malformed::from("there is no encrypted data after the session keys").into(),
+            );
+        }
+        let h = read_header(&bytes[pos..])?;
+        match h.tag {
+            1 | 3 | 10 => {
+                let len = h
+                    .body_len
+                    .ok_or(Malformed::from("a session key packet has an invalid length"))?;
+                let end = pos + h.header_len + len;
+                if end > bytes.len() {
+                    return Err(Malformed::from("a session key packet is truncated").into());
+                }
+                session_key(h.tag, &bytes[pos..end])?;
+                pos = end;
+            }
+            9 | 18 | 20 => {
+                check_data_extent(&bytes[pos..], &h)?;
+                let seipd_v1 = h.tag == 18 && bytes.get(pos + h.header_len).copied() == Some(1);
+                return Ok((pos, seipd_v1));
+            }
+            tag => {
+                return Err(CryptoError::Malformed(format!(
+                    "it is not an encrypted OpenPGP message (packet tag {tag} where encrypted data was expected)"
+                )))
+            }
+        }
+    }
+}
+
 pub(super) const ARMOR_MESSAGE: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 
 impl<'a> Envelope<'a> {
@@ -174,58 +219,64 @@ impl<'a> Envelope<'a> {
         } else {
             Cow::Borrowed(bytes)
         };
-        if bytes.is_empty() {
-            return Err(Malformed::from("the file is empty").into());
-        }
         let mut pkesks = Vec::new();
         let mut skesks = 0;
-        let mut pos = 0;
-        loop {
-            if pos >= bytes.len() {
-                return Err(
-                    Malformed::from("there is no encrypted data after the session keys").into(),
-                );
+        let (data_start, seipd_v1) = walk(&bytes, |tag, packet| {
+            if tag == 1 {
+                match Packet::from_bytes(packet) {
+                    Ok(Packet::PKESK(p)) => pkesks.push(p),
+                    Ok(_) => return Err(Malformed::from("an unsupported session key packet")),
+                    Err(e) => return Err(Malformed(format!("an invalid session key packet: {e}"))),
+                }
+            } else if tag == 3 {
+                skesks += 1;
             }
-            let h = read_header(&bytes[pos..])?;
-            match h.tag {
-                1 | 3 | 10 => {
-                    let len = h
-                        .body_len
-                        .ok_or(Malformed::from("a session key packet has an invalid length"))?;
-                    let end = pos + h.header_len + len;
-                    if end > bytes.len() {
-                        return Err(Malformed::from("a session key packet is truncated").into());
-                    }
-                    if h.tag == 1 {
-                        match Packet::from_bytes(&bytes[pos..end]) {
-                            Ok(Packet::PKESK(p)) => pkesks.push(p),
-                            Ok(_) => return Err(Malformed::from("an unsupported session key packet").into()),
-                            Err(e) => return Err(Malformed(format!("an invalid session key packet: {e}")).into()),
-                        }
-                    } else if h.tag == 3 {
-                        skesks += 1;
-                    }
-                    pos = end;
-                }
-                9 | 18 | 20 => {
-                    check_data_extent(&bytes[pos..], &h)?;
-                    let seipd_v1 =
-                        h.tag == 18 && bytes.get(pos + h.header_len).copied() == Some(1);
-                    return Ok(Envelope {
-                        bytes,
-                        pkesks,
-                        skesks,
-                        data_start: pos,
-                        seipd_v1,
-                    });
-                }
-                tag => {
-                    return Err(CryptoError::Malformed(format!(
-                        "it is not an encrypted OpenPGP message (packet tag {tag} where encrypted data was expected)"
-                    )))
-                }
-            }
+            Ok(())
+        })?;
+        Ok(Envelope {
+            bytes,
+            pkesks,
+            skesks,
+            data_start,
+            seipd_v1,
+        })
+    }
+
+    /// Who a message's session key is wrapped for, as [`Envelope::readers`] says, for walking
+    /// thousands of old versions (audit's history, issue 18): a v3 PKESK's recipient is read
+    /// from its first octets (RFC 9580 §5.1.1: version 3, then the eight-octet key ID, zero for
+    /// an anonymous recipient) instead of parsing the whole packet; other PKESKs, and armored
+    /// messages, are parsed as [`Envelope::parse`] does. The framing is checked as there; the
+    /// public-key algorithm's fields of a v3 PKESK are not.
+    ///
+    /// # Errors
+    /// As [`Envelope::parse`], for a message that is not a public-key encrypted one.
+    pub fn readers_of(bytes: &[u8]) -> Result<Vec<Reader>, CryptoError> {
+        if bytes.starts_with(ARMOR_MESSAGE) {
+            return Envelope::parse(bytes).map(|env| env.readers());
         }
+        let mut readers = Vec::new();
+        walk(bytes, |tag, packet| {
+            if tag != 1 {
+                return Ok(());
+            }
+            let header = read_header(packet)?;
+            let body = &packet[header.header_len..];
+            match body {
+                [3, id @ .., _algo] if body.len() >= 10 => {
+                    let id: [u8; 8] = id[..8].try_into().expect("eight octets");
+                    readers.push((id != [0; 8]).then(|| KeyId::from_bytes(id)));
+                }
+                _ => match Packet::from_bytes(packet) {
+                    Ok(Packet::PKESK(p)) => {
+                        readers.push(p.recipient().as_ref().and_then(KeyId::from_handle))
+                    }
+                    _ => return Err(Malformed::from("an invalid session key packet")),
+                },
+            }
+            Ok(())
+        })?;
+        Ok(readers)
     }
 
     /// The same envelope, holding its own copy of the message's bytes.

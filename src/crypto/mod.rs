@@ -170,6 +170,45 @@ mod tests {
     }
 
     #[test]
+    fn readers_from_the_packet_headers_are_the_parsed_readers() {
+        let (alice, _) = generate("Alice <alice@example.org>");
+        let (bob, _) = generate("Bob <bob@example.org>");
+        let ct = encrypt(
+            &Secret::from("x".to_string()),
+            &Recipients::new(&[&alice, &bob]),
+        )
+        .unwrap();
+        let parsed = |b: &[u8]| Envelope::parse(b).map(|e| e.readers());
+        assert_eq!(Envelope::readers_of(&ct).unwrap(), parsed(&ct).unwrap());
+        assert_eq!(Envelope::readers_of(&ct).unwrap().len(), 2);
+        // The first PKESK made anonymous (`gpg --throw-keyids`): a zero key ID.
+        let mut hidden = ct.clone();
+        // sequoia writes a new-format header with a one-octet length (RFC 9580 §4.2).
+        assert_eq!((hidden[0], hidden[2]), (0xc1, 3), "a v3 PKESK first");
+        hidden[3..11].fill(0);
+        let readers = Envelope::readers_of(&hidden).unwrap();
+        assert_eq!(readers, parsed(&hidden).unwrap());
+        assert_eq!(readers[0], None);
+        // Armored, as some clients write entries.
+        let mut armored = Vec::new();
+        {
+            let mut w =
+                openpgp::armor::Writer::new(&mut armored, openpgp::armor::Kind::Message).unwrap();
+            std::io::Write::write_all(&mut w, &ct).unwrap();
+            w.finalize().unwrap();
+        }
+        assert_eq!(
+            Envelope::readers_of(&armored).unwrap(),
+            parsed(&ct).unwrap()
+        );
+        // What parse refuses, this refuses.
+        for bad in [&ct[..ct.len() - 3], b"", b"hello world", &ct[..7]] {
+            assert!(Envelope::readers_of(bad).is_err());
+            assert!(Envelope::parse(bad).is_err());
+        }
+    }
+
+    #[test]
     fn secret_key_file_is_refused_as_member_key() {
         let (cert, _) = CertBuilder::general_purpose(Some("x <x@example.org>"))
             .generate()
