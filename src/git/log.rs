@@ -110,6 +110,9 @@ impl Repo {
         else {
             return Ok(Compared::OutOfOrder);
         };
+        // Only the entries between what both trees share at their start and at their end can
+        // differ: a commit usually changes one entry of a large folder (issue 18).
+        let (old, new) = View::differing(old, new);
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
             let order = match (old.get(i), new.get(j)) {
@@ -828,6 +831,43 @@ impl<'t> View<'t> {
         self.entries.len()
     }
 
+    /// Where entry `i` starts in the tree object (its mode), and where it ends (after its id).
+    fn extent(&self, i: usize) -> (usize, usize) {
+        let end = |k: usize| self.entries[k].1 as usize + 1 + 20;
+        (if i == 0 { 0 } else { end(i - 1) }, end(i))
+    }
+
+    /// The entries of `a` and `b` (two parsed, well-formed trees) that may differ: the leading
+    /// entries that lie within the bytes both objects start with are the same entries (parsed
+    /// from the same bytes), and so are the trailing ones that lie within the bytes both end
+    /// with, at the same distance from the end, in both. The rest is what a merge of the two in
+    /// git's order has to look at; both trees are sorted, so it finds the same differences as
+    /// a merge of the whole trees.
+    fn differing(a: View<'t>, b: View<'t>) -> (View<'t>, View<'t>) {
+        let (x, y) = (a.data, b.data);
+        let head = common_prefix(x, y);
+        // The two may overlap (an entry added): the entries counted at the start and at the
+        // end are kept apart below.
+        let tail = common_suffix(x, y);
+        // Entry ends only grow: the entries wholly within the shared start come first.
+        let within_head = |v: &View| v.entries.partition_point(|s| s.1 as usize + 21 <= head);
+        let lo = within_head(&a).min(within_head(&b));
+        let mut same_tail = 0;
+        while same_tail < a.len() - lo && same_tail < b.len() - lo {
+            let from_end_a = x.len() - a.extent(a.len() - 1 - same_tail).0;
+            let from_end_b = y.len() - b.extent(b.len() - 1 - same_tail).0;
+            if from_end_a > tail || from_end_a != from_end_b {
+                break;
+            }
+            same_tail += 1;
+        }
+        let part = |v: View<'t>| View {
+            data: v.data,
+            entries: &v.entries[lo..v.len() - same_tail],
+        };
+        (part(a), part(b))
+    }
+
     fn get(&self, i: usize) -> Option<Entry<'t>> {
         let (start, end, id, mode) = *self.entries.get(i)?;
         Some(Entry {
@@ -836,6 +876,34 @@ impl<'t> View<'t> {
             mode,
         })
     }
+}
+
+/// How many bytes `x` and `y` start with in common.
+fn common_prefix(x: &[u8], y: &[u8]) -> usize {
+    let n = x.len().min(y.len());
+    let mut k = 0;
+    // Blocks first: slice comparison is one `memcmp`.
+    while k + 64 <= n && x[k..k + 64] == y[k..k + 64] {
+        k += 64;
+    }
+    while k < n && x[k] == y[k] {
+        k += 1;
+    }
+    k
+}
+
+/// How many bytes `x` and `y` end with in common.
+fn common_suffix(x: &[u8], y: &[u8]) -> usize {
+    let n = x.len().min(y.len());
+    let (xe, ye) = (x.len(), y.len());
+    let mut k = 0;
+    while k + 64 <= n && x[xe - k - 64..xe - k] == y[ye - k - 64..ye - k] {
+        k += 64;
+    }
+    while k < n && x[xe - 1 - k] == y[ye - 1 - k] {
+        k += 1;
+    }
+    k
 }
 
 /// A tree entry, as [`Repo::tree_changes`] compares them.
@@ -1036,5 +1104,109 @@ mod tests {
         assert!(lab.membership(odd, root));
         let good = commit_of(["a.gpg", "b.gpg"]);
         assert!(!lab.membership(good, root));
+    }
+
+    /// A tree object of files named `names[i]` with ids of `ids[i]` repeated.
+    fn parsed<S: AsRef<str>>(entries: &[(S, u8)]) -> Parsed {
+        let mut data = Vec::new();
+        for (name, id) in entries {
+            data.extend_from_slice(format!("100644 {}\0", name.as_ref()).as_bytes());
+            data.extend_from_slice(&[*id; 20]);
+        }
+        Parsed::new(data.into_boxed_slice())
+    }
+
+    fn names<'v>(v: &View<'v>) -> Vec<&'v str> {
+        (0..v.len())
+            .map(|i| std::str::from_utf8(v.get(i).unwrap().name).unwrap())
+            .collect()
+    }
+
+    /// Only the entries between what two trees share at both ends are merged.
+    #[test]
+    fn trees_are_merged_only_where_their_bytes_differ() {
+        let ten: Vec<(String, u8)> = (0..10).map(|i| (format!("e{i}.gpg"), i as u8)).collect();
+        let base: Vec<(&str, u8)> = ten.iter().map(|(n, i)| (n.as_str(), *i)).collect();
+        let window = |a: &[(&str, u8)], b: &[(&str, u8)]| {
+            let (pa, pb) = (parsed(a), parsed(b));
+            let (va, vb) = View::differing(
+                Parsed::view(Some(&pa)).unwrap(),
+                Parsed::view(Some(&pb)).unwrap(),
+            );
+            (
+                names(&va).into_iter().map(String::from).collect::<Vec<_>>(),
+                names(&vb).into_iter().map(String::from).collect::<Vec<_>>(),
+            )
+        };
+        let none: Vec<String> = Vec::new();
+        assert_eq!(window(&base, &base), (none.clone(), none.clone()));
+        // One entry's id: only that entry, on both sides (also when ids share their first
+        // bytes with the old one: the shared start reaches into the entry, not past it).
+        let mut edited = base.clone();
+        edited[5].1 = 99;
+        let five = vec!["e5.gpg".to_string()];
+        assert_eq!(window(&base, &edited), (five.clone(), five.clone()));
+        // An entry added: nothing on one side, the new entry on the other.
+        let mut added = base.clone();
+        added.insert(3, ("e2x.gpg", 7));
+        assert_eq!(
+            window(&base, &added),
+            (none.clone(), vec!["e2x.gpg".into()])
+        );
+        assert_eq!(
+            window(&added, &base),
+            (vec!["e2x.gpg".into()], none.clone())
+        );
+        // The first and the last changed: everything between is looked at.
+        let mut ends = base.clone();
+        ends[0].1 = 50;
+        ends[9].1 = 51;
+        let (a, b) = window(&base, &ends);
+        assert_eq!((a.len(), b.len()), (10, 10));
+        // Empty trees.
+        assert_eq!(window(&[], &[]), (none.clone(), none.clone()));
+        assert_eq!(window(&[], &base[..1]), (none, vec!["e0.gpg".into()]));
+    }
+
+    /// Whatever two trees differ in lies in the entries [`View::differing`] keeps, on random
+    /// pairs of trees whose names and ids share long runs of bytes.
+    #[test]
+    fn the_merge_window_holds_every_difference() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let tree = |next: &mut dyn FnMut(u64) -> u64| {
+            let mut t: BTreeMap<String, u8> = BTreeMap::new();
+            for _ in 0..next(9) {
+                t.insert(format!("e{}", next(12)), next(3) as u8);
+            }
+            t
+        };
+        for _ in 0..2000 {
+            let (a, b) = (tree(&mut next), tree(&mut next));
+            let list = |t: &BTreeMap<String, u8>| -> Vec<(String, u8)> {
+                t.iter().map(|(n, i)| (n.clone(), *i)).collect()
+            };
+            let (la, lb) = (list(&a), list(&b));
+            let (pa, pb) = (parsed(&la), parsed(&lb));
+            let (va, vb) = View::differing(
+                Parsed::view(Some(&pa)).unwrap(),
+                Parsed::view(Some(&pb)).unwrap(),
+            );
+            let (wa, wb) = (names(&va), names(&vb));
+            for name in a.keys().chain(b.keys()) {
+                if a.get(name) != b.get(name) {
+                    assert!(
+                        (!a.contains_key(name) || wa.contains(&name.as_str()))
+                            && (!b.contains_key(name) || wb.contains(&name.as_str())),
+                        "{name} differs but is outside the window: {la:?} {lb:?}"
+                    );
+                }
+            }
+        }
     }
 }
