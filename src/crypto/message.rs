@@ -13,7 +13,7 @@ use openpgp::packet::{Packet, PKESK};
 use openpgp::parse::stream::{
     DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
 };
-use openpgp::parse::Parse;
+use openpgp::parse::{PacketParser, PacketParserResult, Parse};
 use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient};
 use openpgp::serialize::Serialize;
 use openpgp::types::{DataFormat, Features, SymmetricAlgorithm};
@@ -199,6 +199,29 @@ fn walk(
     }
 }
 
+/// The PKESKs among a message's session key packets, `bytes` (framed as [`walk`] checked),
+/// parsed in one pass of sequoia's packet parser: building a parser for each packet was most
+/// of an audit's fixed cost, ten PKESKs per entry for a team of ten (issue 18).
+fn pkesks_of(bytes: &[u8]) -> Result<Vec<PKESK>, Malformed> {
+    let invalid = |e: anyhow::Error| Malformed(format!("an invalid session key packet: {e}"));
+    let mut pkesks = Vec::new();
+    let mut ppr = PacketParser::from_bytes(bytes).map_err(invalid)?;
+    while let PacketParserResult::Some(pp) = ppr {
+        let (packet, next) = pp.next().map_err(invalid)?;
+        match packet {
+            Packet::PKESK(p) => pkesks.push(p),
+            // A PKESK sequoia could not read (sequoia keeps it as an unknown packet).
+            Packet::Unknown(u) if u.tag() == openpgp::packet::Tag::PKESK => {
+                return Err(Malformed::from("an unsupported session key packet"))
+            }
+            // SKESKs are counted, not read; markers are ignored (RFC 9580 §5.8).
+            _ => {}
+        }
+        ppr = next;
+    }
+    Ok(pkesks)
+}
+
 pub(super) const ARMOR_MESSAGE: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 
 impl<'a> Envelope<'a> {
@@ -219,20 +242,16 @@ impl<'a> Envelope<'a> {
         } else {
             Cow::Borrowed(bytes)
         };
-        let mut pkesks = Vec::new();
-        let mut skesks = 0;
-        let (data_start, seipd_v1) = walk(&bytes, |tag, packet| {
-            if tag == 1 {
-                match Packet::from_bytes(packet) {
-                    Ok(Packet::PKESK(p)) => pkesks.push(p),
-                    Ok(_) => return Err(Malformed::from("an unsupported session key packet")),
-                    Err(e) => return Err(Malformed(format!("an invalid session key packet: {e}"))),
-                }
-            } else if tag == 3 {
-                skesks += 1;
-            }
+        let (mut skesks, mut any_pkesk) = (0, false);
+        let (data_start, seipd_v1) = walk(&bytes, |tag, _| {
+            skesks += usize::from(tag == 3);
+            any_pkesk |= tag == 1;
             Ok(())
         })?;
+        let pkesks = match any_pkesk {
+            true => pkesks_of(&bytes[..data_start])?,
+            false => Vec::new(),
+        };
         Ok(Envelope {
             bytes,
             pkesks,

@@ -167,6 +167,12 @@ mod tests {
         let mut longer = ct.clone();
         longer.push(0);
         assert!(Envelope::parse(&longer).is_err());
+        // A PKESK sequoia cannot read (an unknown version), framed correctly.
+        let mut unknown = ct.clone();
+        assert_eq!((unknown[0], unknown[2]), (0xc1, 3), "a v3 PKESK first");
+        unknown[2] = 9;
+        assert!(Envelope::parse(&unknown).is_err());
+        assert!(Envelope::readers_of(&unknown).is_err());
     }
 
     #[test]
