@@ -211,6 +211,21 @@ fn many_entries_in_flight_through_the_agent_hidden_recipients_and_unreadable_one
         bob.gpg
             .encrypt_to(b"bob-only\n", &store.entry_file(name), &[&bob.fpr], &[]);
     }
+    // And two with hidden recipients, in both orders: where bob's PKESK comes first, the
+    // agent's answer for it does not unwrap, which is not the agent failing (the entries are
+    // listed, not a passphrase hint).
+    for (name, to) in [
+        ("bulk/hidden-1", [&bob.fpr, &alice.fpr]),
+        ("bulk/hidden-2", [&alice.fpr, &bob.fpr]),
+    ] {
+        let to = to.map(String::as_str);
+        alice.gpg.encrypt_to(
+            b"hidden\n",
+            &store.entry_file(name),
+            &to,
+            &["--throw-keyids"],
+        );
+    }
     git_commit_all(store, "Add bob's entries");
     let before = store.snapshot();
     let out = lab.vault(store, alice, &["--yes", "remove-member", "bob"]);

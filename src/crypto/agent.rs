@@ -200,11 +200,7 @@ impl Session {
                 continue;
             };
             let result = self.send_and_read(out, &r, in_flight.is_empty());
-            if let Err(e) = &result {
-                self.last_error = Some(e.to_string());
-            } else {
-                unlocked = true;
-            }
+            unlocked |= result.is_ok();
             again.extend(answer(job, result));
         }
     }
@@ -241,7 +237,7 @@ impl Session {
         let agent = &mut self.agent;
         let loopback = &self.loopback;
         let out_of_step = &mut self.out_of_step;
-        self.rt.block_on(async {
+        let answer = self.rt.block_on(async {
             // Until every answer to this request was read, the connection is out of step.
             *out_of_step = true;
             if !out.is_empty() {
@@ -298,13 +294,18 @@ impl Session {
                 let l = data.len();
                 data.truncate(l - 1);
             }
-            Sexp::from_bytes(&data[..])?.finish_decryption(
-                &r.key,
-                &r.ciphertext,
-                r.plaintext_len,
-                padding,
-            )
-        })
+            Ok((data, padding))
+        });
+        // What the agent said, or a broken connection, explains a failed change (a locked key,
+        // no pinentry); a session key that does not unwrap (another member's PKESK tried for
+        // a hidden recipient) is not the agent's doing.
+        let (data, padding) = answer.inspect_err(|e| self.last_error = Some(e.to_string()))?;
+        Sexp::from_bytes(&data[..])?.finish_decryption(
+            &r.key,
+            &r.ciphertext,
+            r.plaintext_len,
+            padding,
+        )
     }
 
     /// A signer for a key held by the agent (sequoia-gpg-agent's own key pair: signing happens
