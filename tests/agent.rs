@@ -9,16 +9,22 @@ use common::*;
 
 /// A person whose secret key is protected by `passphrase` (GnuPG, ed25519 + cv25519).
 fn protected_person(name: &str, passphrase: &str) -> Person {
+    protected_person_with(name, passphrase, ("ed25519", "cv25519"))
+}
+
+/// A person whose secret key is protected by `passphrase`, with `algos`' primary (sign) and
+/// encryption subkey.
+fn protected_person_with(name: &str, passphrase: &str, algos: (&str, &str)) -> Person {
     let gpg = Gpg::new();
     let email = format!("{name}@coop.example");
     let uid = format!("{name} <{email}>");
     let lb = ["--pinentry-mode", "loopback", "--passphrase", passphrase];
     let mut args: Vec<&str> = lb.to_vec();
-    args.extend(["--quick-gen-key", &uid, "ed25519", "sign", "never"]);
+    args.extend(["--quick-gen-key", &uid, algos.0, "sign", "never"]);
     gpg.gpg(&args).ok();
     let fpr = gpg.fingerprint(&email);
     let mut args: Vec<&str> = lb.to_vec();
-    args.extend(["--quick-add-key", &fpr, "cv25519", "encr", "never"]);
+    args.extend(["--quick-add-key", &fpr, algos.1, "encr", "never"]);
     gpg.gpg(&args).ok();
     let public = gpg.scratch().join(format!("{name}.asc"));
     gpg.export_public(&fpr, &public);
@@ -238,4 +244,101 @@ fn many_entries_in_flight_through_the_agent_hidden_recipients_and_unreadable_one
         &store.snapshot(),
         "after entries the agent could not decrypt",
     );
+}
+
+/// gpg-agent's process id, asked of the agent of `home` (started if it is not running).
+fn agent_pid(home: &Path) -> u32 {
+    let out = std::process::Command::new("gpg-connect-agent")
+        .args(["GETINFO pid", "/bye"])
+        .env("GNUPGHOME", home)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("D "))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid from gpg-agent: {text}"))
+}
+
+/// gpg-agent dying in the middle of a change (killed, or crashed) while vault waits for its
+/// answer: vault stops with an error that names the agent, instead of waiting for answers that
+/// will never come, and the store is as it was. With a passphrase through loopback one request
+/// is in flight at a time, so the agent has read all of it when it dies and the connection
+/// ends cleanly (with requests still unread, the end is a reset, an error either way).
+#[test]
+fn an_agent_that_dies_in_the_middle_of_a_change_stops_it_and_changes_nothing() {
+    let lab = Lab::new();
+    // RSA-3072: milliseconds of the agent's time per entry, so the change lasts seconds.
+    let alice = protected_person_with("alice", "correct horse", ("rsa3072", "rsa3072"));
+    let bob = Person::generate("bob", KeyKind::Ed25519);
+    introduce(&[&alice, &bob]);
+    let store = lab.store("store");
+    let names: Vec<String> = (0..300).map(|i| format!("bulk/entry{i:03}")).collect();
+    for name in &names {
+        alice.gpg.encrypt_to(
+            b"pw\n",
+            &store.entry_file(name),
+            &[&alice.fpr, &bob.fpr],
+            &[],
+        );
+    }
+    std::fs::write(
+        store.file(".gpg-id"),
+        format!("{}\n{}\n", alice.fpr, bob.fpr),
+    )
+    .unwrap();
+    store.git(&["init", "-q"]).ok();
+    git_commit_all(&store, "A store of 300 entries");
+    let pp = alice.gpg.scratch().join("passphrase");
+    std::fs::write(&pp, "correct horse\n").unwrap();
+    let with_pp = |args: &[&str]| {
+        let mut all = vec!["--yes", "--passphrase-file", pp.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let init = with_pp(&["init"]);
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    lab.vault(&store, &alice, &init).ok();
+    let before = store.snapshot();
+    let pid = agent_pid(alice.gpg.home());
+    let remove = with_pp(&["remove-member", "bob"]);
+    let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+    let mut child = lab
+        .clean_vault(alice.gpg.home(), Path::new(store.path_str()), &remove)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the change ended before gpg-agent was killed: make it longer"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "could not kill gpg-agent {pid}");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("vault still runs a minute after gpg-agent died");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !status.success(),
+        "vault succeeded without its agent: {stderr}"
+    );
+    assert!(
+        stderr.contains("gpg-agent: the connection to it broke during the change"),
+        "{stderr}"
+    );
+    assert_same(&before, &store.snapshot(), "after gpg-agent died");
 }

@@ -52,6 +52,17 @@ pub(super) fn summarise_failures(
     {
         return Error::NoIdentity;
     }
+    if let Some(agent) = identity
+        .filter(|i| i.agent_lost())
+        .and_then(|i| i.agent_error())
+    {
+        return Error::Identity {
+            file: "gpg-agent".into(),
+            problem: format!(
+                "the connection to it broke during the change ({agent}), so nothing was changed;                  run the command again (gpg-agent starts again when asked)"
+            ),
+        };
+    }
     if let Some(agent) = identity.and_then(|i| i.agent_error()) {
         return Error::Identity {
             file: "gpg-agent".into(),

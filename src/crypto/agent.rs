@@ -1,8 +1,8 @@
 //! Decrypting and signing with the member's own GnuPG secret key, through gpg-agent
 //! (sequoia-gpg-agent): no `gpg` process and no exported secret key. One agent connection and one
-//! tokio runtime serve the whole run; workers take turns on it for the session keys and do the
-//! rest of the work in parallel. Each decryption pipelines `SETKEY`, `SETKEYDESC` and
-//! `PKDECRYPT` in one write: two round trips instead of four.
+//! tokio runtime serve the whole run. Each decryption is one write (`SETKEY`, `SETKEYDESC`,
+//! `PKDECRYPT` and the ciphertext) and one round trip, and one thread keeps several in flight
+//! ([`Session::pkdecrypt_each`]) while other threads do the rest of the work.
 //!
 //! More connections do not help: gpg-agent serves each on its own thread, but its threads are
 //! nPth's, which run one at a time outside blocking I/O, so the agent's private-key operations
@@ -40,7 +40,10 @@ pub(super) struct Session {
 
 /// Requests in flight on the connection at most (see [`Session::pkdecrypt_each`]): enough to
 /// keep the agent busy while vault reads an answer, few enough that neither direction's socket
-/// buffer can fill (a request or an answer is under 2 KiB).
+/// buffer can fill while vault writes and does not read (sequoia-gpg-agent's client reads only
+/// once a write is done): a request is under 5 KiB, as gpg-agent takes ciphertexts of up to
+/// 4096 bytes, and an answer smaller, so 16 stay far below Linux's default buffer of a Unix
+/// socket (over 200 KiB).
 const PIPELINE: usize = 16;
 
 /// One `PKDECRYPT`: the operator's key, the ciphertext as sequoia asks the key's decryptor
@@ -109,6 +112,11 @@ impl Session {
             out_of_step: false,
             last_error: None,
         })
+    }
+
+    /// Whether the connection broke while answers were still due: it is not used again.
+    pub(super) fn lost(&self) -> bool {
+        self.out_of_step
     }
 
     pub(super) fn has_key(&mut self, key: &PublicKey) -> bool {
@@ -243,20 +251,40 @@ impl Session {
             if !out.is_empty() {
                 agent.send(out)?;
             }
+            // The stream of answers pauses (`None`) after each OK, ERR or INQUIRE, and ends
+            // (`None` for ever) when the agent closes the connection: a pause with none of
+            // those before it is the end.
+            let closed = || anyhow::anyhow!("gpg-agent closed the connection");
             // The answers to SETKEY and SETKEYDESC: an OK or an error each.
             let mut failure = None;
             for _ in 0..2 {
+                let mut answered = false;
                 while let Some(response) = agent.next().await {
-                    if let Response::Error { message, .. } = response? {
-                        failure.get_or_insert(message.unwrap_or_else(|| "unknown error".into()));
+                    match response? {
+                        Response::Ok { .. } => answered = true,
+                        Response::Error { message, .. } => {
+                            answered = true;
+                            failure
+                                .get_or_insert(message.unwrap_or_else(|| "unknown error".into()));
+                        }
+                        _ => {}
                     }
+                }
+                if !answered {
+                    return Err(closed());
                 }
             }
             let (mut padding, mut inquired, mut ended) = (true, false, false);
             let mut data = zeroize::Zeroizing::new(Vec::new());
             while !ended {
+                let mut answered = false;
                 while let Some(response) = agent.next().await {
-                    match response? {
+                    let response = response?;
+                    answered |= matches!(
+                        response,
+                        Response::Ok { .. } | Response::Error { .. } | Response::Inquire { .. }
+                    );
+                    match response {
                         Response::Comment { .. } => {}
                         Response::Ok { .. } => ended = true,
                         Response::Error { message, .. } => {
@@ -280,6 +308,9 @@ impl Session {
                             (k, _) => anyhow::bail!("gpg-agent asked for {k} with requests queued"),
                         },
                     }
+                }
+                if !answered {
+                    return Err(closed());
                 }
             }
             if !inquired {

@@ -157,6 +157,15 @@ impl Identity {
         matches!(self.backend, Backend::Agent { on_card: true, .. })
     }
 
+    /// Whether the connection to gpg-agent broke during the run (the agent died, or was
+    /// restarted, while vault waited for an answer): nothing more can be asked of it.
+    pub fn agent_lost(&self) -> bool {
+        match &self.backend {
+            Backend::Agent { session, .. } => session.lock().map_or(true, |s| s.lost()),
+            Backend::File { .. } => false,
+        }
+    }
+
     /// What gpg-agent last said when an operation failed, if the agent is in use.
     pub fn agent_error(&self) -> Option<String> {
         match &self.backend {
