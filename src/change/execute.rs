@@ -22,11 +22,13 @@ use crate::store::{
 
 impl Snapshot {
     /// Carries out a plan: re-encrypts what must change (decrypting with `identity`), then makes
-    /// one commit, signed by `identity`. On any error, nothing is changed. The phases, in order:
-    /// the checks ([`Snapshot::refuse_unrewritable`], signers), the scope of the change
-    /// ([`Snapshot::scope`]), the recipients of each folder ([`Snapshot::targets`]), the
-    /// store's own files, both phases for each entry ([`Snapshot::rewrite_all`]: read and
-    /// unlock, then re-wrap or re-encrypt, staged and packed), the commit.
+    /// one commit, signed by `identity`. On any error, nothing is changed (what was staged is
+    /// removed). The phases, in order: the checks ([`Snapshot::refuse_unrewritable`],
+    /// signers), the scope of the change ([`Snapshot::scope`]), the recipients of each folder
+    /// ([`Snapshot::targets`]), the store's own files in memory ([`Snapshot::store_files`]) and
+    /// that every path written is writable, both phases for each entry
+    /// ([`Snapshot::rewrite_all`]: read and unlock, then re-wrap or re-encrypt, staged and
+    /// packed), the `.gpg-id.sig` signatures ([`sign_all`]), the commit.
     ///
     /// # Errors
     /// [`Error::MemberKey`] if a recipient's key cannot be encrypted to; [`Error::NoIdentity`] if
@@ -92,29 +94,30 @@ impl Snapshot {
             _ => None,
         };
         let writes_readme = readme.is_some();
+        let (mut files, to_sign) = self.store_files(&plan, &gpg_id_signers);
+        files.extend(readme.map(|text| (README.to_string(), text)));
+        for ((path, plain), folder) in plan.content.iter().zip(&content_folders) {
+            let ct = crypto::encrypt(plain, &targets[folder].0).map_err(|e| Error::Entry {
+                entry: crate::text::escape(path).into_owned(),
+                problem: e.to_string(),
+            })?;
+            files.push((path.clone(), ct));
+        }
         self.repo.check_writable(
             scope
                 .work
                 .iter()
                 .map(|(e, _)| e.path.as_str())
+                .chain(files.iter().map(|(p, _)| p.as_str()))
+                .chain(to_sign.iter().map(|(p, ..)| p.as_str()))
                 .chain(plan.copies.iter().map(|(p, _)| p.as_str()))
                 .chain(plan.deletes.iter().map(String::as_str)),
         )?;
-        // The store's own files and the new content, made once every entry was unlocked (as
-        // before the phases ran together): a `.gpg-id.sig` is signed only for a change that
-        // can happen.
+        // The `.gpg-id.sig` signatures are made once every entry was unlocked: a signing
+        // prompt (pinentry, a card's touch) only for a change that can happen.
         let files = || -> Result<Vec<(String, Vec<u8>)>> {
-            let mut files = self.store_files(&plan, &gpg_id_signers)?;
-            files.extend(readme.map(|text| (README.to_string(), text)));
-            for ((path, plain), folder) in plan.content.iter().zip(&content_folders) {
-                let ct = crypto::encrypt(plain, &targets[folder].0).map_err(|e| Error::Entry {
-                    entry: crate::text::escape(path).into_owned(),
-                    problem: e.to_string(),
-                })?;
-                files.push((path.clone(), ct));
-            }
-            self.repo
-                .check_writable(files.iter().map(|(p, _)| p.as_str()))?;
+            let mut files = files;
+            files.extend(sign_all(to_sign)?);
             Ok(files)
         };
         let staging = self.repo.begin(plan.action)?;
@@ -431,12 +434,18 @@ impl Snapshot {
         Ok(targets)
     }
 
-    /// The store's own files the change writes, made before anything is written: each changed
-    /// `.gpg-id` (comments and the comments of kept lines kept, LF line ends; a `.gpg-id` that is
-    /// a symbolic link stays one, and the file it leads to is written), its `.gpg-id.sig`
-    /// re-signed (never left stale), the new member's certificate, and `.members.toml`.
-    fn store_files(&self, plan: &Plan, signers: &GpgIdSigners) -> Result<Vec<(String, Vec<u8>)>> {
+    /// The store's own files the change writes, made in memory: each changed `.gpg-id`
+    /// (comments and the comments of kept lines kept, LF line ends; a `.gpg-id` that is a
+    /// symbolic link stays one, and the file it leads to is written), the new member's
+    /// certificate, and `.members.toml`; and each `.gpg-id.sig` to re-sign (never left stale),
+    /// with its signer and the text it signs, for [`sign_all`] once every entry was unlocked.
+    fn store_files<'i>(
+        &self,
+        plan: &Plan,
+        signers: &GpgIdSigners<'i>,
+    ) -> (Vec<(String, Vec<u8>)>, Vec<ToSign<'i>>) {
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut to_sign = Vec::new();
         for folder in &plan.changed {
             let text = match self.gpg_id_texts.get(folder) {
                 Some((old, resolved)) => {
@@ -447,8 +456,7 @@ impl Snapshot {
             let path = gpg_id_path(folder);
             let sig_path = format!("{path}.sig");
             if let Some(signer) = signers.get(&sig_path) {
-                let sig = sign_as(signer, text.as_bytes(), false)?;
-                files.push((sig_path, sig));
+                to_sign.push((sig_path, *signer, text.clone().into_bytes()));
             }
             if !plan.links.contains_key(folder) {
                 files.push((path, text.into_bytes()));
@@ -456,7 +464,7 @@ impl Snapshot {
         }
         files.extend(plan.key_writes.iter().cloned());
         files.push((MEMBERS.into(), plan.roster.render().into_bytes()));
-        Ok(files)
+        (files, to_sign)
     }
 
     /// Both phases, entry by entry: phase 1 ([`check_entry`]) reads an entry and unlocks its
@@ -464,9 +472,9 @@ impl Snapshot {
     /// new file beside the old one and hashes its blob. With a key file every core does both
     /// ([`Phases::in_parallel`]); with gpg-agent, which does one private-key operation at a
     /// time, one thread keeps it busy while the other cores rewrite ([`Phases::in_order`]).
-    /// This thread collects the blobs, then the store's own `files` (made only once every
-    /// entry passed both phases; each distinct content once), for one pack, which joins the
-    /// object database only when complete.
+    /// This thread collects the blobs, then the store's own `files` (completed only once every
+    /// entry passed both phases: the signatures; each distinct content once), for one pack,
+    /// which joins the object database only when complete.
     ///
     /// Once any entry fails, no entry is rewritten any more and the others are only checked,
     /// so that the error names every entry the operator cannot read, as when phase 1 ran to the
@@ -622,6 +630,20 @@ impl Snapshot {
             not_reencrypted: scope.not_reencrypted,
         })
     }
+}
+
+/// A `.gpg-id.sig` to write: its path, who signs it, and the `.gpg-id` text it signs.
+type ToSign<'i> = (String, &'i Identity, Vec<u8>);
+
+/// Makes each detached `.gpg-id.sig` (binary, as pass's `gpg --detach-sign` writes it).
+///
+/// # Errors
+/// [`Error::Identity`] if a signer cannot sign.
+fn sign_all(to_sign: Vec<ToSign>) -> Result<Vec<(String, Vec<u8>)>> {
+    to_sign
+        .into_iter()
+        .map(|(path, signer, text)| Ok((path, sign_as(signer, &text, false)?)))
+        .collect()
 }
 
 /// The folder whose recipients each entry written with new content goes to: its nearest
