@@ -2,6 +2,7 @@
 //! that trust and audit make.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::rc::Rc;
 
 use git2::DiffOptions;
@@ -449,18 +450,21 @@ impl Repo {
                 // path, else a copy of a file with the same blob.
                 let mut found: Vec<(usize, String, bool)> = Vec::new();
                 for (i, &parent_tree) in parent_trees.iter().enumerate() {
-                    let in_parent = |p: &str| {
-                        self.find_tree(parent_tree)
-                            .is_ok_and(|t| t.get_path(std::path::Path::new(p)).is_ok())
-                    };
-                    let renamed = blob
+                    let mut renamed = blob
                         .and_then(|b| steps[i].gone.get(&b).cloned())
-                        .filter(|p| *p != path)
-                        .or_else(|| {
-                            sources(&info, &path)
-                                .into_iter()
-                                .find(|p| *p != path && in_parent(p))
-                        });
+                        .filter(|p| *p != path);
+                    if renamed.is_none() {
+                        // As the message says: a path the parent has.
+                        let named: Vec<String> = sources(&info, &path)
+                            .into_iter()
+                            .filter(|p| *p != path)
+                            .collect();
+                        if !named.is_empty() {
+                            let tree = self.find_tree(parent_tree)?;
+                            let in_parent = |p: &String| tree.get_path(Path::new(p)).is_ok();
+                            renamed = named.into_iter().find(in_parent);
+                        }
+                    }
                     if let Some(source) = renamed {
                         found.push((i, source, true));
                     } else if differs[i].get(&path).is_some_and(|(old, _)| old.is_some()) {
