@@ -337,7 +337,8 @@ fn an_agent_that_dies_in_the_middle_of_a_change_stops_it_and_changes_nothing() {
         "vault succeeded without its agent: {stderr}"
     );
     assert!(
-        stderr.contains("gpg-agent: the connection to it broke during the change"),
+        stderr.contains("gpg-agent: the connection to it broke during the change")
+            && stderr.contains("so nothing was changed; run the command again"),
         "{stderr}"
     );
     assert_same(&before, &store.snapshot(), "after gpg-agent died");

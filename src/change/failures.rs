@@ -59,7 +59,8 @@ pub(super) fn summarise_failures(
         return Error::Identity {
             file: "gpg-agent".into(),
             problem: format!(
-                "the connection to it broke during the change ({agent}), so nothing was changed;                  run the command again (gpg-agent starts again when asked)"
+                "the connection to it broke during the change ({agent}), so nothing was changed; \
+                 run the command again (gpg-agent starts again when asked)"
             ),
         };
     }
