@@ -23,8 +23,9 @@ use crate::cli::{
     ShowArgs,
 };
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, check_trust, identity, open, open_for_change};
+use crate::commands::{carry_out, carry_out_checked, check_trust, identity, open, open_for_change};
 use crate::ui;
+use vault::trust::Anchor;
 
 /// The operator's identity, required: these commands decrypt.
 pub(super) fn operator(global: &Global, vault: &Snapshot) -> anyhow::Result<Identity> {
@@ -326,15 +327,19 @@ fn with_newline(line: &[u8]) -> Secret {
     Secret::new(v)
 }
 
-/// Carries out a content plan and pushes; says what was committed.
+/// Carries out a content plan and pushes; says what was committed. `trusted`: what
+/// [`check_trust`] gave for this snapshot, when the command checked before (not again).
 fn commit(
     vault: &Snapshot,
     global: &Global,
-    plan: vault::change::Plan,
+    (plan, trusted): (vault::change::Plan, Option<Anchor>),
     upstream: Option<&vault::git::Upstream>,
     (done, out, err): (&str, &mut dyn Write, &mut dyn Write),
 ) -> anyhow::Result<()> {
-    let outcome = carry_out(vault, global, plan, None, err)?;
+    let outcome = match trusted {
+        Some(anchor) => carry_out_checked(vault, global, plan, anchor, err)?,
+        None => carry_out(vault, global, plan, None, err)?,
+    };
     writeln!(out, "{done}; commit {}.", outcome.commit.short())?;
     publish(vault.repo(), upstream, global, out)
 }
@@ -356,7 +361,13 @@ pub fn insert(
     let subject = format!("Add given password for {} to store.", escape(&name));
     let plan = vault.plan_write(&name, plain, ("insert", subject), args.force)?;
     let done = format!("Added {}", escape(&name));
-    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
+    commit(
+        &vault,
+        global,
+        (plan, None),
+        upstream.as_ref(),
+        (&done, out, err),
+    )
 }
 
 /// pass's password alphabet: `[:graph:]` (printable ASCII but space), or `[:alnum:]`.
@@ -504,7 +515,7 @@ pub fn edit(
     };
     // What could refuse the commit is checked before the person edits: their edit is not lost.
     let recipients = vault.recipients().values().flatten().copied().collect();
-    check_trust(&vault, global, &recipients, err)?;
+    let trusted = check_trust(&vault, global, &recipients, err)?;
     vault.check_content(&vault.plan_write(
         &name,
         old.clone().unwrap_or_default(),
@@ -570,6 +581,7 @@ pub fn edit(
     );
     let plan = vault.plan_write(&name, edited, ("edit", subject), true)?;
     let done = format!("Saved {}", escape(&name));
+    let plan = (plan, Some(trusted));
     commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
 }
 
@@ -599,7 +611,13 @@ pub fn rm(
         return Ok(());
     }
     let done = format!("Removed {}", count(removed.len(), "entry", "entries"));
-    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
+    commit(
+        &vault,
+        global,
+        (plan, None),
+        upstream.as_ref(),
+        (&done, out, err),
+    )
 }
 
 /// `vault mv OLD NEW` (`keep` false) and `vault cp OLD NEW` (`keep` true).
@@ -685,5 +703,11 @@ pub fn move_or_copy(
         count(moves.len(), "entry", "entries"),
         reencrypted
     );
-    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
+    commit(
+        &vault,
+        global,
+        (plan, None),
+        upstream.as_ref(),
+        (&done, out, err),
+    )
 }

@@ -276,22 +276,35 @@ pub fn sign_gpg_ids(global: &Global, plan: &mut vault::change::Plan) -> anyhow::
     Ok(())
 }
 
-/// Carries out a planned membership change: pass's signing keys, the trust check (`vouched`, the
-/// key this command itself vouches for, is exempt), the operator, the re-encryption with progress
-/// and Ctrl-C handling, and the new trust anchor.
+/// Carries out a planned membership change: the trust check (`vouched`, the key this command
+/// itself vouches for, is exempt), then [`carry_out_checked`].
 pub fn carry_out(
     vault: &Snapshot,
     global: &Global,
-    mut plan: vault::change::Plan,
+    plan: vault::change::Plan,
     vouched: Option<vault::crypto::Fingerprint>,
     err: &mut dyn Write,
 ) -> anyhow::Result<vault::change::Outcome> {
-    sign_gpg_ids(global, &mut plan)?;
     let mut others = plan.recipients_after();
     if let Some(f) = vouched {
         others.remove(&f);
     }
     let anchor = check_trust(vault, global, &others, err)?;
+    carry_out_checked(vault, global, plan, anchor, err)
+}
+
+/// Carries out a planned change whose recipients [`check_trust`] already judged on this same
+/// snapshot, giving `anchor`: pass's signing keys, the operator, the re-encryption with progress
+/// and Ctrl-C handling, and the new trust anchor. `edit` and `rotate` check trust before the
+/// person edits or changes passwords, so that the history is walked once per change (issue 18).
+pub fn carry_out_checked(
+    vault: &Snapshot,
+    global: &Global,
+    mut plan: vault::change::Plan,
+    anchor: Anchor,
+    err: &mut dyn Write,
+) -> anyhow::Result<vault::change::Outcome> {
+    sign_gpg_ids(global, &mut plan)?;
     let identity = identity(global, Some(vault))?;
     let total = vault.layout().entries.len();
     warn_card(identity.as_ref(), total, err)?;

@@ -17,7 +17,7 @@ use vault::Error;
 use crate::cli::{Global, RotateArgs};
 use crate::commands::entries::{alphabet, generate_password, operator, password_length};
 use crate::commands::sync::{catch_up, publish};
-use crate::commands::{carry_out, check_trust, open_for_change};
+use crate::commands::{carry_out_checked, check_trust, open_for_change};
 use crate::ui;
 
 pub fn run(
@@ -85,7 +85,7 @@ pub fn run(
         old.push((name.clone(), vault.decrypt_entry(entry, &mut identity)?));
     }
     let recipients = vault.recipients().values().flatten().copied().collect();
-    check_trust(&vault, global, &recipients, err)?;
+    let trusted = check_trust(&vault, global, &recipients, err)?;
     vault.check_content(&vault.plan_rotate(old.clone()))?;
     writeln!(
         err,
@@ -156,7 +156,7 @@ pub fn run(
         rotated.clone()
     };
     let plan = vault.plan_rotate(rotated);
-    let outcome = match carry_out(&vault, global, plan, None, err) {
+    let outcome = match carry_out_checked(&vault, global, plan, trusted, err) {
         Ok(o) => o,
         Err(e) => {
             if !unsaved.is_empty() {
