@@ -949,3 +949,34 @@ fn remove_member_on_a_store_that_cannot_be_written() {
     assert!(o.moved && o.note.is_some(), "{what}: {o:?}");
     fs::remove_dir_all(&store.path).unwrap();
 }
+
+/// A run killed while libgit2 writes the index leaves `.git/index.lock` (a SIGKILL at the wrong
+/// millisecond did, in a timed run of the test above): the next run finishes the change anyway
+/// (nothing releases that lock, so it is stale) instead of failing on it for ever.
+#[test]
+fn a_change_killed_while_writing_the_index_is_finished_by_the_next_run() {
+    let fx = fixture();
+    let store = fx.copy("traced");
+    let mut cmd = fx.remove_bob(&store.path);
+    cmd.env("VAULT_FAULT_TRACE", "1");
+    let out = run(cmd);
+    assert!(out.status.success(), "traced run:\n{}", show(&out));
+    let steps = fault_points(&String::from_utf8_lossy(&out.stderr));
+    let (n, _) = steps
+        .iter()
+        .find(|(_, name)| name == "work tree updated")
+        .expect("the step before the index is written");
+    fs::remove_dir_all(&store.path).unwrap();
+
+    let store = fx.copy("index-lock");
+    let mut cmd = fx.remove_bob(&store.path);
+    cmd.env("VAULT_FAULT_POINT", n.to_string());
+    let out = run(cmd);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{}", show(&out));
+    // What a kill inside the index write leaves: the lock, half written.
+    let lock = store.path.join(".git/index.lock");
+    fs::write(&lock, b"DIRC\0\0\0\x02").unwrap();
+    let o = recover_and_check(&fx, &store, "killed while writing the index");
+    assert!(o.moved, "the change was past its commit point: {o:?}");
+    assert!(!lock.exists(), "the stale index.lock is still there");
+}

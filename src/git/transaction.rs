@@ -461,7 +461,7 @@ impl Repo {
             }
         }
         fault_point("work tree updated");
-        index.write().map_err(|e| {
+        self.write_index(&mut index).map_err(|e| {
             write_failure(
                 format!(
                     "writing the index {}",
@@ -474,6 +474,39 @@ impl Repo {
         Ok(())
     }
 }
+
+impl Repo {
+    /// Writes `index` to `.git/index`. libgit2, like git, writes `.git/index.lock` first and
+    /// renames it: a process killed in between (vault's own run, whose change the next run then
+    /// finishes, or a git command) leaves the lock, and every later write would fail. A lock
+    /// that no process releases within [`STALE_LOCK`] (git holds it for milliseconds) and that
+    /// is at least that old is removed, and the write tried again, once.
+    ///
+    /// # Errors
+    /// libgit2's, when the index cannot be written or the lock is a live one.
+    fn write_index(&self, index: &mut Index) -> std::result::Result<(), git2::Error> {
+        let lock = self.repo.path().join("index.lock");
+        match index.write() {
+            Err(e) if e.code() == git2::ErrorCode::Locked => {
+                let started = std::time::Instant::now();
+                while lock.exists() && started.elapsed() < STALE_LOCK {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                let stale = fs::metadata(&lock)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_LOCK));
+                if stale {
+                    let _ = fs::remove_file(&lock);
+                }
+                index.write()
+            }
+            other => other,
+        }
+    }
+}
+
+/// How long a `.git/index.lock` must stay, unchanged, to count as left by a killed process.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) fn index_entry(path: &str, id: Oid, meta: Option<&fs::Metadata>) -> IndexEntry {
     let time = |s: i64, ns: i64| IndexTime::new(s as i32, ns as u32);
