@@ -25,7 +25,6 @@ use crate::cli::{
 use crate::commands::sync::{catch_up, publish};
 use crate::commands::{carry_out, carry_out_checked, check_trust, identity, open, open_for_change};
 use crate::ui;
-use vault::trust::Anchor;
 
 /// The operator's identity, required: these commands decrypt.
 pub(super) fn operator(global: &Global, vault: &Snapshot) -> anyhow::Result<Identity> {
@@ -327,19 +326,15 @@ fn with_newline(line: &[u8]) -> Secret {
     Secret::new(v)
 }
 
-/// Carries out a content plan and pushes; says what was committed. `trusted`: what
-/// [`check_trust`] gave for this snapshot, when the command checked before (not again).
+/// Carries out a content plan and pushes; says what was committed.
 fn commit(
     vault: &Snapshot,
     global: &Global,
-    (plan, trusted): (vault::change::Plan, Option<Anchor>),
+    plan: vault::change::Plan,
     upstream: Option<&vault::git::Upstream>,
     (done, out, err): (&str, &mut dyn Write, &mut dyn Write),
 ) -> anyhow::Result<()> {
-    let outcome = match trusted {
-        Some(anchor) => carry_out_checked(vault, global, plan, anchor, err)?,
-        None => carry_out(vault, global, plan, None, err)?,
-    };
+    let outcome = carry_out(vault, global, plan, None, err)?;
     writeln!(out, "{done}; commit {}.", outcome.commit.short())?;
     publish(vault.repo(), upstream, global, out)
 }
@@ -361,13 +356,7 @@ pub fn insert(
     let subject = format!("Add given password for {} to store.", escape(&name));
     let plan = vault.plan_write(&name, plain, ("insert", subject), args.force)?;
     let done = format!("Added {}", escape(&name));
-    commit(
-        &vault,
-        global,
-        (plan, None),
-        upstream.as_ref(),
-        (&done, out, err),
-    )
+    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
 }
 
 /// pass's password alphabet: `[:graph:]` (printable ASCII but space), or `[:alnum:]`.
@@ -580,9 +569,15 @@ pub fn edit(
         escape(&editor)
     );
     let plan = vault.plan_write(&name, edited, ("edit", subject), true)?;
-    let done = format!("Saved {}", escape(&name));
-    let plan = (plan, Some(trusted));
-    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
+    // Trust was checked before the edit, on this same snapshot: not walked again.
+    let outcome = carry_out_checked(&vault, global, plan, trusted, err)?;
+    writeln!(
+        out,
+        "Saved {}; commit {}.",
+        escape(&name),
+        outcome.commit.short()
+    )?;
+    publish(vault.repo(), upstream.as_ref(), global, out)
 }
 
 /// `vault rm ENTRY [--recursive]`.
@@ -611,13 +606,7 @@ pub fn rm(
         return Ok(());
     }
     let done = format!("Removed {}", count(removed.len(), "entry", "entries"));
-    commit(
-        &vault,
-        global,
-        (plan, None),
-        upstream.as_ref(),
-        (&done, out, err),
-    )
+    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
 }
 
 /// `vault mv OLD NEW` (`keep` false) and `vault cp OLD NEW` (`keep` true).
@@ -703,11 +692,5 @@ pub fn move_or_copy(
         count(moves.len(), "entry", "entries"),
         reencrypted
     );
-    commit(
-        &vault,
-        global,
-        (plan, None),
-        upstream.as_ref(),
-        (&done, out, err),
-    )
+    commit(&vault, global, plan, upstream.as_ref(), (&done, out, err))
 }
