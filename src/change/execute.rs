@@ -727,7 +727,6 @@ impl Phases<'_, '_, '_> {
         &self,
         (entry, folder): (&Entry, &Folder),
         check: Checked,
-        objects: &Result<Objects>,
         pack: &std::sync::mpsc::SyncSender<NewBlob>,
     ) -> Option<Rewritten> {
         if self.failed() {
@@ -737,7 +736,6 @@ impl Phases<'_, '_, '_> {
         let rewritten = rewrite_entry(
             entry,
             check,
-            objects,
             recipients,
             self.work.steps.monitor,
             (self.staging, pack),
@@ -776,7 +774,7 @@ impl Phases<'_, '_, '_> {
                     );
                     work.steps.tick();
                     let check = check.map_err(|f| self.fail(entry, f)).ok()?;
-                    self.rewrite((entry, folder), check, objects, pack)
+                    self.rewrite((entry, folder), check, pack)
                 },
             )
             .collect()
@@ -815,11 +813,10 @@ impl Phases<'_, '_, '_> {
                             .and_then(|o| o.read(entry.blob))
                             .map_err(Failure::Other)
                             .and_then(|bytes| {
-                                match look(&bytes, &work.targets[folder].1, removed) {
-                                    Ok(Looked::Locked(env)) => Ok(Looked::Locked(env.into_owned())),
-                                    Ok(Looked::Done(checked)) => Ok(Looked::Done(checked)),
-                                    Err(f) => Err(f),
-                                }
+                                Ok(match look(&bytes, &work.targets[folder].1, removed)? {
+                                    Looked::Locked(env) => Looked::Locked(env.into_owned()),
+                                    Looked::Done(checked) => Looked::Done(checked),
+                                })
                             });
                         match looked {
                             Ok(Looked::Locked(env)) => Some((i, env)),
@@ -839,7 +836,7 @@ impl Phases<'_, '_, '_> {
                     let (entry, folder) = work.entries[i];
                     let wanted = &work.targets[folder].1;
                     work.steps.tick();
-                    match decide(&env, unlocked, (wanted, removed), self.failed()) {
+                    match decide(env, unlocked, (wanted, removed), self.failed()) {
                         Ok(checked) => {
                             let _ = ready.send((i, checked));
                         }
@@ -852,13 +849,9 @@ impl Phases<'_, '_, '_> {
             let rewritten: Vec<(usize, Option<Rewritten>)> = checked
                 .into_iter()
                 .par_bridge()
-                .map_init(
-                    || (Objects::open(self.root), pack.clone()),
-                    |(objects, pack), (i, check)| {
-                        let (entry, folder) = work.entries[i];
-                        (i, self.rewrite((entry, folder), check, objects, pack))
-                    },
-                )
+                .map_with(pack, |pack, (i, check)| {
+                    (i, self.rewrite(work.entries[i], check, pack))
+                })
                 .collect();
             for (i, r) in rewritten {
                 results[i] = r;
@@ -911,12 +904,14 @@ enum Checked {
     Unchanged { exposed: bool },
     /// New readers only: keep the data, add PKESKs for `missing`.
     Rewrap {
+        env: Envelope<'static>,
         unlocked: crypto::Unlocked,
         missing: Vec<KeyId>,
         exposed: bool,
     },
     /// Someone loses access (or the message is not one to keep): fresh session key.
     Reencrypt {
+        env: Envelope<'static>,
         unlocked: crypto::Unlocked,
         exposed: bool,
     },
@@ -961,7 +956,7 @@ fn check_entry(
         Looked::Locked(env) => {
             let identity = identity.ok_or(Failure::NoIdentity)?;
             let unlocked = identity.unlock(&env);
-            decide(&env, unlocked, (wanted, removed), checking_only)
+            decide(env, unlocked, (wanted, removed), checking_only)
         }
     }
 }
@@ -988,9 +983,10 @@ fn look<'m>(
 }
 
 /// Phase 1's second half for one entry whose readers must change, given what unlocking its
-/// session key gave (`None`: the operator cannot).
+/// session key gave (`None`: the operator cannot). The message goes on to phase 2, which does
+/// not read the entry again.
 fn decide(
-    env: &Envelope,
+    env: Envelope,
     unlocked: Option<crypto::Unlocked>,
     (wanted, removed): (&BTreeSet<KeyId>, &[KeyId]),
     checking_only: bool,
@@ -1007,12 +1003,17 @@ fn decide(
     if all_named && actual.is_subset(wanted) && env.is_seipd_v1() {
         let missing = wanted.difference(&actual).copied().collect();
         return Ok(Checked::Rewrap {
+            env: env.into_owned(),
             unlocked,
             missing,
             exposed,
         });
     }
-    Ok(Checked::Reencrypt { unlocked, exposed })
+    Ok(Checked::Reencrypt {
+        env: env.into_owned(),
+        unlocked,
+        exposed,
+    })
 }
 
 /// Phase 2 for one entry: the new ciphertext, staged in the work tree, and framed as a blob and
@@ -1020,7 +1021,6 @@ fn decide(
 fn rewrite_entry(
     entry: &Entry,
     check: Checked,
-    objects: &Result<Objects>,
     recipients: &Recipients,
     monitor: &Monitor,
     (staging, pack): (&Staging, &std::sync::mpsc::SyncSender<NewBlob>),
@@ -1039,13 +1039,10 @@ fn rewrite_entry(
     if (monitor.interrupted)() {
         return Err(Error::Interrupted);
     }
-    let objects = Objects::opened(objects)?;
-    let bytes = objects.read(entry.blob)?;
     let corrupt = |problem: CryptoError| Error::Entry {
         entry: entry.name.clone(),
         problem: problem.to_string(),
     };
-    let env = Envelope::parse(&bytes).map_err(corrupt)?;
     let write = |ct: &[u8]| -> Result<BlobId> {
         staging.write(&entry.path, ct)?;
         let new = NewBlob::new(ct.to_vec());
@@ -1057,6 +1054,7 @@ fn rewrite_entry(
     match check {
         Checked::Unchanged { .. } => unreachable!("handled above"),
         Checked::Rewrap {
+            env,
             unlocked,
             missing,
             exposed,
@@ -1065,7 +1063,11 @@ fn rewrite_entry(
                 .map_err(corrupt)?;
             done(How::Rewrapped(write(&ct)?), exposed)
         }
-        Checked::Reencrypt { unlocked, exposed } => {
+        Checked::Reencrypt {
+            env,
+            unlocked,
+            exposed,
+        } => {
             let plain = crypto::decrypt(&env, &unlocked).map_err(corrupt)?;
             let ct = crypto::encrypt(&plain, recipients).map_err(corrupt)?;
             done(How::Reencrypted(write(&ct)?), exposed)
