@@ -540,17 +540,24 @@ fn chosen_points(steps: &[(usize, String)]) -> Vec<usize> {
     out.into_iter().collect()
 }
 
-#[test]
-fn remove_member_crashing_at_each_step_of_the_commit_loses_nothing() {
-    let fx = fixture();
-
-    // Learn the steps from a traced, uninterrupted run (itself a valid end state).
+/// A traced, uninterrupted `remove-member bob` on a copy of the fixture: the store it left and
+/// the steps it named (`fault-point N NAME`).
+fn traced_run(fx: &Fixture) -> (Store, Vec<(usize, String)>) {
     let store = fx.copy("traced");
     let mut cmd = fx.remove_bob(&store.path);
     cmd.env("VAULT_FAULT_TRACE", "1");
     let out = run(cmd);
     assert!(out.status.success(), "traced run:\n{}", show(&out));
     let steps = fault_points(&String::from_utf8_lossy(&out.stderr));
+    (store, steps)
+}
+
+#[test]
+fn remove_member_crashing_at_each_step_of_the_commit_loses_nothing() {
+    let fx = fixture();
+
+    // Learn the steps from a traced, uninterrupted run (itself a valid end state).
+    let (store, steps) = traced_run(&fx);
     let names: Vec<&str> = steps.iter().map(|(_, n)| n.as_str()).collect();
     let order: Vec<&str> = names
         .iter()
@@ -956,12 +963,7 @@ fn remove_member_on_a_store_that_cannot_be_written() {
 #[test]
 fn a_change_killed_while_writing_the_index_is_finished_by_the_next_run() {
     let fx = fixture();
-    let store = fx.copy("traced");
-    let mut cmd = fx.remove_bob(&store.path);
-    cmd.env("VAULT_FAULT_TRACE", "1");
-    let out = run(cmd);
-    assert!(out.status.success(), "traced run:\n{}", show(&out));
-    let steps = fault_points(&String::from_utf8_lossy(&out.stderr));
+    let (store, steps) = traced_run(&fx);
     let (n, _) = steps
         .iter()
         .find(|(_, name)| name == "work tree updated")
